@@ -1,0 +1,1 @@
+"""Shipped weights: NAME.safetensors with a JSON model card NAME.json each."""

@@ -1,0 +1,314 @@
+"""Pixel-adaptive convolution (Su et al., CVPR 2019), functional form.
+
+``out_i = sum_j K(f_i, f_j) W[p_i - p_j] x_j (+ b)``, optionally divided by ``sum_j K(f_i, f_j)``.
+
+Memory is the point of this implementation. The reference code unfolds the input into an
+(N, C, k*k, H, W) buffer; here the sum runs over the k*k filter taps, one tap at a time,
+inside a custom ``autograd.Function`` whose backward recomputes each tap's kernel instead of
+storing it. Peak memory is a few feature maps, whatever the kernel size.
+
+Geometry (what ``i`` and ``j`` are):
+
+* ``pac_conv2d``: output pixel ``o`` reads inputs ``o*stride - padding + dilation*t``; its own
+  feature ``f_i`` is the guide at the filter's centre tap ``t = k // 2`` (clamped into the
+  image), which is the output pixel itself for the usual odd ``k`` with "same" padding.
+  Taps that fall outside the image contribute nothing, to the sum or to the normaliser.
+* ``pac_conv_transpose2d``: the guide lives at the output resolution. ``f_i`` is the guide at
+  the output pixel; input sample ``j`` takes the guide at the centre of its footprint,
+  ``j*stride - padding + (dilation*(k-1)) // 2`` (clamped into the output image). Only real
+  input samples enter the normaliser, never the zeros a transposed convolution inserts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.nn.modules.utils import _pair
+
+from .kernels import get_kernel
+
+IntOr2 = int | tuple[int, int]
+_NORM_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class _Tap:
+    """One filter tap: which weight, which input/output pixels it connects."""
+
+    a: int
+    b: int
+    src: tuple[slice, slice]  # into the input and the neighbour-guide map
+    dst: tuple[slice, slice]  # into the output and the centre-guide map
+
+
+def _conv_out_size(n: int, k: int, s: int, p: int, d: int) -> int:
+    return (n + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _transpose_out_size(n: int, k: int, s: int, p: int, op: int, d: int) -> int:
+    return (n - 1) * s - 2 * p + d * (k - 1) + op + 1
+
+
+def _strided_range(n_idx: int, n_tgt: int, s: int, c: int) -> tuple[slice, slice] | None:
+    """Indices ``m`` in [0, n_idx) with ``s*m + c`` in [0, n_tgt): (range of m, strided targets)."""
+    lo = max(0, -(c // s))  # ceil(-c / s)
+    hi = min(n_idx - 1, (n_tgt - 1 - c) // s)
+    if hi < lo:
+        return None
+    return slice(lo, hi + 1), slice(s * lo + c, s * hi + c + 1, s)
+
+
+def _taps(idx_size: tuple[int, int], tgt_size: tuple[int, int], k: tuple[int, int], s: tuple[int, int],
+          p: tuple[int, int], d: tuple[int, int], transposed: bool) -> list[_Tap]:
+    """Filter taps connecting ``idx`` pixels ``m`` to ``tgt`` pixels ``s*m - p + d*t``.
+
+    For a convolution ``idx`` is the output and ``tgt`` the input; for a transposed one the
+    roles swap. A tap is restricted to the rectangle where both ends are inside their images,
+    so out-of-image neighbours add nothing to the sum or to the normaliser.
+    """
+    taps = []
+    for a in range(k[0]):
+        ra = _strided_range(idx_size[0], tgt_size[0], s[0], d[0] * a - p[0])
+        if ra is None:
+            continue
+        for b in range(k[1]):
+            cb = _strided_range(idx_size[1], tgt_size[1], s[1], d[1] * b - p[1])
+            if cb is None:
+                continue
+            idx, tgt = (ra[0], cb[0]), (ra[1], cb[1])
+            taps.append(_Tap(a, b, src=idx, dst=tgt) if transposed else _Tap(a, b, src=tgt, dst=idx))
+    return taps
+
+
+def _gather2d(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    return x.index_select(2, rows).index_select(3, cols)
+
+
+def _grouped_mm(wm: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(G, Co, Ci) x (N, G*Ci, h, w) -> (N, G*Co, h, w)."""
+    n, _, h, w = x.shape
+    g, co, ci = wm.shape
+    return torch.matmul(wm, x.reshape(n, g, ci, h * w)).reshape(n, g * co, h, w)
+
+
+class _PacFunction(torch.autograd.Function):
+    """Sum over taps of ``W_t (K_t * x_t)``; backward recomputes every ``K_t``.
+
+    ``x_src``/``nb_src`` are sliced by ``tap.src`` (input values and their guide features),
+    ``ctr_src`` by ``tap.dst`` (the output pixels' own guide features). ``wmats[t]`` is the
+    (G, Cout/G, Cin/G) matrix of tap t.
+    """
+
+    @staticmethod
+    def forward(ctx, x_src, nb_src, ctr_src, weight, taps, wmat_fn, wgrad_fn, out_shape,
+                normalize, kernel_type):
+        kern = get_kernel(kernel_type)
+        n, cout, ho, wo = out_shape
+        out = x_src.new_zeros(out_shape)
+        norm = x_src.new_zeros(n, 1, ho, wo) if normalize else None
+        for tap in taps:
+            xs = x_src[(..., *tap.src)]
+            sq = (ctr_src[(..., *tap.dst)] - nb_src[(..., *tap.src)]).pow(2).sum(1, keepdim=True)
+            k = kern(sq)[0]
+            out[(..., *tap.dst)] += _grouped_mm(wmat_fn(weight, tap), xs * k)
+            if norm is not None:
+                norm[(..., *tap.dst)] += k
+        if norm is not None:
+            norm = norm.clamp_min(_NORM_EPS)
+            out = out / norm
+        ctx.save_for_backward(x_src, nb_src, ctr_src, weight, out if normalize else None, norm)
+        ctx.taps, ctx.wmat_fn, ctx.wgrad_fn, ctx.kernel_type = taps, wmat_fn, wgrad_fn, kernel_type
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        x_src, nb_src, ctr_src, weight, out, norm = ctx.saved_tensors
+        kern = get_kernel(ctx.kernel_type)
+        need_x, need_nb, need_ctr, need_w = ctx.needs_input_grad[:4]
+        need_guide = need_nb or need_ctr
+        grad_out = grad_out.contiguous()
+        if norm is not None:
+            gr = grad_out / norm
+            gnorm = -(gr * out).sum(1, keepdim=True)
+        else:
+            gr, gnorm = grad_out, None
+
+        gx = torch.zeros_like(x_src) if need_x else None
+        gnb = torch.zeros_like(nb_src) if need_guide else None
+        gctr = torch.zeros_like(ctr_src) if need_guide else None
+        gw = torch.zeros_like(weight) if need_w else None
+        for tap in ctx.taps:
+            xs = x_src[(..., *tap.src)]
+            diff = ctr_src[(..., *tap.dst)] - nb_src[(..., *tap.src)]
+            k, dk = kern(diff.pow(2).sum(1, keepdim=True))
+            wm = ctx.wmat_fn(weight, tap)
+            g_t = gr[(..., *tap.dst)]
+            if need_w:
+                xk = xs * k
+                g, co, ci = wm.shape
+                nb_, _, h, w = xk.shape
+                gmat = torch.einsum("ngop,ngip->goi", g_t.reshape(nb_, g, co, h * w), xk.reshape(nb_, g, ci, h * w))
+                ctx.wgrad_fn(gw, tap, gmat)
+            if not (need_x or need_guide):
+                continue
+            gxk = _grouped_mm(wm.transpose(1, 2), g_t)
+            if need_x:
+                gx[(..., *tap.src)].addcmul_(gxk, k)
+            if need_guide:
+                gk = (gxk.mul_(xs)).sum(1, keepdim=True)
+                if gnorm is not None:
+                    gk += gnorm[(..., *tap.dst)]
+                t = diff.mul_(gk.mul_(dk).mul_(2.0))
+                gctr[(..., *tap.dst)] += t
+                gnb[(..., *tap.src)] -= t
+        return gx, gnb, gctr, gw, None, None, None, None, None, None
+
+
+def _check_common(input: torch.Tensor, guide: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                  kernel_type: str) -> None:
+    for name, t in (("input", input), ("guide", guide), ("weight", weight)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 4:
+            raise ValueError(f"{name} must be 4-D, got shape {tuple(t.shape)}")
+    if guide.shape[0] != input.shape[0]:
+        raise ValueError(f"guide batch {guide.shape[0]} != input batch {input.shape[0]}")
+    if bias is not None and (bias.dim() != 1):
+        raise ValueError(f"bias must be 1-D, got shape {tuple(bias.shape)}")
+    get_kernel(kernel_type)
+
+
+def _check_positive(name: str, v: tuple[int, int], allow_zero: bool = False) -> None:
+    lo = 0 if allow_zero else 1
+    if any(int(x) != x or x < lo for x in v):
+        raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'} integers, got {v}")
+
+
+def pac_conv2d(input: torch.Tensor, guide: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+               stride: IntOr2 = 1, padding: IntOr2 = 0, dilation: IntOr2 = 1,
+               kernel_type: str = "gaussian", normalize: bool = False, *, groups: int = 1) -> torch.Tensor:
+    """Pixel-adaptive convolution.
+
+    Args:
+        input: (N, Cin, H, W).
+        guide: (N, Cg, H, W) adapting features, same spatial size as ``input``.
+        weight: (Cout, Cin / groups, kH, kW), as ``F.conv2d``.
+        bias: (Cout,) or None.
+        normalize: divide by the sum of kernel values over in-image taps.
+
+    Returns:
+        (N, Cout, Ho, Wo) with the output size of ``F.conv2d``.
+    """
+    _check_common(input, guide, weight, bias, kernel_type)
+    k, s, p, d = _pair(weight.shape[-2:]), _pair(stride), _pair(padding), _pair(dilation)
+    _check_positive("stride", s)
+    _check_positive("dilation", d)
+    _check_positive("padding", p, allow_zero=True)
+    n, cin, h, w = input.shape
+    if guide.shape[-2:] != input.shape[-2:]:
+        raise ValueError(f"guide size {tuple(guide.shape[-2:])} must equal input size {(h, w)}")
+    if groups < 1 or cin % groups or weight.shape[0] % groups or weight.shape[1] * groups != cin:
+        raise ValueError(f"weight {tuple(weight.shape)} with groups={groups} does not fit {cin} input channels")
+    ho, wo = _conv_out_size(h, k[0], s[0], p[0], d[0]), _conv_out_size(w, k[1], s[1], p[1], d[1])
+    if ho < 1 or wo < 1:
+        raise ValueError(f"input {(h, w)} is too small for kernel {k} with padding {p}, dilation {d}")
+    guide = guide.to(input.dtype)
+    cout = weight.shape[0]
+
+    # The centre tap's guide is each output pixel's own feature.
+    rows = (torch.arange(ho, device=input.device) * s[0] - p[0] + d[0] * (k[0] // 2)).clamp(0, h - 1)
+    cols = (torch.arange(wo, device=input.device) * s[1] - p[1] + d[1] * (k[1] // 2)).clamp(0, w - 1)
+    ctr = _gather2d(guide, rows, cols)
+    taps = _taps((ho, wo), (h, w), k, s, p, d, transposed=False)
+
+    def wmat(wt: torch.Tensor, tap: _Tap) -> torch.Tensor:
+        return wt[:, :, tap.a, tap.b].reshape(groups, cout // groups, cin // groups)
+
+    def wgrad(gw: torch.Tensor, tap: _Tap, gmat: torch.Tensor) -> None:
+        gw[:, :, tap.a, tap.b] += gmat.reshape(cout, cin // groups)
+
+    out = _PacFunction.apply(input, guide, ctr, weight, taps, wmat, wgrad, (n, cout, ho, wo), normalize, kernel_type)
+    if bias is not None:
+        out = out + bias.view(1, -1, 1, 1)
+    return out
+
+
+def pac_conv_transpose2d(input: torch.Tensor, guide: torch.Tensor, weight: torch.Tensor,
+                         bias: torch.Tensor | None = None, stride: IntOr2 = 1, padding: IntOr2 = 0,
+                         output_padding: IntOr2 = 0, dilation: IntOr2 = 1,
+                         kernel_type: str = "gaussian", normalize: bool = False, *,
+                         groups: int = 1) -> torch.Tensor:
+    """Pixel-adaptive transposed convolution.
+
+    Args:
+        input: (N, Cin, H, W).
+        guide: (N, Cg, Ho, Wo) adapting features at the output resolution.
+        weight: (Cin, Cout / groups, kH, kW), as ``F.conv_transpose2d``.
+        bias: (Cout,) or None.
+        normalize: divide by the sum of kernel values over the input samples that reach
+            each output pixel.
+
+    Returns:
+        (N, Cout, Ho, Wo) with the output size of ``F.conv_transpose2d``.
+    """
+    _check_common(input, guide, weight, bias, kernel_type)
+    k, s, p, d = _pair(weight.shape[-2:]), _pair(stride), _pair(padding), _pair(dilation)
+    op = _pair(output_padding)
+    _check_positive("stride", s)
+    _check_positive("dilation", d)
+    _check_positive("padding", p, allow_zero=True)
+    _check_positive("output_padding", op, allow_zero=True)
+    if op[0] >= max(s[0], d[0]) or op[1] >= max(s[1], d[1]):
+        raise ValueError(f"output_padding {op} must be smaller than stride {s} or dilation {d}")
+    n, cin, h, w = input.shape
+    if groups < 1 or cin % groups or weight.shape[0] != cin:
+        raise ValueError(f"weight {tuple(weight.shape)} with groups={groups} does not fit {cin} input channels")
+    ho = _transpose_out_size(h, k[0], s[0], p[0], op[0], d[0])
+    wo = _transpose_out_size(w, k[1], s[1], p[1], op[1], d[1])
+    if ho < 1 or wo < 1:
+        raise ValueError(f"input {(h, w)} gives an empty output with kernel {k}, padding {p}")
+    if tuple(guide.shape[-2:]) != (ho, wo):
+        raise ValueError(f"guide size {tuple(guide.shape[-2:])} must equal the output size {(ho, wo)}")
+    guide = guide.to(input.dtype)
+    cin_g, cout_g = cin // groups, weight.shape[1]
+    cout = cout_g * groups
+
+    # Each input sample's own feature: the guide at the centre of its output footprint.
+    rows = (torch.arange(h, device=input.device) * s[0] - p[0] + (d[0] * (k[0] - 1)) // 2).clamp(0, ho - 1)
+    cols = (torch.arange(w, device=input.device) * s[1] - p[1] + (d[1] * (k[1] - 1)) // 2).clamp(0, wo - 1)
+    nb = _gather2d(guide, rows, cols)
+    taps = _taps((h, w), (ho, wo), k, s, p, d, transposed=True)
+
+    def wmat(wt: torch.Tensor, tap: _Tap) -> torch.Tensor:
+        return wt[:, :, tap.a, tap.b].reshape(groups, cin_g, cout_g).transpose(1, 2)
+
+    def wgrad(gw: torch.Tensor, tap: _Tap, gmat: torch.Tensor) -> None:
+        gw[:, :, tap.a, tap.b] += gmat.transpose(1, 2).reshape(cin, cout_g)
+
+    out = _PacFunction.apply(input, nb, guide, weight, taps, wmat, wgrad, (n, cout, ho, wo), normalize,
+                             kernel_type)
+    if bias is not None:
+        out = out + bias.view(1, -1, 1, 1)
+    return out
+
+
+def pac_pool2d(input: torch.Tensor, guide: torch.Tensor, kernel_size: IntOr2, stride: IntOr2 = 1,
+               padding: IntOr2 = 0, dilation: IntOr2 = 1, kernel_type: str = "gaussian") -> torch.Tensor:
+    """Pixel-adaptive average pooling: per channel, the kernel-weighted mean of each window.
+
+    Args:
+        input: (N, C, H, W).
+        guide: (N, Cg, H, W).
+
+    Returns:
+        (N, C, Ho, Wo); with a constant guide equal to
+        ``F.avg_pool2d(..., count_include_pad=False)`` for the same window.
+    """
+    if not isinstance(input, torch.Tensor) or input.dim() != 4:
+        raise ValueError(f"input must be a 4-D tensor, got {getattr(input, 'shape', type(input))}")
+    c = input.shape[1]
+    weight = input.new_ones((c, 1, *_pair(kernel_size)))
+    return pac_conv2d(input, guide, weight, None, stride, padding, dilation, kernel_type, normalize=True,
+                      groups=c)

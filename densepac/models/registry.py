@@ -1,0 +1,103 @@
+"""Model registry: ``register_model`` / ``create_model`` / ``list_models``, timm style.
+
+A registered factory only states architecture arguments; loading weights happens here, in
+:func:`create_model`, so architecture files hold no loading code.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from torch import nn
+
+from ..errors import InputError
+from .weights import load_weights_into, shipped_card
+
+TASKS = ("depth", "segmentation")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """What the registry knows about one model name."""
+
+    name: str
+    factory: Callable[..., nn.Module]
+    task: str
+    description: str = ""
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+_MODELS: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str | None = None, *, task: str | None = None, **defaults: Any) -> Callable:
+    """Register a model class or factory under ``name`` (default: its lower-case name).
+
+    ``task`` defaults to the ``task`` attribute of the class (or of the factory's return
+    annotation). Extra keyword arguments become defaults passed to the factory, so one
+    class can be registered under several names (``pac_jointupsample_x4``, ``..._x8``).
+    """
+
+    def decorator(obj: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        key = name or obj.__name__.lower()
+        target = obj if inspect.isclass(obj) else inspect.signature(obj).return_annotation
+        model_task = task or getattr(target, "task", None)
+        if model_task not in TASKS:
+            raise ValueError(f"model {key!r}: task must be one of {TASKS}, got {model_task!r}")
+        if key in _MODELS:
+            raise ValueError(f"model name {key!r} is already registered")
+        doc = inspect.getdoc(obj) or ""
+        _MODELS[key] = ModelEntry(key, obj, model_task, doc.splitlines()[0] if doc else "", dict(defaults))
+        return obj
+
+    return decorator
+
+
+def list_models(pattern: str | None = None, task: str | None = None) -> list[str]:
+    """Sorted registered names, optionally filtered by a wildcard ``pattern`` and ``task``."""
+    if task is not None and task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    names = (n for n, e in _MODELS.items() if task is None or e.task == task)
+    return sorted(n for n in names if pattern is None or fnmatch.fnmatch(n, pattern))
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The registry entry for ``name``; an unknown name lists the closest ones."""
+    try:
+        return _MODELS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(_MODELS), n=5, cutoff=0.4)
+        hint = f"did you mean {', '.join(close)}?" if close else "see `densepac models` for the list"
+        raise InputError(f"unknown model {name!r}: {hint}") from None
+
+
+def create_model(name: str, pretrained: bool = False, weights: str | Path | None = None, **kwargs: Any) -> nn.Module:
+    """Build a registered model.
+
+    Args:
+        name: registry name (see :func:`list_models`).
+        pretrained: load the shipped weights ``weights/<name>.safetensors`` (checked against
+            the sha256 in its model card); the card's architecture arguments are used unless
+            overridden in ``kwargs``.
+        weights: a ``.safetensors`` file or a ``torch.save`` state dict (loaded with
+            ``weights_only=True``) to load instead.
+        **kwargs: architecture arguments of the model's factory.
+    """
+    entry = get_entry(name)
+    card = shipped_card(name) if pretrained else None
+    if pretrained and card is None:
+        raise InputError(f"model {name!r} has no shipped weights; train it with `densepac train` or pass weights=")
+    args = {**entry.defaults, **(card.kwargs if card else {}), **kwargs}
+    model = entry.factory(**args)
+    model.task = entry.task
+    model.model_name = name
+    if card is not None:
+        load_weights_into(model, card.weights_path, expected_sha256=card.sha256)
+    if weights is not None:
+        load_weights_into(model, Path(weights))
+    return model

@@ -1,0 +1,159 @@
+"""Shipped weights: ``weights/NAME.safetensors`` with a JSON model card ``weights/NAME.json``.
+
+Loading never unpickles arbitrary objects: safetensors, or ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import WeightsError
+
+WEIGHTS_PACKAGE = "densepac.weights"
+
+
+@dataclass(frozen=True)
+class WeightsCard:
+    """The model card of a shipped weights file."""
+
+    name: str
+    arch: str
+    sha256: str
+    weights_path: Path
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    data: str = ""
+    seed: int | None = None
+    command: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, path: Path) -> "WeightsCard":
+        try:
+            meta = json.loads(path.read_text())
+            return cls(name=path.stem, arch=meta["arch"], sha256=meta["sha256"],
+                       weights_path=path.with_suffix(".safetensors"), kwargs=meta.get("kwargs", {}),
+                       data=meta.get("data", ""), seed=meta.get("seed"), command=meta.get("command", ""),
+                       metrics=meta.get("metrics", {}))
+        except (OSError, ValueError, KeyError) as e:
+            raise WeightsError(f"model card {path} is unreadable ({e}); restore it from the repository") from None
+
+
+def weights_dir() -> Path:
+    """Folder of the shipped weights (package data of ``densepac.weights``)."""
+    return Path(str(importlib.resources.files(WEIGHTS_PACKAGE)))
+
+
+def list_weights() -> list[str]:
+    """Names of the shipped weights."""
+    return sorted(p.stem for p in weights_dir().glob("*.json"))
+
+
+def shipped_card(name: str) -> WeightsCard | None:
+    """The model card of the shipped weights ``name``, or None."""
+    path = weights_dir() / f"{name}.json"
+    return WeightsCard.from_json(path) if path.is_file() else None
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.safetensors`` file or of a ``torch.save`` file, without unpickling code.
+
+    A torch file that needs arbitrary objects is refused with :class:`WeightsError`; a
+    ``{"state_dict": ...}`` or ``{"model": ...}`` wrapper is unwrapped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist; check the path")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise WeightsError(f"weights file {path} is not valid safetensors ({e}); re-download or re-export it") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise WeightsError(f"weights file {path} holds pickled objects that are not plain tensors and was refused "
+                           f"for safety ({str(e).splitlines()[0]}); save a state_dict or a .safetensors file") from None
+    except (RuntimeError, OSError, EOFError, ValueError) as e:
+        raise WeightsError(f"weights file {path} is not a readable torch or safetensors file ({e})") from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"weights file {path} does not hold a state dict of tensors; save model.state_dict()")
+    return obj
+
+
+def _strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def load_weights_into(model: nn.Module, path: str | Path, expected_sha256: str | None = None) -> nn.Module:
+    """Load ``path`` into ``model`` strictly; a mismatch names the keys and shapes at fault."""
+    path = Path(path)
+    if expected_sha256 is not None:
+        if not path.is_file():
+            raise WeightsError(f"shipped weights {path} are missing; reinstall densepac")
+        digest = sha256_file(path)
+        if digest != expected_sha256:
+            raise WeightsError(f"weights {path} fail their sha256 check ({digest[:12]}... != "
+                               f"{expected_sha256[:12]}...); the file is corrupt, reinstall densepac")
+    state = _strip_prefix(read_state_dict(path), "module.")
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+              if k in state and state[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        name = getattr(model, "model_name", type(model).__name__)
+        parts = []
+        if shapes:
+            parts.append(f"shape mismatch (file vs model): {'; '.join(shapes[:3])}")
+        if missing:
+            parts.append(f"{len(missing)} missing keys, e.g. {', '.join(missing[:3])}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys, e.g. {', '.join(unexpected[:3])}")
+        raise WeightsError(f"weights {path} do not fit model {name!r}: {'; '.join(parts)}; "
+                           "pick the model these weights were trained for")
+    model.load_state_dict(state)
+    return model
+
+
+def save_weights(model: nn.Module, name: str, arch: str, out_dir: str | Path, **card: Any) -> Path:
+    """Write ``out_dir/NAME.safetensors`` and its model card ``NAME.json`` (sha256 filled in)."""
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.safetensors"
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    tmp.replace(path)
+    meta = {"arch": arch, "sha256": sha256_file(path), **card}
+    card_path = out_dir / f"{name}.json"
+    tmp = card_path.with_name(f".{card_path.name}.tmp")
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    tmp.replace(card_path)
+    return path

@@ -2,6 +2,14 @@
 
 __version__ = "0.1.0"
 
-from .models import create_model, list_models, register_model  # noqa: E402
+_LAZY = {"create_model", "list_models", "register_model"}
+__all__ = ["__version__", *sorted(_LAZY)]
 
-__all__ = ["__version__", "create_model", "list_models", "register_model"]
+
+def __getattr__(name: str):
+    # Lazy so that `import densepac` (and `densepac --help`) does not pay for importing torch.
+    if name in _LAZY:
+        from . import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module 'densepac' has no attribute {name!r}")

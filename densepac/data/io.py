@@ -423,15 +423,15 @@ def validate_depth(depth: np.ndarray, name: str) -> np.ndarray:
     if arr.dtype.kind not in "uif":
         raise InputError(f"{name}: depth has dtype {arr.dtype}; give float32 metres")
     out = _finite_or_zero(arr)
-    if not np.any(out > 0):
-        raise InputError(
-            f"{name}: every depth pixel is missing (0 or non-finite); check the file and "
-            "--depth-scale"
-        )
     if np.any(out < 0):
         raise InputError(
             f"{name}: depth has negative values (min {float(out.min()):g}); depth must be "
             "metres >= 0, with 0 for missing pixels"
+        )
+    if not np.any(out > 0):
+        raise InputError(
+            f"{name}: every depth pixel is missing (0 or non-finite); check the file and "
+            "--depth-scale"
         )
     return out
 

@@ -34,6 +34,7 @@ class WeightsCard:
     seed: int | None = None
     command: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
+    default: bool = False  # the model `densepac upsample` uses for its scale
 
     @classmethod
     def from_json(cls, path: Path) -> "WeightsCard":
@@ -42,7 +43,7 @@ class WeightsCard:
             return cls(name=path.stem, arch=meta["arch"], sha256=meta["sha256"],
                        weights_path=path.with_suffix(".safetensors"), kwargs=meta.get("kwargs", {}),
                        data=meta.get("data", ""), seed=meta.get("seed"), command=meta.get("command", ""),
-                       metrics=meta.get("metrics", {}))
+                       metrics=meta.get("metrics", {}), default=bool(meta.get("default", False)))
         except (OSError, ValueError, KeyError) as e:
             raise WeightsError(f"model card {path} is unreadable ({e}); restore it from the repository") from None
 

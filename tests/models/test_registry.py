@@ -1,0 +1,115 @@
+"""Registry behaviour and safe weight loading."""
+
+import json
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+import densepac
+from densepac.errors import InputError, WeightsError
+from densepac.models import create_model, list_models, load_weights_into, read_state_dict, register_model, save_weights
+from densepac.models.depth_base import DepthModel
+
+
+@register_model("_test_tiny_depth", width=3)
+class TinyDepth(DepthModel):
+    """A learned 1x1 conv, enough to test weights."""
+
+    def __init__(self, width: int = 2) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, width, 1)
+        self.head = nn.Conv2d(width, 1, 1)
+
+    def forward(self, depth_lr, guide):
+        up = nn.functional.interpolate(depth_lr, size=guide.shape[-2:])
+        return self.head(self.conv(up))
+
+
+def test_list_models_filters_by_task_and_pattern():
+    depth = list_models(task="depth")
+    assert {"bicubic", "guided_filter", "joint_bilateral", "_test_tiny_depth"} <= set(depth)
+    assert list_models("joint_*") == ["joint_bilateral"]
+    assert densepac.list_models is list_models
+    with pytest.raises(ValueError, match="task"):
+        list_models(task="audio")
+
+
+def test_create_model_sets_task_and_defaults():
+    m = create_model("_test_tiny_depth")
+    assert m.task == "depth" and m.conv.out_channels == 3
+    assert create_model("_test_tiny_depth", width=5).conv.out_channels == 5
+
+
+def test_unknown_name_lists_closest():
+    with pytest.raises(InputError, match="did you mean joint_bilateral"):
+        create_model("joint_bilatral")
+
+
+def test_duplicate_and_taskless_registration_refused():
+    with pytest.raises(ValueError, match="already registered"):
+        register_model("bicubic")(TinyDepth)
+    with pytest.raises(ValueError, match="task"):
+        register_model("_no_task")(nn.Identity)
+
+
+def test_weights_round_trip_and_card(tmp_path):
+    torch.manual_seed(0)
+    m = create_model("_test_tiny_depth")
+    path = save_weights(m, "tiny", "_test_tiny_depth", tmp_path, kwargs={"width": 3}, seed=0)
+    card = json.loads((tmp_path / "tiny.json").read_text())
+    assert card["arch"] == "_test_tiny_depth" and len(card["sha256"]) == 64
+    m2 = create_model("_test_tiny_depth", weights=path)
+    for a, b in zip(m.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(a, b)
+    torch.save({"state_dict": {"module." + k: v for k, v in m.state_dict().items()}}, tmp_path / "ddp.pt")
+    m3 = create_model("_test_tiny_depth", weights=tmp_path / "ddp.pt")
+    assert torch.equal(m3.head.weight, m.head.weight)
+
+
+def test_wrong_architecture_named_in_error(tmp_path):
+    m = create_model("_test_tiny_depth", width=4)
+    path = save_weights(m, "w4", "_test_tiny_depth", tmp_path)
+    with pytest.raises(WeightsError, match=r"shape mismatch.*conv.weight \(4, 1, 1, 1\) vs \(3, 1, 1, 1\)"):
+        create_model("_test_tiny_depth", weights=path)
+    torch.save({"other.weight": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(WeightsError, match="missing keys"):
+        create_model("_test_tiny_depth", weights=tmp_path / "other.pt")
+
+
+def test_sha256_checked(tmp_path):
+    m = create_model("_test_tiny_depth")
+    path = save_weights(m, "t", "_test_tiny_depth", tmp_path)
+    with pytest.raises(WeightsError, match="sha256"):
+        load_weights_into(m, path, expected_sha256="0" * 64)
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pickled_payload_refused_and_not_executed(tmp_path):
+    marker = tmp_path / "executed"
+    bad = tmp_path / "bad.pt"
+    with open(bad, "wb") as f:
+        pickle.dump({"w": _Payload(str(marker))}, f)
+    with pytest.raises(WeightsError, match="refused"):
+        read_state_dict(bad)
+    assert not marker.exists()
+
+
+def test_corrupt_safetensors_refused(tmp_path):
+    p = tmp_path / "x.safetensors"
+    p.write_bytes(b"\x00garbage")
+    with pytest.raises(WeightsError, match="safetensors"):
+        read_state_dict(p)
+
+
+def test_pretrained_without_shipped_weights_is_clear():
+    with pytest.raises(InputError, match="no shipped weights"):
+        create_model("_test_tiny_depth", pretrained=True)

@@ -1,8 +1,8 @@
 """Model registry and the models it holds."""
 
-from . import baselines  # noqa: F401  (registers the baseline models)
+from . import baselines, joint_upsample  # noqa: F401  (registering imports)
 from .registry import ModelEntry, create_model, get_entry, list_models, register_model
-from .weights import WeightsCard, list_weights, load_weights_into, read_state_dict, save_weights
+from .weights import WeightsCard, list_weights, load_weights_into, save_weights
 
 __all__ = [
     "ModelEntry",
@@ -12,7 +12,6 @@ __all__ = [
     "list_models",
     "list_weights",
     "load_weights_into",
-    "read_state_dict",
     "register_model",
     "save_weights",
 ]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import json
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..engine.checkpoint import load_state_dict_safe
 from ..errors import WeightsError
 
 WEIGHTS_PACKAGE = "densepac.weights"
@@ -72,45 +72,6 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a ``.safetensors`` file or of a ``torch.save`` file, without unpickling code.
-
-    A torch file that needs arbitrary objects is refused with :class:`WeightsError`; a
-    ``{"state_dict": ...}`` or ``{"model": ...}`` wrapper is unwrapped.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist; check the path")
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise WeightsError(f"weights file {path} is not valid safetensors ({e}); re-download or re-export it") from None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise WeightsError(f"weights file {path} holds pickled objects that are not plain tensors and was refused "
-                           f"for safety ({str(e).splitlines()[0]}); save a state_dict or a .safetensors file") from None
-    except (RuntimeError, OSError, EOFError, ValueError) as e:
-        raise WeightsError(f"weights file {path} is not a readable torch or safetensors file ({e})") from None
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise WeightsError(f"weights file {path} does not hold a state dict of tensors; save model.state_dict()")
-    return obj
-
-
-def _strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    if state and all(k.startswith(prefix) for k in state):
-        return {k[len(prefix):]: v for k, v in state.items()}
-    return state
-
-
 def load_weights_into(model: nn.Module, path: str | Path, expected_sha256: str | None = None) -> nn.Module:
     """Load ``path`` into ``model`` strictly; a mismatch names the keys and shapes at fault."""
     path = Path(path)
@@ -121,7 +82,7 @@ def load_weights_into(model: nn.Module, path: str | Path, expected_sha256: str |
         if digest != expected_sha256:
             raise WeightsError(f"weights {path} fail their sha256 check ({digest[:12]}... != "
                                f"{expected_sha256[:12]}...); the file is corrupt, reinstall densepac")
-    state = _strip_prefix(read_state_dict(path), "module.")
+    state = load_state_dict_safe(path)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

@@ -9,7 +9,8 @@ from torch import nn
 
 import densepac
 from densepac.errors import InputError, WeightsError
-from densepac.models import create_model, list_models, load_weights_into, read_state_dict, register_model, save_weights
+from densepac.engine.checkpoint import load_state_dict_safe
+from densepac.models import create_model, list_models, load_weights_into, register_model, save_weights
 from densepac.models.depth_base import DepthModel
 
 
@@ -98,8 +99,8 @@ def test_pickled_payload_refused_and_not_executed(tmp_path):
     bad = tmp_path / "bad.pt"
     with open(bad, "wb") as f:
         pickle.dump({"w": _Payload(str(marker))}, f)
-    with pytest.raises(WeightsError, match="refused"):
-        read_state_dict(bad)
+    with pytest.raises(WeightsError, match="refuses"):
+        load_state_dict_safe(bad)
     assert not marker.exists()
 
 
@@ -107,7 +108,7 @@ def test_corrupt_safetensors_refused(tmp_path):
     p = tmp_path / "x.safetensors"
     p.write_bytes(b"\x00garbage")
     with pytest.raises(WeightsError, match="safetensors"):
-        read_state_dict(p)
+        load_state_dict_safe(p)
 
 
 def test_pretrained_without_shipped_weights_is_clear():

@@ -1,0 +1,125 @@
+"""Learned joint depth upsampling with transposed PAC (Su et al., CVPR 2019, section 5.1).
+
+A depth branch encodes the low-resolution depth, a guidance branch turns the RGB image into
+adapting features (one slice per upsampling stage), log2(scale) ``PacConvTranspose2d``
+stages double the resolution under their slice's guidance, and a final branch predicts depth.
+
+Depth is normalised inside the model by the range of the valid LR samples and restored on
+output, so the model takes and returns metres for any depth range.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..ops import PacConvTranspose2d
+from ..ops.fill import fill_holes, valid_mask
+from .depth_base import DepthModel
+from .registry import register_model
+
+_RGB_MEAN = (0.485, 0.456, 0.406)
+_RGB_STD = (0.229, 0.224, 0.225)
+
+
+def _conv_stack(in_ch: int, width: int, out_ch: int, layers: int, k: int) -> nn.Sequential:
+    """``layers`` k x k convs with ReLU between them (none after the last)."""
+    mods: list[nn.Module] = []
+    for i in range(layers):
+        mods.append(nn.Conv2d(in_ch if i == 0 else width, out_ch if i == layers - 1 else width, k, padding=k // 2))
+        if i < layers - 1:
+            mods.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*mods)
+
+
+def normalise_depth(depth_lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Hole-fill and map each sample's valid range to [0, 1].
+
+    Returns:
+        (normalised filled depth, valid mask as float, offset, range), the last two (N,1,1,1).
+    """
+    valid = valid_mask(depth_lr)
+    filled = fill_holes(depth_lr, valid)
+    big = torch.finfo(depth_lr.dtype).max
+    lo = torch.where(valid, depth_lr, torch.full_like(depth_lr, big)).amin((1, 2, 3), keepdim=True)
+    hi = torch.where(valid, depth_lr, torch.zeros_like(depth_lr)).amax((1, 2, 3), keepdim=True)
+    lo = torch.where(lo > hi, torch.zeros_like(lo), lo)  # no valid sample at all
+    # A flat scene still gets a sensible unit: 10 cm or 5 % of its depth.
+    rng = torch.maximum(hi - lo, torch.maximum(0.05 * hi, torch.full_like(hi, 0.1)))
+    return (filled - lo) / rng, valid.to(depth_lr.dtype), lo, rng
+
+
+class PacJointUpsample(DepthModel):
+    """Joint depth upsampling network with transposed PAC stages.
+
+    Args:
+        scale: 2, 4, 8 or 16.
+        channels: width of the depth, upsampling and final branches (paper: 32).
+        guide_channels: adapting-feature channels per upsampling stage (paper: 16).
+        guide_width: hidden width of the guidance branch.
+        kernel_size: size of every convolution (paper: 5).
+        residual: predict a correction to the bicubic upsampling of the hole-filled depth.
+        mask_input: give the depth branch the validity mask as a second channel.
+        normalize_pac: use normalised PAC in the upsampling stages.
+    """
+
+    def __init__(self, scale: int = 8, channels: int = 32, guide_channels: int = 16, guide_width: int = 32,
+                 depth_layers: int = 3, guide_layers: int = 3, final_layers: int = 2, kernel_size: int = 5,
+                 residual: bool = False, mask_input: bool = False, normalize_pac: bool = False) -> None:
+        super().__init__()
+        if scale not in (2, 4, 8, 16):
+            raise ValueError(f"scale must be 2, 4, 8 or 16, got {scale}")
+        self.scale = scale
+        self.scales = (scale,)
+        self.stages = int(math.log2(scale))
+        self.guide_channels = guide_channels
+        self.residual, self.mask_input = residual, mask_input
+        k = kernel_size
+        self.depth_branch = _conv_stack(2 if mask_input else 1, channels, channels, depth_layers, k)
+        self.guide_branch = _conv_stack(3, guide_width, guide_channels * self.stages, guide_layers, k)
+        self.up = nn.ModuleList(
+            PacConvTranspose2d(channels, channels, k, stride=2, padding=k // 2, output_padding=1,
+                               normalize=normalize_pac)
+            for _ in range(self.stages))
+        self.final_branch = _conv_stack(channels, channels, 1, final_layers, k)
+        self.register_buffer("rgb_mean", torch.tensor(_RGB_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("rgb_std", torch.tensor(_RGB_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, depth_lr: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+        self.check_inputs(depth_lr, guide)
+        dn, valid, lo, rng = normalise_depth(depth_lr)
+        x = self.depth_branch(torch.cat([dn, valid], 1) if self.mask_input else dn)
+        g = self.guide_branch((guide.to(dn.dtype) - self.rgb_mean) / self.rgb_std)
+        h, w = depth_lr.shape[-2:]
+        for i, up in enumerate(self.up):
+            size = (h * 2 ** (i + 1), w * 2 ** (i + 1))
+            gi = g[:, i * self.guide_channels:(i + 1) * self.guide_channels]
+            if size != tuple(gi.shape[-2:]):
+                gi = F.adaptive_avg_pool2d(gi, size)  # exact pixel areas: HR size is a multiple
+            x = F.relu(up(x, gi))
+        y = self.final_branch(x)
+        if self.residual:
+            y = y + F.interpolate(dn, size=y.shape[-2:], mode="bicubic", align_corners=False)
+        return y * rng + lo
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}, residual={self.residual}, mask_input={self.mask_input}"
+
+
+def _register_family(prefix: str, doc: str, **arch) -> None:
+    for s in (4, 8, 16):
+        def factory(scale: int = s, **kwargs) -> PacJointUpsample:
+            return PacJointUpsample(scale=scale, **{**arch, **kwargs})
+
+        factory.__doc__ = f"{doc} x{s}."
+        register_model(f"{prefix}_x{s}", task="depth")(factory)
+
+
+_register_family("pac_jointupsample", "PAC joint upsampling, the paper's architecture")
+_register_family("pac_jointupsample_lite", "PAC joint upsampling, thin (16 channels, 8 guide channels)",
+                 channels=16, guide_channels=8, guide_width=16)
+_register_family("pac_jointupsample_res", "PAC joint upsampling + bicubic residual and hole-mask input (ours)",
+                 residual=True, mask_input=True)

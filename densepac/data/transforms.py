@@ -1,0 +1,294 @@
+"""Joint augmentations for guided dense prediction, built on albumentations.
+
+:class:`DepthTransform` transforms an RGB guide and its depth map together:
+the geometry (crop, flips, optional rotation / zoom) is identical on both, colour jitter
+touches RGB only, and depth is resampled with nearest-neighbour interpolation so a depth
+value is never blended across an occlusion edge. Pixels that a rotation or padding brings
+in from outside the image are missing (0).
+
+:class:`SegTransform` does the same for an image and an integer label mask (nearest for
+the mask, ``ignore_index`` for pixels brought in from outside).
+
+Randomness: each transform owns an albumentations random state. Inside DataLoader workers
+it reseeds itself once per worker from the worker's seed (``torch``'s per-worker seed,
+mixed with ``seed``), because forked workers would otherwise all replay the same
+augmentations. In the main process, ``seed`` makes the sequence reproducible.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Sequence
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch.utils.data
+
+from densepac.errors import InputError
+
+
+class _AlignedRandomCrop(A.RandomCrop):
+    """RandomCrop whose top-left corner is a multiple of ``step`` pixels.
+
+    Keeps the crop on the grid of a given low-resolution map (point samples stay point
+    samples). Padding, when the image is smaller than the crop, goes to the bottom/right
+    so the image origin stays on the grid.
+    """
+
+    def __init__(self, height: int, width: int, step: int = 1, **kwargs: Any) -> None:
+        super().__init__(height=height, width=width, pad_position="top_left", **kwargs)
+        self.step = int(step)
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        out = super().get_params_dependent_on_data(params, data)
+        x0, y0, x1, y1 = out["crop_coords"]
+        nx, ny = x0 - x0 % self.step, y0 - y0 % self.step
+        out["crop_coords"] = (nx, ny, nx + (x1 - x0), ny + (y1 - y0))
+        return out
+
+
+def _check_crop(crop: Sequence[int] | None, multiple_of: int) -> tuple[int, int] | None:
+    if crop is None:
+        return None
+    try:
+        h, w = (int(v) for v in crop)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"crop={crop!r}; give (height, width) in pixels or None") from exc
+    if h <= 0 or w <= 0:
+        raise InputError(f"crop={crop!r} must be positive (height, width)")
+    if h % multiple_of or w % multiple_of:
+        raise InputError(
+            f"crop={h}x{w} is not divisible by multiple_of={multiple_of} (the upsampling "
+            f"scale); use e.g. {max(multiple_of, h - h % multiple_of)}x"
+            f"{max(multiple_of, w - w % multiple_of)}"
+        )
+    return h, w
+
+
+def _jitter(strength: float) -> A.ColorJitter:
+    return A.ColorJitter(
+        brightness=(1 - strength, 1 + strength),
+        contrast=(1 - strength, 1 + strength),
+        saturation=(1 - strength, 1 + strength),
+        hue=(-strength / 10, strength / 10),
+        p=0.8,
+    )
+
+
+class _SeededCompose:
+    """An ``A.Compose`` that reseeds itself once in each DataLoader worker."""
+
+    def __init__(self, transforms: list, seed: int | None) -> None:
+        self.seed = seed
+        self.compose = A.Compose(transforms, seed=seed)
+        self._worker_key: tuple[int, int] | None = None
+
+    def __call__(self, **data: Any) -> dict[str, Any]:
+        info = torch.utils.data.get_worker_info()
+        if info is not None:
+            key = (os.getpid(), info.id)
+            if key != self._worker_key:
+                self._worker_key = key
+                state = np.random.SeedSequence([self.seed or 0, int(info.seed)]).generate_state(1)[0]
+                self.compose.set_random_seed(int(state))
+        return self.compose(**data)
+
+    def __repr__(self) -> str:
+        return repr(self.compose)
+
+
+class _JointTransform:
+    """Shared construction of the geometric + photometric pipeline."""
+
+    fill_mask: float = 0.0
+
+    def __init__(
+        self,
+        crop: Sequence[int] | None,
+        hflip: bool,
+        vflip: bool,
+        color_jitter: bool | float,
+        scale_range: tuple[float, float] | None,
+        rotate: float,
+        multiple_of: int,
+        crop_step: int,
+        seed: int | None,
+    ) -> None:
+        if isinstance(multiple_of, bool) or int(multiple_of) < 1:
+            raise InputError(f"multiple_of={multiple_of!r} must be a positive integer (the upsampling scale)")
+        if int(crop_step) < 1:
+            raise InputError(f"crop_step={crop_step!r} must be a positive integer")
+        if rotate < 0:
+            raise InputError(f"rotate={rotate} must be a non-negative angle in degrees")
+        if scale_range is not None:
+            lo, hi = (float(v) for v in scale_range)
+            if not 0 < lo <= hi:
+                raise InputError(f"scale_range={scale_range!r}; give (low, high) with 0 < low <= high")
+            scale_range = (lo, hi)
+        self.crop = _check_crop(crop, int(multiple_of))
+        self.hflip, self.vflip = bool(hflip), bool(vflip)
+        self.color_jitter = 0.2 if color_jitter is True else float(color_jitter or 0.0)
+        if not 0 <= self.color_jitter < 1:
+            raise InputError(f"color_jitter={color_jitter!r}; give a bool or a strength in [0, 1)")
+        self.scale_range, self.rotate = scale_range, float(rotate)
+        self.multiple_of, self.crop_step = int(multiple_of), int(crop_step)
+        self.seed = seed
+        ops: list = []
+        if self.resamples:
+            ops.append(
+                A.Affine(
+                    scale=self.scale_range or (1.0, 1.0),
+                    rotate=(-self.rotate, self.rotate),
+                    interpolation=cv2.INTER_LINEAR,
+                    mask_interpolation=cv2.INTER_NEAREST,
+                    border_mode=cv2.BORDER_CONSTANT,
+                    fill=0,
+                    fill_mask=self.fill_mask,
+                    keep_ratio=True,
+                    p=1.0,
+                )
+            )
+        if self.crop is not None:
+            ops.append(
+                _AlignedRandomCrop(
+                    *self.crop, step=self.crop_step, pad_if_needed=True, fill=0.0, fill_mask=self.fill_mask
+                )
+            )
+        if self.hflip:
+            ops.append(A.HorizontalFlip(p=0.5))
+        if self.vflip:
+            ops.append(A.VerticalFlip(p=0.5))
+        if self.color_jitter > 0:
+            ops.append(_jitter(self.color_jitter))
+        self._pipeline = _SeededCompose(ops, seed)
+
+    @property
+    def resamples(self) -> bool:
+        """True when the geometry interpolates (rotation or zoom), not only crops/flips."""
+        return self.rotate > 0 or (self.scale_range is not None and self.scale_range != (1.0, 1.0))
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(crop={self.crop}, hflip={self.hflip}, vflip={self.vflip}, "
+            f"color_jitter={self.color_jitter}, scale_range={self.scale_range}, rotate={self.rotate}, "
+            f"multiple_of={self.multiple_of}, crop_step={self.crop_step}, seed={self.seed})"
+        )
+
+
+def _check_image(image: np.ndarray, name: str) -> np.ndarray:
+    arr = np.asarray(image)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise InputError(f"{name}: expected an (H, W, 3) RGB image, got shape {tuple(arr.shape)}")
+    if arr.dtype != np.uint8:
+        arr = arr.astype(np.float32, copy=False)
+    return np.ascontiguousarray(arr)
+
+
+class DepthTransform(_JointTransform):
+    """Joint random augmentation of an RGB guide and its depth map.
+
+    Args:
+        crop: ``(height, width)`` random crop (padded with missing depth / black RGB when
+            the input is smaller), or None. Both must be divisible by ``multiple_of``.
+        hflip, vflip: random flips with probability 0.5.
+        color_jitter: False, True (strength 0.2) or a strength in [0, 1): brightness,
+            contrast, saturation (+-strength) and hue (+-strength/10), RGB only.
+        scale_range: random zoom factors ``(low, high)`` (depth values are kept, as if the
+            field of view changed; not a physical camera move), or None.
+        rotate: maximum absolute rotation in degrees (0 = none).
+        multiple_of: the upsampling scale the crop must stay divisible by.
+        crop_step: crop offsets are multiples of this (set it to the scale when a given
+            low-resolution map must stay aligned).
+        seed: seed of the augmentation stream (see the module doc).
+
+    Call with ``(rgb (H, W, 3) float [0, 1] or uint8, depth (H, W) float metres)``; returns
+    the transformed ``(rgb, depth)`` (float32 rgb in [0, 1] for float input).
+    """
+
+    def __init__(
+        self,
+        crop: Sequence[int] | None = None,
+        hflip: bool = True,
+        vflip: bool = False,
+        color_jitter: bool | float = True,
+        scale_range: tuple[float, float] | None = None,
+        rotate: float = 0.0,
+        multiple_of: int = 1,
+        crop_step: int = 1,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(crop, hflip, vflip, color_jitter, scale_range, rotate, multiple_of, crop_step, seed)
+
+    def __call__(self, rgb: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out_rgb, out_depth, _ = self.apply(rgb, depth)
+        return out_rgb, out_depth
+
+    def apply(
+        self, rgb: np.ndarray, depth: np.ndarray, extra: Mapping[str, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Like ``__call__``, also moving ``extra`` (H, W) maps with the same geometry (nearest)."""
+        image = _check_image(rgb, "DepthTransform rgb")
+        d = np.asarray(depth, dtype=np.float32)
+        if d.shape != image.shape[:2]:
+            raise InputError(
+                f"DepthTransform: rgb is {image.shape[0]}x{image.shape[1]} but depth is "
+                f"{'x'.join(map(str, d.shape))}; give aligned arrays of the same size"
+            )
+        d = np.where(np.isfinite(d), d, 0.0).astype(np.float32)
+        names = list(extra or {})
+        maps = [d] + [np.asarray(extra[n], dtype=np.float32) for n in names]  # type: ignore[index]
+        for name, m in zip(names, maps[1:]):
+            if m.shape != d.shape:
+                raise InputError(
+                    f"DepthTransform: extra map {name!r} has shape {m.shape}, expected "
+                    f"{d.shape}"
+                )
+        out = self._pipeline(image=image, masks=maps)
+        masks = out["masks"]
+        image_out = out["image"]
+        if image_out.dtype != np.uint8:
+            image_out = np.clip(image_out, 0.0, 1.0).astype(np.float32)
+        moved = {n: np.asarray(m) for n, m in zip(names, masks[1:])}
+        return image_out, np.asarray(masks[0], dtype=np.float32), moved
+
+
+class SegTransform(_JointTransform):
+    """Joint random augmentation of an image and an integer label mask.
+
+    Same arguments as :class:`DepthTransform` (``multiple_of`` for output strides), plus
+    ``ignore_index``: the label of pixels brought in by padding or rotation (255).
+    Call with ``(image (H, W, 3), mask (H, W) int)``; returns ``(image, mask int64)``.
+    """
+
+    def __init__(
+        self,
+        crop: Sequence[int] | None = None,
+        hflip: bool = True,
+        vflip: bool = False,
+        color_jitter: bool | float = True,
+        scale_range: tuple[float, float] | None = None,
+        rotate: float = 0.0,
+        multiple_of: int = 1,
+        crop_step: int = 1,
+        seed: int | None = None,
+        ignore_index: int = 255,
+    ) -> None:
+        self.ignore_index = int(ignore_index)
+        self.fill_mask = float(self.ignore_index)
+        super().__init__(crop, hflip, vflip, color_jitter, scale_range, rotate, multiple_of, crop_step, seed)
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        img = _check_image(image, "SegTransform image")
+        m = np.asarray(mask)
+        if m.shape != img.shape[:2] or m.dtype.kind not in "ui":
+            raise InputError(
+                f"SegTransform: mask must be an integer (H, W) map matching the image "
+                f"{img.shape[0]}x{img.shape[1]}, got {m.dtype} {tuple(m.shape)}"
+            )
+        # int32 keeps OpenCV's nearest warp exact for any class id (int64 is unsupported).
+        out = self._pipeline(image=img, mask=m.astype(np.int32))
+        image_out = out["image"]
+        if image_out.dtype != np.uint8:
+            image_out = np.clip(image_out, 0.0, 1.0).astype(np.float32)
+        return image_out, np.asarray(out["mask"]).astype(np.int64)

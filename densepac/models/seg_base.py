@@ -1,0 +1,40 @@
+"""Shared behaviour of segmentation models: ``forward(image (N,3,H,W) RGB [0,1]) -> logits (N,K,H,W)``."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class SegmentationModel(nn.Module):
+    """Base of registry segmentation models.
+
+    Subclasses set ``num_classes`` and implement ``forward``; input RGB is in [0, 1] and each
+    model normalises inside itself (:meth:`normalise`). ``predict`` returns label maps.
+    """
+
+    task = "segmentation"
+    num_classes: int
+
+    def normalise(self, image: torch.Tensor) -> torch.Tensor:
+        """ImageNet mean/std normalisation of RGB in [0, 1]."""
+        mean = image.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = image.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        return (image - mean) / std
+
+    def check_image(self, image: torch.Tensor) -> None:
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise ValueError(f"image must be (N, 3, H, W) RGB in [0, 1], got {tuple(image.shape)}")
+
+    @torch.inference_mode()
+    def predict(self, image: torch.Tensor) -> torch.Tensor:
+        """(N, H, W) int64 labels."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self(image).argmax(1)
+        finally:
+            self.train(was_training)

@@ -141,5 +141,123 @@ def upsample(depth: Path, guide: Path, output: Path, model_name: str | None, wei
     click.echo(f"{output}: {out.shape[1]}x{out.shape[0]} depth from {name} (x{factor}, {dev.type})", err=True)
 
 
+def _parse_kwargs(pairs: tuple[str, ...]) -> dict:
+    """``--arg key=value`` pairs to a dict, values parsed as JSON when they parse."""
+    import json
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise BadInput(f"--arg {pair!r} is not key=value; e.g. --arg channels=16")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+@main.command()
+@click.option("--model", "model_name", required=True, help="Registry depth model to train, e.g. pac_jointupsample_x8.")
+@click.option("--arg", "model_args", multiple=True, help="Architecture argument key=value (repeatable).")
+@click.option("--data", default="synthetic", show_default=True,
+              help="synthetic | folder:PATH | nyu:FILE.mat | middlebury:PATH")
+@click.option("--protocol", type=click.Choice(["point", "bicubic"]), default="point", show_default=True,
+              help="How low-resolution depth is simulated.")
+@click.option("--train-size", type=int, default=2000, show_default=True, help="Synthetic scenes per epoch.")
+@click.option("--val-size", type=int, default=50, show_default=True, help="Held-out synthetic validation scenes.")
+@click.option("--crop", type=int, default=128, show_default=True, help="Square training crop (HR pixels).")
+@click.option("--noise", type=float, default=0.0, show_default=True, help="Depth noise sigma (m at 1 m, grows as z^2).")
+@click.option("--holes", type=float, default=0.0, show_default=True, help="Fraction of LR pixels made missing.")
+@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--weight-decay", type=float, default=0.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")
+@click.option("--amp", is_flag=True, help="Mixed precision.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder: checkpoints, log.jsonl.")
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --out.")
+@click.option("--export", "export_dir", type=click.Path(path_type=Path), default=None,
+              help="After training, write the best weights + model card here (e.g. weights/).")
+@click.option("--export-name", default=None, help="Name of the exported weights (default: the model name).")
+@click.option("--default", "mark_default", is_flag=True,
+              help="Mark the export as the default `densepac upsample` model for its scale.")
+@device_option
+@_friendly_errors
+def train(model_name, model_args, data, protocol, train_size, val_size, crop, noise, holes, epochs, batch_size, lr,
+          weight_decay, seed, workers, amp, out, resume, export_dir, export_name, mark_default, device) -> None:
+    """Train a depth model; runs under `torchrun --nproc_per_node N` as well (DDP)."""
+    import shlex
+
+    from .engine.distributed import cleanup, is_main_process
+    from .inference import resolve_device
+    from .recipes import DepthTrainConfig, export_depth_weights, train_depth
+
+    cfg = DepthTrainConfig(model=model_name, out=str(out), data=data, protocol=protocol, train_size=train_size,
+                           val_size=val_size, crop=crop, noise=noise, holes=holes, epochs=epochs,
+                           batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
+                           device=resolve_device(device).type, workers=workers, amp=amp,
+                           model_kwargs=_parse_kwargs(model_args))
+    try:
+        result = train_depth(cfg, resume=resume)
+        if export_dir is not None and is_main_process():
+            if result.interrupted:
+                click.echo("run was stopped early: exporting its best validated checkpoint so far", err=True)
+            command = "densepac " + shlex.join(sys.argv[1:])
+            path = export_depth_weights(cfg, export_dir, export_name, mark_default, command, cfg.device)
+            click.echo(f"exported {path}", err=True)
+    finally:
+        cleanup()
+    click.echo(f"{'stopped' if result.interrupted else 'finished'} at step {result.step}; "
+               f"checkpoint {result.checkpoint}", err=True)
+
+
+@main.command("eval")
+@click.option("--models", "model_names", default="bicubic,guided_filter,joint_bilateral", show_default=True,
+              help="Comma-separated registry depth models; learned ones use their shipped weights.")
+@click.option("--weights", "weight_files", multiple=True,
+              help="NAME=FILE: evaluate model NAME with this weights file (repeatable).")
+@click.option("--data", default="synthetic", show_default=True,
+              help="synthetic | folder:PATH | nyu:FILE.mat | middlebury:PATH")
+@click.option("--split", type=click.Choice(["val", "test"]), default="test", show_default=True)
+@click.option("--scale", type=int, default=8, show_default=True)
+@click.option("--protocol", type=click.Choice(["point", "bicubic"]), default="point", show_default=True)
+@click.option("--num-scenes", type=int, default=50, show_default=True, help="Synthetic test scenes.")
+@click.option("--crop", type=int, default=0, show_default=True, help="Border (px) left out of the metrics.")
+@click.option("--markdown", type=click.Path(path_type=Path), default=None, help="Also write the table as Markdown.")
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None, help="Also write the table as CSV.")
+@device_option
+@_friendly_errors
+def eval_cmd(model_names, weight_files, data, split, scale, protocol, num_scenes, crop, markdown, csv_path,
+             device) -> None:
+    """Evaluate depth models side by side: RMSE / MAE (cm), AbsRel, delta, time per megapixel."""
+    from .data.io import atomic_write
+    from .data.sources import make_depth_dataset
+    from .engine.compare import compare_depth_models, format_table
+    from .inference import load_model_for_inference, resolve_device
+
+    weights = {}
+    for pair in weight_files:
+        name, sep, file = pair.partition("=")
+        if not sep:
+            raise BadInput(f"--weights {pair!r} is not NAME=FILE; e.g. --weights pac_jointupsample_x8=run/best.safetensors")
+        weights[name] = Path(file)
+    names = [n for n in model_names.split(",") if n] + [n for n in weights if n not in model_names.split(",")]
+    models = {n: load_model_for_inference(n, weights.get(n)) for n in names}
+    for n, m in models.items():
+        if m.task != "depth":
+            raise BadInput(f"model {n!r} is a {m.task} model; densepac eval compares depth models")
+        if getattr(m, "scale", scale) != scale:
+            raise BadInput(f"model {n!r} upsamples x{m.scale}, not --scale {scale}")
+    dataset = make_depth_dataset(data, split, scale, protocol=protocol, num_scenes=num_scenes)
+    rows = compare_depth_models(models, dataset, device=resolve_device(device), crop=crop)
+    click.echo(format_table(rows, "markdown"), nl=False)
+    for path, fmt in ((markdown, "markdown"), (csv_path, "csv")):
+        if path is not None:
+            with atomic_write(path) as tmp:
+                tmp.write_text(format_table(rows, fmt))
+
+
 if __name__ == "__main__":
     main()

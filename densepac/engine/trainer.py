@@ -168,7 +168,7 @@ def _autocast(device: torch.device, enabled: bool) -> Any:
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _show_progress(progress: bool | None) -> bool:
+def show_progress(progress: bool | None) -> bool:
     if not dist_utils.is_main_process():
         return False
     if progress is None:
@@ -213,7 +213,7 @@ def evaluate(
     model.eval()
     try:
         with torch.inference_mode():
-            bar = tqdm(loader, desc="eval", disable=not _show_progress(progress), leave=False)
+            bar = tqdm(loader, desc="eval", disable=not show_progress(progress), leave=False)
             for batch in bar:
                 batch = task.to_device(batch, device)
                 with _autocast(device, amp):
@@ -640,7 +640,7 @@ class Trainer:
             loader,
             total=self.steps_per_epoch,
             initial=run.batch_in_epoch,
-            disable=not _show_progress(self.progress),
+            disable=not show_progress(self.progress),
             desc=f"epoch {run.epoch + 1}/{self.epochs}",
             leave=False,
             dynamic_ncols=True,

@@ -112,11 +112,14 @@ def models_cmd(task: str | None) -> None:
               help="Units per metre of integer depth files (16-bit PNG): 1000 for millimetres.")
 @click.option("--preview", type=click.Path(path_type=Path), default=None,
               help="Also write a colourised guide | input | output PNG.")
+@click.option("--tile", type=int, default=None,
+              help="LR tile size for large images (default: HR tiles of about 1024 px; 0: no tiling).")
 @device_option
 @overwrite_option
 @_friendly_errors
 def upsample(depth: Path, guide: Path, output: Path, model_name: str | None, weights: Path | None,
-             scale: int | None, depth_scale: float, preview: Path | None, device: str, overwrite: bool) -> None:
+             scale: int | None, depth_scale: float, preview: Path | None, tile: int | None, device: str,
+             overwrite: bool) -> None:
     """Upsample a low-resolution DEPTH map to the resolution of the RGB GUIDE image."""
     _quiet_opencv()
     from .data.io import read_depth, read_image, validate_depth, write_depth
@@ -134,7 +137,9 @@ def upsample(depth: Path, guide: Path, output: Path, model_name: str | None, wei
     model = load_model_for_inference(name, weights)
     if getattr(model, "task", None) != "depth":
         raise BadInput(f"model {name!r} is a {model.task} model; pick one from `densepac models --task depth`")
-    out = upsample_depth(model, depth_lr, rgb, dev)
+    if tile is not None and tile < 0:
+        raise BadInput(f"--tile {tile} is negative; give a tile size in LR pixels, or 0 to disable tiling")
+    out = upsample_depth(model, depth_lr, rgb, dev, tile)
     write_depth(output, out, depth_scale, overwrite=overwrite)
     if preview is not None:
         depth_preview(rgb, depth_lr, out, preview)
@@ -188,8 +193,6 @@ def _parse_kwargs(pairs: tuple[str, ...]) -> dict:
 def train(model_name, model_args, data, protocol, train_size, val_size, crop, noise, holes, epochs, batch_size, lr,
           weight_decay, seed, workers, amp, out, resume, export_dir, export_name, mark_default, device) -> None:
     """Train a depth model; runs under `torchrun --nproc_per_node N` as well (DDP)."""
-    import shlex
-
     from .engine.distributed import cleanup, is_main_process
     from .inference import resolve_device
     from .recipes import DepthTrainConfig, export_depth_weights, train_depth
@@ -204,8 +207,7 @@ def train(model_name, model_args, data, protocol, train_size, val_size, crop, no
         if export_dir is not None and is_main_process():
             if result.interrupted:
                 click.echo("run was stopped early: exporting its best validated checkpoint so far", err=True)
-            command = "densepac " + shlex.join(sys.argv[1:])
-            path = export_depth_weights(cfg, export_dir, export_name, mark_default, command, cfg.device)
+            path = export_depth_weights(cfg, export_dir, export_name, mark_default, cfg.device)
             click.echo(f"exported {path}", err=True)
     finally:
         cleanup()

@@ -45,14 +45,21 @@ def check_scale(lr_shape: tuple[int, int], guide_shape: tuple[int, int], scale: 
     return inferred
 
 
+def auto_tile(scale: int, max_hr_tile: int = 1024) -> int:
+    """LR tile size whose HR tile is about ``max_hr_tile`` pixels wide (bounds memory)."""
+    return max(8, max_hr_tile // scale)
+
+
 def upsample_depth(model: nn.Module, depth_lr: np.ndarray, guide: np.ndarray,
-                   device: torch.device | str = "cpu") -> np.ndarray:
-    """Upsample one depth map.
+                   device: torch.device | str = "cpu", tile: int | None = None) -> np.ndarray:
+    """Upsample one depth map, in tiles when it is large.
 
     Args:
         model: a registry depth model.
         depth_lr: (h, w) float32 metres, 0 = missing.
         guide: (H, W, 3) float32 RGB in [0, 1], H = s*h, W = s*w.
+        tile: LR tile size; None picks :func:`auto_tile`, 0 disables tiling. Tiled and
+            untiled results are the same (each tile carries ``model.tile_margin`` context).
 
     Returns:
         (H, W) float32 metres.
@@ -61,8 +68,13 @@ def upsample_depth(model: nn.Module, depth_lr: np.ndarray, guide: np.ndarray,
     model = model.to(device).eval()
     d = torch.from_numpy(np.ascontiguousarray(depth_lr, dtype=np.float32))[None, None].to(device)
     g = torch.from_numpy(np.ascontiguousarray(guide, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
+    scale = infer_scale(tuple(d.shape[-2:]), tuple(g.shape[-2:]))
+    tile = auto_tile(scale) if tile is None else tile
     with torch.inference_mode():
-        out = model(d, g)
+        if tile:
+            out = tiled_upsample(model, d, g, tile=tile, margin=model.tile_margin)
+        else:
+            out = model(d, g)
     return out[0, 0].float().cpu().numpy()
 
 
@@ -86,3 +98,38 @@ def load_model_for_inference(name: str, weights=None) -> nn.Module:
     if not pretrained and weights is None and any(True for _ in model.parameters()):
         raise InputError(f"model {name!r} has no shipped weights; pass --weights FILE or train it with `densepac train`")
     return model
+
+
+def tiled_upsample(model: nn.Module, depth_lr: torch.Tensor, guide: torch.Tensor, tile: int = 128,
+                   margin: int = 16) -> torch.Tensor:
+    """Run a depth model tile by tile so memory depends on ``tile``, not on the image.
+
+    The model's global step (:meth:`DepthModel.prepare`) runs once; its local ``core`` runs
+    on LR tiles of ``tile`` pixels plus ``margin`` pixels of context on each side, of which
+    only the centre is kept. With a margin beyond the model's receptive field the result
+    equals untiled inference.
+
+    Args:
+        depth_lr: (N, 1, h, w) metres; guide: (N, 3, h*s, w*s) RGB in [0, 1].
+        tile, margin: in LR pixels.
+    """
+    if tile < 1 or margin < 0:
+        raise InputError(f"tile={tile} and margin={margin} must be positive and non-negative")
+    scale = model.check_inputs(depth_lr, guide)
+    h, w = depth_lr.shape[-2:]
+    if h <= tile and w <= tile:
+        return model(depth_lr, guide)
+    inputs, restore = model.prepare(depth_lr)
+    out = None
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            a, b = max(0, y0 - margin), max(0, x0 - margin)
+            c, d = min(h, y1 + margin), min(w, x1 + margin)
+            part = model.core(*(t[..., a:c, b:d] for t in inputs),
+                              guide[..., a * scale:c * scale, b * scale:d * scale])
+            if out is None:
+                out = part.new_empty(part.shape[0], part.shape[1], h * scale, w * scale)
+            out[..., y0 * scale:y1 * scale, x0 * scale:x1 * scale] = \
+                part[..., (y0 - a) * scale:(y1 - a) * scale, (x0 - b) * scale:(x1 - b) * scale]
+    return restore(out)

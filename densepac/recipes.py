@@ -6,6 +6,8 @@ The CLI (``densepac train``) and ``scripts/train_depth.sh`` both go through here
 from __future__ import annotations
 
 import dataclasses
+import json
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,19 @@ class DepthTrainConfig:
     amp: bool = False
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 
+    def command(self, export: str | Path | None = None) -> str:
+        """The `densepac train` command line that reproduces this run."""
+        flags = {"model": self.model, "data": self.data, "protocol": self.protocol, "train-size": self.train_size,
+                 "val-size": self.val_size, "crop": self.crop, "noise": self.noise, "holes": self.holes,
+                 "epochs": self.epochs, "batch-size": self.batch_size, "lr": self.lr,
+                 "weight-decay": self.weight_decay, "seed": self.seed, "workers": self.workers,
+                 "device": self.device, "out": self.out}
+        parts = ["densepac", "train"] + [f"--{k} {shlex.quote(str(v))}" for k, v in flags.items()]
+        parts += [f"--arg {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in self.model_kwargs.items()]
+        parts += ["--amp"] if self.amp else []
+        parts += [f"--export {shlex.quote(str(export))}"] if export is not None else []
+        return " ".join(parts)
+
     def build_model(self) -> torch.nn.Module:
         if get_entry(self.model).task != "depth":
             raise InputError(f"model {self.model!r} is not a depth model; see `densepac models --task depth`")
@@ -86,7 +101,7 @@ def train_depth(cfg: DepthTrainConfig, resume: bool = False, progress: bool | No
 
 
 def export_depth_weights(cfg: DepthTrainConfig, out_dir: str | Path, name: str | None = None,
-                         default: bool = False, command: str = "", device: str = "cpu") -> Path:
+                         default: bool = False, device: str = "cpu") -> Path:
     """Write the best checkpoint of ``cfg.out`` as ``out_dir/NAME.safetensors`` + model card.
 
     The card records the architecture arguments, data, seed, the reproducing command and
@@ -101,7 +116,7 @@ def export_depth_weights(cfg: DepthTrainConfig, out_dir: str | Path, name: str |
     name = name or cfg.model
     kwargs = {"scale": model.scale, **cfg.model_kwargs}
     return save_weights(model.cpu(), name, cfg.model, out_dir, kwargs=kwargs, default=default, seed=cfg.seed,
-                        command=command, data=f"{cfg.data} ({cfg.train_size} scenes/epoch, {cfg.crop}px crops, "
+                        command=cfg.command(out_dir), data=f"{cfg.data} ({cfg.train_size} scenes/epoch, {cfg.crop}px crops, "
                         f"{cfg.protocol} sampling, noise {cfg.noise}, holes {cfg.holes}); validated on "
                         f"{cfg.val_size} held-out scenes", steps=ckpt.step,
                         metrics={r["model"]: {k: round(v, 5) for k, v in r.items() if k != "model"} for r in rows})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -23,6 +25,8 @@ class DepthModel(nn.Module):
 
     task = "depth"
     scales: tuple[int, ...] | None = None
+    #: LR pixels of context a tile needs so that tiled inference equals untiled (>= receptive field).
+    tile_margin: int = 16
 
     def check_inputs(self, depth_lr: torch.Tensor, guide: torch.Tensor) -> int:
         """Validate shapes and return the upsampling factor."""
@@ -36,3 +40,15 @@ class DepthModel(nn.Module):
         if self.scales is not None and scale not in self.scales:
             raise ValueError(f"{type(self).__name__} upsamples by {self.scales}, not x{scale}")
         return scale
+
+    def prepare(self, depth_lr: torch.Tensor) -> tuple[list[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
+        """Whole-image preprocessing before :meth:`core`: (LR-resolution inputs, output map).
+
+        Tiled inference runs ``prepare`` once on the whole image and ``core`` per tile, so
+        anything global (hole filling, depth normalisation) belongs here. Default: none.
+        """
+        return [depth_lr], lambda y: y
+
+    def core(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The local part: ``core(*prepare(depth_lr)[0], guide)``; default: ``forward``."""
+        return self(*inputs)

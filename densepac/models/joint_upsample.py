@@ -18,6 +18,7 @@ from torch import nn
 
 from ..ops import PacConvTranspose2d
 from ..ops.fill import fill_holes, valid_mask
+from ..ops.guided import depth_range
 from .depth_base import DepthModel
 from .registry import register_model
 
@@ -43,10 +44,7 @@ def normalise_depth(depth_lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
     """
     valid = valid_mask(depth_lr)
     filled = fill_holes(depth_lr, valid)
-    big = torch.finfo(depth_lr.dtype).max
-    lo = torch.where(valid, depth_lr, torch.full_like(depth_lr, big)).amin((1, 2, 3), keepdim=True)
-    hi = torch.where(valid, depth_lr, torch.zeros_like(depth_lr)).amax((1, 2, 3), keepdim=True)
-    lo = torch.where(lo > hi, torch.zeros_like(lo), lo)  # no valid sample at all
+    lo, hi = depth_range(depth_lr, valid)
     # A flat scene still gets a sensible unit: 10 cm or 5 % of its depth.
     rng = torch.maximum(hi - lo, torch.maximum(0.05 * hi, torch.full_like(hi, 0.1)))
     return (filled - lo) / rng, valid.to(depth_lr.dtype), lo, rng
@@ -75,6 +73,9 @@ class PacJointUpsample(DepthModel):
         self.scale = scale
         self.scales = (scale,)
         self.stages = int(math.log2(scale))
+        # Depth branch reach, plus at most one LR pixel per upsampling stage and for the HR
+        # branches and the bicubic residual.
+        self.tile_margin = depth_layers * (kernel_size // 2) + self.stages + 3
         self.guide_channels = guide_channels
         self.residual, self.mask_input = residual, mask_input
         k = kernel_size
@@ -90,10 +91,18 @@ class PacJointUpsample(DepthModel):
 
     def forward(self, depth_lr: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
         self.check_inputs(depth_lr, guide)
+        inputs, restore = self.prepare(depth_lr)
+        return restore(self.core(*inputs, guide))
+
+    def prepare(self, depth_lr: torch.Tensor):
         dn, valid, lo, rng = normalise_depth(depth_lr)
+        return [dn, valid], lambda y: y * rng + lo
+
+    def core(self, dn: torch.Tensor, valid: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+        """Normalised depth (N,1,h,w) and validity (N,1,h,w) + guide -> normalised HR depth."""
         x = self.depth_branch(torch.cat([dn, valid], 1) if self.mask_input else dn)
         g = self.guide_branch((guide.to(dn.dtype) - self.rgb_mean) / self.rgb_std)
-        h, w = depth_lr.shape[-2:]
+        h, w = dn.shape[-2:]
         for i, up in enumerate(self.up):
             size = (h * 2 ** (i + 1), w * 2 ** (i + 1))
             gi = g[:, i * self.guide_channels:(i + 1) * self.guide_channels]
@@ -103,7 +112,7 @@ class PacJointUpsample(DepthModel):
         y = self.final_branch(x)
         if self.residual:
             y = y + F.interpolate(dn, size=y.shape[-2:], mode="bicubic", align_corners=False)
-        return y * rng + lo
+        return y
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}, residual={self.residual}, mask_input={self.mask_input}"

@@ -1,0 +1,29 @@
+import numpy as np
+import pytest
+
+from densepac.errors import InputError
+from densepac.inference import check_scale, default_depth_model, upsample_depth
+from densepac.models import create_model
+
+
+def test_check_scale():
+    assert check_scale((30, 40), (240, 320), None) == 8
+    assert check_scale((30, 40), (240, 320), 8) == 8
+    with pytest.raises(InputError, match="240x320 is 8x the depth 30x40, not --scale 4"):
+        check_scale((30, 40), (240, 320), 4)
+    with pytest.raises(InputError, match="expected a guide of 240x320"):
+        check_scale((30, 40), (241, 320), None)
+    with pytest.raises(InputError, match="factors 2 to"):
+        check_scale((30, 40), (30, 40), None)
+
+
+def test_upsample_depth_tiling_matches_untiled():
+    rng = np.random.default_rng(0)
+    lr = (rng.random((20, 30)) + 1).astype(np.float32)
+    rgb = rng.random((80, 120, 3)).astype(np.float32)
+    m = create_model("joint_bilateral")
+    np.testing.assert_allclose(upsample_depth(m, lr, rgb, tile=7), upsample_depth(m, lr, rgb, tile=0), atol=1e-5)
+
+
+def test_default_model_is_a_depth_model():
+    assert create_model(default_depth_model(8)).task == "depth"

@@ -75,7 +75,7 @@ def _check_target(path: Path, overwrite: bool) -> None:
         )
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Flush a directory entry so a completed rename survives a crash (POSIX only)."""
     if os.name != "posix":
         return
@@ -138,7 +138,7 @@ def atomic_write(path: PathLike, overwrite: bool = True) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def _write_bytes(path: Path, payload: bytes, overwrite: bool) -> None:

@@ -39,6 +39,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 
+from densepac.data.io import fsync_dir
 from densepac.errors import InputError, WeightsError
 
 __all__ = [
@@ -138,20 +139,6 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
 # ----------------------------------------------------------------------------- file helpers
 
 
-def _fsync_dir(path: Path) -> None:
-    """Make a rename inside ``path`` durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _write_bytes(path: Path, data: bytes) -> None:
     with open(path, "wb") as f:
         f.write(data)
@@ -162,7 +149,7 @@ def _write_bytes(path: Path, data: bytes) -> None:
 def _atomic_rename(src: Path, dst: Path) -> None:
     """Rename ``src`` over ``dst`` and make the rename durable. Tests patch this to crash."""
     os.replace(src, dst)
-    _fsync_dir(dst.parent)
+    fsync_dir(dst.parent)
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
@@ -292,7 +279,7 @@ def save_checkpoint(
             "extra": ckpt.extra,
         }
         _write_bytes(tmp / META_FILE, _json_bytes(meta))
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
 
         final = root / final_name
         if final.exists():

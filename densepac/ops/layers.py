@@ -29,10 +29,19 @@ def _int_padding(conv: nn.Module) -> tuple[int, int]:
 class _PacConvBase(nn.Module):
     """Weight/bias storage and initialisation shared by the PAC convolutions."""
 
-    def __init__(self, weight_shape: tuple[int, ...], out_channels: int, bias: bool, kernel_type: str,
-                 normalize: bool, device=None, dtype=None) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOr2, stride: IntOr2, padding: IntOr2,
+                 dilation: IntOr2, groups: int, bias: bool, padding_mode: str, kernel_type: str, normalize: bool,
+                 transposed: bool, device=None, dtype=None) -> None:
         super().__init__()
+        _check_padding_mode(padding_mode)
         get_kernel(kernel_type)
+        if groups < 1 or in_channels % groups or out_channels % groups:
+            raise ValueError(f"in_channels {in_channels} and out_channels {out_channels} must divide by groups {groups}")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size, self.stride = _pair(kernel_size), _pair(stride)
+        self.padding, self.dilation = _pair(padding), _pair(dilation)
+        weight_shape = ((in_channels, out_channels // groups) if transposed else
+                        (out_channels, in_channels // groups)) + self.kernel_size
         factory = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(weight_shape, **factory))
         self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
@@ -78,14 +87,8 @@ class PacConv2d(_PacConvBase):
                  padding: IntOr2 = 0, dilation: IntOr2 = 1, groups: int = 1, bias: bool = True,
                  padding_mode: str = "zeros", device=None, dtype=None, kernel_type: str = "gaussian",
                  normalize: bool = False) -> None:
-        _check_padding_mode(padding_mode)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"in_channels {in_channels} and out_channels {out_channels} must divide by groups {groups}")
-        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size, self.stride = _pair(kernel_size), _pair(stride)
-        self.padding, self.dilation = _pair(padding), _pair(dilation)
-        super().__init__((out_channels, in_channels // groups, *self.kernel_size), out_channels, bias,
-                         kernel_type, normalize, device, dtype)
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, kernel_type, normalize, False, device, dtype)
 
     def forward(self, input: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
         return pac_conv2d(input, guide, self.weight, self.bias, self.stride, self.padding, self.dilation,
@@ -115,15 +118,9 @@ class PacConvTranspose2d(_PacConvBase):
                  padding: IntOr2 = 0, output_padding: IntOr2 = 0, groups: int = 1, bias: bool = True,
                  dilation: IntOr2 = 1, padding_mode: str = "zeros", device=None, dtype=None,
                  kernel_type: str = "gaussian", normalize: bool = False) -> None:
-        _check_padding_mode(padding_mode)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"in_channels {in_channels} and out_channels {out_channels} must divide by groups {groups}")
-        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size, self.stride = _pair(kernel_size), _pair(stride)
-        self.padding, self.dilation = _pair(padding), _pair(dilation)
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, kernel_type, normalize, True, device, dtype)
         self.output_padding = _pair(output_padding)
-        super().__init__((in_channels, out_channels // groups, *self.kernel_size), out_channels, bias,
-                         kernel_type, normalize, device, dtype)
 
     def output_size(self, input_size: tuple[int, int], output_padding: tuple[int, int] | None = None) -> tuple[int, int]:
         """Output (H, W) for an input of ``input_size``."""

@@ -21,8 +21,13 @@ class BadInput(click.ClickException):
     exit_code = 2
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def _friendly_errors(fn: Callable) -> Callable:
-    """Turn library input errors into one-line CLI errors."""
+    """One-line CLI errors: bad input (exit 2) and runtime failures (exit 1), no traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -30,10 +35,12 @@ def _friendly_errors(fn: Callable) -> Callable:
 
         try:
             return fn(*args, **kwargs)
-        except (DensepacError, ValueError, TypeError) as e:
-            raise BadInput(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+        except DensepacError as e:
+            raise BadInput(_first_line(e)) from None
         except MemoryError:
-            raise click.ClickException("out of memory; use a smaller input or --device cuda") from None
+            raise click.ClickException("out of memory; use a smaller --tile or --device cuda") from None
+        except (ValueError, TypeError, RuntimeError, OSError) as e:
+            raise click.ClickException(f"{type(e).__name__}: {_first_line(e)}") from None
 
     return wrapper
 

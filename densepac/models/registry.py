@@ -93,7 +93,12 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
     if pretrained and card is None:
         raise InputError(f"model {name!r} has no shipped weights; train it with `densepac train` or pass weights=")
     args = {**entry.defaults, **(card.kwargs if card else {}), **kwargs}
-    model = entry.factory(**args)
+    try:
+        model = entry.factory(**args)
+    except TypeError as e:
+        if "unexpected keyword argument" not in str(e):
+            raise
+        raise InputError(f"model {name!r}: {e}; see its docstring for the architecture arguments") from None
     model.task = entry.task
     model.model_name = name
     if card is not None:

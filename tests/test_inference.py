@@ -27,3 +27,16 @@ def test_upsample_depth_tiling_matches_untiled():
 
 def test_default_model_is_a_depth_model():
     assert create_model(default_depth_model(8)).task == "depth"
+
+
+def test_tile_with_no_valid_depth_is_filled_from_the_image():
+    rng = np.random.default_rng(1)
+    lr = (rng.random((24, 24)) + 1).astype(np.float32)
+    lr[:12, :12] = 0  # the whole first tile (and its margin's inner part) is missing
+    rgb = rng.random((96, 96, 3)).astype(np.float32)
+    for name in ("bicubic", "pac_jointupsample_x4"):
+        m = create_model(name)
+        tiled = upsample_depth(m, lr, rgb, tile=8)
+        assert np.isfinite(tiled).all()
+        np.testing.assert_allclose(tiled, upsample_depth(m, lr, rgb, tile=0), atol=1e-4)
+    assert (upsample_depth(create_model("bicubic"), lr, rgb, tile=8)[:48, :48] >= 1).all()  # filled, not zero

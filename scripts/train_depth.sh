@@ -10,8 +10,10 @@
 # CROP (128), VAL_SIZE (50), WORKERS (2), SCALES ("4 8 16"), TIME_LIMIT (seconds per run,
 # 0 = none; a stopped run exports its best validated checkpoint), OUT (weights), RUNS
 # (runs), DENSEPAC (densepac).
-# The shipped weights were made on a 2-core CPU with
-#   EPOCHS=8 TRAIN_SIZE=800 BATCH=8 CROP=96 VAL_SIZE=30 WORKERS=0 SCALES="8 4 16" DEVICE=cpu
+# The shipped weights were made on a 2-core CPU (no GPU was available) with
+#   EPOCHS=8 TRAIN_SIZE=800 BATCH=8 CROP=96 VAL_SIZE=30 WORKERS=0 SCALES=8 DEVICE=cpu
+#   EPOCHS=6 TRAIN_SIZE=800 BATCH=8 CROP=96 VAL_SIZE=30 WORKERS=0 SCALES="4 16" DEVICE=cpu
+# Each model card's "command" field holds the exact command of its run.
 set -euo pipefail
 DEVICE=${DEVICE:-auto}
 EPOCHS=${EPOCHS:-12}

@@ -1,5 +1,6 @@
 """PAC operators (functional and modules), PAC-CRF and guided-filter baselines."""
 
+from .crf import CRFWrapped, PacCRF, pac_crf, pac_crf_step, scaled_dilation
 from .kernels import KERNEL_TYPES, adaptive_kernel
 from .layers import PacConv2d, PacConvTranspose2d, PacPool2d
 from .pac import pac_conv2d, pac_conv_transpose2d, pac_pool2d
@@ -13,4 +14,9 @@ __all__ = [
     "PacConv2d",
     "PacConvTranspose2d",
     "PacPool2d",
+    "PacCRF",
+    "CRFWrapped",
+    "pac_crf",
+    "pac_crf_step",
+    "scaled_dilation",
 ]

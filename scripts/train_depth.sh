@@ -12,7 +12,7 @@
 # (runs), DENSEPAC (densepac).
 # The shipped weights were made on a 2-core CPU (no GPU was available) with
 #   EPOCHS=8 TRAIN_SIZE=800 BATCH=8 CROP=96 VAL_SIZE=30 WORKERS=0 SCALES=8 DEVICE=cpu
-#   EPOCHS=6 TRAIN_SIZE=800 BATCH=8 CROP=96 VAL_SIZE=30 WORKERS=0 SCALES="4 16" DEVICE=cpu
+#   EPOCHS=4 TRAIN_SIZE=800 BATCH=8 CROP=96 VAL_SIZE=30 WORKERS=0 SCALES="4 16" DEVICE=cpu
 # Each model card's "command" field holds the exact command of its run.
 set -euo pipefail
 DEVICE=${DEVICE:-auto}

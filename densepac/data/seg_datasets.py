@@ -1,0 +1,291 @@
+"""Semantic segmentation datasets: PASCAL VOC 2012 (optionally SBD-augmented) and plain folders.
+
+Every dataset yields a dict:
+
+- ``image``: float32 ``(3, H, W)`` RGB in [0, 1];
+- ``label``: int64 ``(H, W)`` class ids, ``255`` = ignore (VOC's object borders);
+- ``name``: str, the sample's id (file stem).
+
+Pipeline per item: read image + label -> check the label values against ``num_classes``
+(on the file's values, so an error names the file) -> optional joint ``transform(image,
+label) -> (image, label)`` (e.g. :class:`densepac.data.transforms.SegTransform`) -> tensors.
+Missing files are found when the dataset is built, bad label values when an item is read
+(:meth:`verify` reads them all up front).
+
+PASCAL VOC 2012 layout (``root`` is ``VOCdevkit/VOC2012``)::
+
+    JPEGImages/<id>.jpg                 images (any extension of io.IMAGE_EXTENSIONS is accepted,
+                                        .jpg first, so synthetic PNG sets use the same folders)
+    SegmentationClass/<id>.png          palette PNGs: pixel value = class id, 255 = border / ignore
+    ImageSets/Segmentation/train.txt    one id per line (1464 ids), val.txt (1449), trainval.txt
+
+SBD augmentation (``sbd=True``), the "train_aug" set of DeepLab and the PAC paper: the
+10582 training ids of SBD (Hariharan et al. 2011) plus VOC train, minus every VOC val id,
+with labels converted to VOC palette PNGs in ``SegmentationClassAug/<id>.png`` (which also
+holds the val labels). Put the list in ``ImageSets/Segmentation/train_aug.txt``; DeepLab's
+two-column lines (``/JPEGImages/<id>.jpg /SegmentationClassAug/<id>.png``) are read too.
+With ``sbd=True``, ``split="train"`` means ``train_aug``; a train_aug list that shares ids
+with ``val.txt`` is refused, because evaluating on training images inflates every metric.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from densepac.data.io import IMAGE_EXTENSIONS, LABEL_EXTENSIONS, read_image, read_label
+from densepac.errors import InputError
+
+ImageMaskTransform = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+IGNORE_INDEX = 255
+VOC_CLASSES: tuple[str, ...] = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+)
+VOC_NUM_CLASSES = len(VOC_CLASSES)
+_MAX_LISTED = 8
+# Preferred extension first when one stem has several image files (VOC ships .jpg).
+_IMAGE_PREFERENCE = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+def _listing(items: Sequence[str]) -> str:
+    shown = ", ".join(items[:_MAX_LISTED])
+    return shown + (f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else "")
+
+
+def check_labels(label: np.ndarray, num_classes: int | None, source: str | os.PathLike[str],
+                 ignore_index: int = IGNORE_INDEX) -> None:
+    """Raise InputError when ``label`` holds ids outside ``[0, num_classes)`` other than ``ignore_index``.
+
+    With ``num_classes=None`` only negative ids are refused.
+    """
+    valid = label >= 0
+    if num_classes is not None:
+        valid &= label < num_classes
+    bad = np.unique(label[~valid & (label != ignore_index)])
+    if bad.size:
+        shown = ", ".join(str(v) for v in bad[:6]) + (" ..." if bad.size > 6 else "")
+        allowed = f"[0, {num_classes})" if num_classes is not None else ">= 0"
+        raise InputError(
+            f"{source}: label values {shown} are not class ids {allowed} nor the ignore value {ignore_index}; "
+            f"fix the mask or pass the right num_classes"
+        )
+
+
+def _check_num_classes(num_classes: Any, allow_none: bool) -> int | None:
+    if num_classes is None and allow_none:
+        return None
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or not 1 <= num_classes <= 255:
+        raise InputError(f"num_classes={num_classes!r} must be an integer in [1, 255] (21 for PASCAL VOC)"
+                         + (" or None" if allow_none else ""))
+    return int(num_classes)
+
+
+def _index_folder(folder: Path, extensions: Sequence[str], kind: str) -> dict[str, Path]:
+    """stem -> file for the files of ``folder`` with one of ``extensions`` (preferred first)."""
+    if not folder.is_dir():
+        raise InputError(f"{folder}: missing {kind} folder; check the dataset root and its layout")
+    rank = {ext: i for i, ext in enumerate(extensions)}
+    files: dict[str, Path] = {}
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            suffix = os.path.splitext(entry.name)[1].lower()
+            if suffix not in rank or entry.name.startswith(".") or not entry.is_file():
+                continue
+            stem = entry.name[: -len(suffix)]
+            held = files.get(stem)
+            if held is None or rank[suffix] < rank[held.suffix.lower()]:
+                files[stem] = Path(entry.path)
+    return files
+
+
+def seg_item(image: np.ndarray, label: np.ndarray, name: str,
+             transform: ImageMaskTransform | None = None) -> dict[str, Any]:
+    """The dataset item of an image (H, W, 3) float [0, 1] or uint8 and its label (H, W), after ``transform``.
+
+    Returns:
+        ``{"image": float32 (3, H, W), "label": int64 (H, W), "name": name}``.
+    """
+    if transform is not None:
+        image, label = transform(image, label)
+    arr = np.asarray(image)
+    arr = arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float32, copy=False)
+    return {
+        "image": torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))),
+        "label": torch.from_numpy(np.ascontiguousarray(label, dtype=np.int64)),
+        "name": name,
+    }
+
+
+class _SegDataset(Dataset):
+    """Shared item pipeline over parallel lists of names, image files and label files."""
+
+    names: list[str]
+    image_files: list[Path]
+    label_files: list[Path]
+
+    def __init__(self, transform: ImageMaskTransform | None, num_classes: int | None) -> None:
+        if transform is not None and not callable(transform):
+            raise InputError(f"transform={transform!r} is not callable; give e.g. SegTransform(...) or None")
+        self.transform = transform
+        self.num_classes = num_classes
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray, str]:
+        """Image float32 (H, W, 3) [0, 1], checked label int64 (H, W) and name of item ``index``."""
+        image_file, label_file = self.image_files[index], self.label_files[index]
+        image = read_image(image_file)
+        label = read_label(label_file)
+        if label.shape != image.shape[:2]:
+            raise InputError(
+                f"{label_file}: label is {label.shape[0]}x{label.shape[1]} but image {image_file.name} is "
+                f"{image.shape[0]}x{image.shape[1]}; give both the same size"
+            )
+        check_labels(label, self.num_classes, label_file)
+        return image, label, self.names[index]
+
+    def verify(self) -> None:
+        """Read every item once: raises the first unreadable file or out-of-range label."""
+        for i in range(len(self)):
+            self.load(i)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {type(self).__name__} of length {len(self)}")
+        image, label, name = self.load(index % len(self))
+        return seg_item(image, label, name, self.transform)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self)} items, num_classes={self.num_classes})"
+
+
+def _read_id_list(path: Path) -> list[str]:
+    """Ids of a VOC list file: one per line, or DeepLab's ``/JPEGImages/<id>.jpg /Seg.../<id>.png``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the list file ({exc}); check it is a text file") from None
+    ids: list[str] = []
+    for line in text.splitlines():
+        token = line.split()[0] if line.split() else ""
+        if not token or token.startswith("#"):
+            continue
+        ids.append(Path(token).stem if "/" in token or "." in token else token)
+    return ids
+
+
+class VOCSegmentation(_SegDataset):
+    """PASCAL VOC 2012 segmentation, optionally with the SBD train_aug set (see the module doc).
+
+    Args:
+        root: the ``VOC2012`` folder (holding ``JPEGImages``, ``SegmentationClass``, ``ImageSets``).
+        split: ``"train"``, ``"val"``, the name of any list in ``image_set_dir`` (``"trainval"``,
+            ``"train_aug"``; ``.txt`` optional) or a path to a list file.
+        image_set_dir: folder of the list files, relative to ``root``.
+        sbd: read labels from ``SegmentationClassAug`` and map ``"train"`` to ``"train_aug"``.
+        transform: joint ``(image, label) -> (image, label)`` augmentation.
+        num_classes: labels must lie in ``[0, num_classes)`` or be 255 (21 for VOC).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], split: str = "train",
+                 image_set_dir: str = "ImageSets/Segmentation", sbd: bool = False,
+                 transform: ImageMaskTransform | None = None, num_classes: int = VOC_NUM_CLASSES) -> None:
+        super().__init__(transform, _check_num_classes(num_classes, allow_none=False))
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise InputError(f"{self.root}: no such dataset folder; pass the VOC2012 folder (VOCdevkit/VOC2012)")
+        self.sbd = bool(sbd)
+        list_file = self._list_file(str(split), self.root / image_set_dir)
+        self.split, self.list_file = list_file.stem, list_file
+        ids = _read_id_list(list_file)
+        if not ids:
+            raise InputError(f"{list_file}: the split lists no ids; put one image id per line")
+        if self.sbd and list_file.stem == "train_aug":
+            self._check_no_val_overlap(ids, list_file)
+        label_dir = self.root / ("SegmentationClassAug" if self.sbd else "SegmentationClass")
+        images = _index_folder(self.root / "JPEGImages", _IMAGE_PREFERENCE, "image (JPEGImages)")
+        labels = _index_folder(label_dir, LABEL_EXTENSIONS, f"label ({label_dir.name})")
+        no_image = [i for i in ids if i not in images]
+        no_label = [i for i in ids if i not in labels]
+        if no_image or no_label:
+            parts = []
+            if no_image:
+                parts.append(f"{len(no_image)} without JPEGImages/<id>.jpg: {_listing(no_image)}")
+            if no_label:
+                parts.append(f"{len(no_label)} without {label_dir.name}/<id>.png: {_listing(no_label)}")
+            raise InputError(f"{list_file}: {'; '.join(parts)}; add the files or remove the ids from the list")
+        self.names = ids
+        self.image_files = [images[i] for i in ids]
+        self.label_files = [labels[i] for i in ids]
+
+    def _list_file(self, split: str, folder: Path) -> Path:
+        as_path = Path(split)
+        if as_path.suffix == ".txt" and as_path.is_file():
+            return as_path
+        name = as_path.stem if as_path.suffix == ".txt" else split
+        if self.sbd and name == "train":
+            name = "train_aug"
+        path = folder / f"{name}.txt"
+        if path.is_file():
+            return path
+        found = sorted(p.stem for p in folder.glob("*.txt")) if folder.is_dir() else []
+        hint = f"available: {', '.join(found)}" if found else f"{folder} holds no .txt lists"
+        extra = " (sbd=True needs train_aug.txt, see the VOCSegmentation docs)" if name == "train_aug" else ""
+        raise InputError(f"{path}: no such split list{extra}; {hint}")
+
+    def _check_no_val_overlap(self, ids: list[str], list_file: Path) -> None:
+        val_file = list_file.parent / "val.txt"
+        if not val_file.is_file():
+            return
+        shared = sorted(set(ids) & set(_read_id_list(val_file)))
+        if shared:
+            raise InputError(
+                f"{list_file}: {len(shared)} ids are also in val.txt ({_listing(shared)}); "
+                "remove the VOC val images from the train_aug list"
+            )
+
+
+class FolderSegmentation(_SegDataset):
+    """Image / mask pairs from ``root/images/<stem>.{jpg,png,...}`` and ``root/masks/<stem>.png``.
+
+    Masks are index PNGs (palette or grayscale; pixel value = class id, 255 = ignore) or
+    ``.npy`` int arrays. Every stem needs both files.
+
+    Args:
+        root: dataset folder.
+        transform: joint ``(image, label) -> (image, label)`` augmentation.
+        num_classes: when given, labels must lie in ``[0, num_classes)`` or be 255.
+        images, masks: names of the two sub-folders.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], transform: ImageMaskTransform | None = None,
+                 num_classes: int | None = None, images: str = "images", masks: str = "masks") -> None:
+        super().__init__(transform, _check_num_classes(num_classes, allow_none=True))
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise InputError(f"{self.root}: no such dataset folder; expected root/{images}/ and root/{masks}/")
+        image_files = _index_folder(self.root / images, _IMAGE_PREFERENCE, f"'{images}'")
+        mask_files = _index_folder(self.root / masks, LABEL_EXTENSIONS, f"'{masks}'")
+        only_image = sorted(set(image_files) - set(mask_files))
+        only_mask = sorted(set(mask_files) - set(image_files))
+        if only_image or only_mask:
+            parts = []
+            if only_image:
+                parts.append(f"images without a mask: {_listing(only_image)}")
+            if only_mask:
+                parts.append(f"masks without an image: {_listing(only_mask)}")
+            raise InputError(f"{self.root}: unmatched stems ({'; '.join(parts)}); give every stem both files")
+        if not image_files:
+            raise InputError(f"{self.root}: no image/mask pairs in {images}/ and {masks}/; "
+                             f"add <stem>.png files ({', '.join(IMAGE_EXTENSIONS)} for images)")
+        self.names = sorted(image_files)
+        self.image_files = [image_files[s] for s in self.names]
+        self.label_files = [mask_files[s] for s in self.names]

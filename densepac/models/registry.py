@@ -80,15 +80,22 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
     """Build a registered model.
 
     Args:
-        name: registry name (see :func:`list_models`).
+        name: registry name (see :func:`list_models`); a segmentation name with the suffix
+            ``+crf`` (or ``crf=True``) is wrapped in a trainable PAC-CRF.
         pretrained: load the shipped weights ``weights/<name>.safetensors`` (checked against
             the sha256 in its model card); the card's architecture arguments are used unless
             overridden in ``kwargs``.
         weights: a ``.safetensors`` file or a ``torch.save`` state dict (loaded with
-            ``weights_only=True``) to load instead.
+            ``weights_only=True``) to load instead; with a CRF it may hold the whole wrapped
+            model or the base model alone.
         **kwargs: architecture arguments of the model's factory.
     """
+    crf = bool(kwargs.pop("crf", False))
+    if name.endswith("+crf"):
+        name, crf = name[: -len("+crf")], True
     entry = get_entry(name)
+    if crf and entry.task != "segmentation":
+        raise InputError(f"a CRF refines segmentation logits; {name!r} is a {entry.task} model")
     card = shipped_card(name) if pretrained else None
     if pretrained and card is None:
         raise InputError(f"model {name!r} has no shipped weights; train it with `densepac train` or pass weights=")
@@ -103,6 +110,21 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
     model.model_name = name
     if card is not None:
         load_weights_into(model, card.weights_path, expected_sha256=card.sha256)
+    if crf:
+        from ..ops.crf import CRFWrapped, PacCRF
+
+        if weights is not None and not _holds_wrapped_model(Path(weights)):
+            load_weights_into(model, Path(weights))  # weights of the base model alone
+            weights = None
+        model = CRFWrapped(model, PacCRF(model.num_classes))
+        model.task, model.model_name = "segmentation", f"{name}+crf"
     if weights is not None:
         load_weights_into(model, Path(weights))
     return model
+
+
+def _holds_wrapped_model(path: Path) -> bool:
+    """Whether a weights file holds a CRF-wrapped model (keys ``model.*`` and ``crf.*``)."""
+    from ..engine.checkpoint import load_state_dict_safe
+
+    return any(k.startswith("crf.") for k in load_state_dict_safe(path))

@@ -114,3 +114,27 @@ def test_corrupt_safetensors_refused(tmp_path):
 def test_pretrained_without_shipped_weights_is_clear():
     with pytest.raises(InputError, match="no shipped weights"):
         create_model("_test_tiny_depth", pretrained=True)
+
+
+def test_crf_suffix_wraps_segmentation_models(tmp_path):
+    from densepac.ops.crf import CRFWrapped
+
+    kw = {"num_classes": 3, "widths": (4, 4, 8, 8, 8), "fc_channels": 8}
+    torch.manual_seed(0)
+    m = create_model("fcn8s_vgg16+crf", **kw)
+    assert isinstance(m, CRFWrapped) and m.task == "segmentation" and m.model_name == "fcn8s_vgg16+crf"
+    assert m(torch.rand(1, 3, 35, 33)).shape == (1, 3, 35, 33)
+    assert isinstance(create_model("fcn8s_vgg16", crf=True, **kw), CRFWrapped)
+    # Weights of the base model alone, or of the whole wrapped model, both load.
+    base = create_model("fcn8s_vgg16", **kw)
+    base_file = save_weights(base, "base", "fcn8s_vgg16", tmp_path)
+    torch.manual_seed(1)  # a different initialisation, so equality comes from the file
+    wrapped = create_model("fcn8s_vgg16+crf", weights=base_file, **kw)
+    for key, value in base.state_dict().items():
+        assert torch.equal(wrapped.model.state_dict()[key], value), key
+    whole = save_weights(wrapped, "whole", "fcn8s_vgg16+crf", tmp_path)
+    again = create_model("fcn8s_vgg16+crf", weights=whole, **kw)
+    for a, b in zip(again.state_dict().values(), wrapped.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(InputError, match="segmentation"):
+        create_model("bicubic+crf")

@@ -140,7 +140,7 @@ def upsample(depth: Path, guide: Path, output: Path, model_name: str | None, wei
     depth_lr = validate_depth(read_depth(depth, depth_scale), str(depth))
     rgb = read_image(guide)
     factor = check_scale(depth_lr.shape, rgb.shape[:2], scale)
-    name = model_name or default_depth_model(factor)
+    name = model_name or (None if weights is not None else default_depth_model(factor))
     model = load_model_for_inference(name, weights)
     if getattr(model, "task", None) != "depth":
         raise BadInput(f"model {name!r} is a {model.task} model; pick one from `densepac models --task depth`")
@@ -151,6 +151,59 @@ def upsample(depth: Path, guide: Path, output: Path, model_name: str | None, wei
     if preview is not None:
         depth_preview(rgb, depth_lr, out, preview)
     click.echo(f"{output}: {out.shape[1]}x{out.shape[0]} depth from {name} (x{factor}, {dev.type})", err=True)
+
+
+@main.command()
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@click.option("-o", "--output-dir", type=click.Path(path_type=Path), required=True,
+              help="Folder for NAME.png (VOC-palette label map) and NAME_overlay.png.")
+@click.option("--model", "model_name", default=None,
+              help="Registry segmentation model (default: the one named by the weights' model card).")
+@click.option("--weights", type=click.Path(path_type=Path), default=None, help="Weights file for --model.")
+@click.option("--crf/--no-crf", default=False, show_default=True, help="Refine with a PAC-CRF.")
+@click.option("--arg", "model_args", multiple=True, help="Architecture argument key=value (repeatable).")
+@device_option
+@overwrite_option
+@_friendly_errors
+def segment(images: tuple[Path, ...], output_dir: Path, model_name: str | None, weights: Path | None, crf: bool,
+            model_args: tuple[str, ...], device: str, overwrite: bool) -> None:
+    """Segment IMAGE files: a label PNG (VOC palette) and a mask overlay per image."""
+    _quiet_opencv()
+    from tqdm.auto import tqdm
+
+    from .data.io import IMAGE_EXTENSIONS, read_image, write_image, write_label
+    from .data.visualize import overlay_mask
+    from .inference import load_model_for_inference, resolve_device, segment_image
+
+    if not images:
+        raise BadInput("no IMAGE given; pass one or more image files")
+    for path in images:
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            raise BadInput(f"{path}: not an image file ({', '.join(IMAGE_EXTENSIONS)})")
+        if not path.is_file():
+            raise BadInput(f"{path}: no such image file; check the path")
+    if len({p.stem for p in images}) != len(images):
+        raise BadInput("two IMAGEs share a file name; their outputs would overwrite each other")
+    if not output_dir.is_dir():
+        if not output_dir.parent.is_dir():
+            raise BadInput(f"{output_dir.parent} does not exist; create it or choose another -o folder")
+        output_dir.mkdir()
+    targets = [(output_dir / f"{p.stem}.png", output_dir / f"{p.stem}_overlay.png") for p in images]
+    existing = [str(t) for pair in targets for t in pair if t.exists()]
+    if existing and not overwrite:
+        raise BadInput(f"{existing[0]} already exists; pass --overwrite to replace outputs")
+    dev = resolve_device(device)
+    model = load_model_for_inference(model_name, weights, crf=crf, **_parse_kwargs(model_args))
+    if getattr(model, "task", None) != "segmentation":
+        raise BadInput(f"model {model.model_name!r} is a {model.task} model; "
+                       "pick one from `densepac models --task segmentation`")
+    quiet = not sys.stderr.isatty() or len(images) == 1
+    for path, (label_path, overlay_path) in zip(tqdm(images, desc="segment", disable=quiet), targets):
+        image = read_image(path)
+        labels = segment_image(model, image, dev)
+        write_label(label_path, labels, overwrite=True)
+        write_image(overlay_path, overlay_mask(image, labels), overwrite=True)
+    click.echo(f"{len(images)} image(s) segmented into {output_dir} with {model.model_name}", err=True)
 
 
 def _parse_kwargs(pairs: tuple[str, ...]) -> dict:

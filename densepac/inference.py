@@ -89,15 +89,40 @@ def default_depth_model(scale: int) -> str:
     return FALLBACK_DEPTH_MODEL
 
 
-def load_model_for_inference(name: str, weights=None) -> nn.Module:
-    """A registry model with its shipped weights (or ``weights``); learned models need one of them."""
-    from .models import create_model, list_weights
+def load_model_for_inference(name: str | None, weights=None, **kwargs) -> nn.Module:
+    """A registry model with its shipped weights, or with ``weights``.
 
+    A weights file with its model card beside it (``NAME.json``, as ``densepac train
+    --export`` writes) supplies the architecture arguments, and the model name when
+    ``name`` is None. A learned model without any weights is refused.
+    """
+    from pathlib import Path
+
+    from .models import create_model, list_weights
+    from .models.weights import WeightsCard
+
+    card_path = Path(weights).with_suffix(".json") if weights is not None else None
+    if card_path is not None and card_path.is_file():
+        card = WeightsCard.from_json(card_path)
+        name = name or card.arch
+        if name.removesuffix("+crf") == card.arch.removesuffix("+crf"):
+            kwargs = {**card.kwargs, **kwargs}
+    if name is None:
+        raise InputError("no model given; pass --model NAME (see `densepac models`)")
     pretrained = weights is None and name in list_weights()
-    model = create_model(name, pretrained=pretrained, weights=weights)
+    model = create_model(name, pretrained=pretrained, weights=weights, **kwargs)
     if not pretrained and weights is None and any(True for _ in model.parameters()):
         raise InputError(f"model {name!r} has no shipped weights; pass --weights FILE or train it with `densepac train`")
     return model
+
+
+def segment_image(model: nn.Module, image: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
+    """Labels (H, W) int64 of one RGB image (H, W, 3) float32 in [0, 1]."""
+    device = torch.device(device)
+    model = model.to(device).eval()
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
+    with torch.inference_mode():
+        return model(x).argmax(1)[0].cpu().numpy()
 
 
 def tiled_upsample(model: nn.Module, depth_lr: torch.Tensor, guide: torch.Tensor, tile: int = 128,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces the shipped depth weights in weights/: the paper's pac_jointupsample and our
-# pac_jointupsample_res at x4, x8, x16, trained on procedural RGB-D scenes, then marks the
-# lower validation RMSE of the two as the `densepac upsample` default for each scale.
+# pac_jointupsample_jbu (refines joint bilateral upsampling) at x4, x8, x16, trained on
+# procedural RGB-D scenes, then marks the lower validation RMSE of the two as the
+# `densepac upsample` default for each scale.
 #
 #   bash scripts/train_depth.sh                 # sequential, CPU or GPU (auto)
 #   PARALLEL=1 DEVICE=cuda WORKERS=2 bash scripts/train_depth.sh   # all six at once on one GPU
@@ -11,8 +12,7 @@
 # 0 = none; a stopped run exports its best validated checkpoint), OUT (weights), RUNS
 # (runs), DENSEPAC (densepac).
 # The shipped weights were made on a 2-core CPU (no GPU was available) with
-#   EPOCHS=8 TRAIN_SIZE=800 BATCH=8 CROP=96 VAL_SIZE=30 WORKERS=0 SCALES=8 DEVICE=cpu
-#   EPOCHS=4 TRAIN_SIZE=800 BATCH=8 CROP=96 VAL_SIZE=30 WORKERS=0 SCALES="4 16" DEVICE=cpu
+#   EPOCHS=4 TRAIN_SIZE=800 BATCH=8 CROP=96 VAL_SIZE=30 WORKERS=0 SCALES="8 4 16" DEVICE=cpu
 # Each model card's "command" field holds the exact command of its run.
 set -euo pipefail
 DEVICE=${DEVICE:-auto}
@@ -43,7 +43,7 @@ train_one() {
 mkdir -p "$RUNS" "$OUT"
 pids=()
 for s in $SCALES; do
-  for arch in pac_jointupsample_res pac_jointupsample; do
+  for arch in pac_jointupsample_jbu pac_jointupsample; do
     if [ "${PARALLEL:-0}" = 1 ]; then
       train_one "${arch}_x$s" & pids+=($!)
     else

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..ops import PacConvTranspose2d
 from ..ops.fill import fill_holes, valid_mask
-from ..ops.guided import depth_range
+from ..ops.guided import depth_range, joint_bilateral_upsample
 from .depth_base import DepthModel
 from .registry import register_model
 
@@ -59,17 +59,23 @@ class PacJointUpsample(DepthModel):
         guide_channels: adapting-feature channels per upsampling stage (paper: 16).
         guide_width: hidden width of the guidance branch.
         kernel_size: size of every convolution (paper: 5).
-        residual: predict a correction to the bicubic upsampling of the hole-filled depth.
+        residual: predict a correction to a classical upsampling (``base``) instead of depth;
+            the last layer starts at zero, so the untrained model equals its base.
+        base: ``"bicubic"`` (of the hole-filled depth) or ``"joint_bilateral"``, the
+            residual's starting point.
         mask_input: give the depth branch the validity mask as a second channel.
         normalize_pac: use normalised PAC in the upsampling stages.
     """
 
     def __init__(self, scale: int = 8, channels: int = 32, guide_channels: int = 16, guide_width: int = 32,
                  depth_layers: int = 3, guide_layers: int = 3, final_layers: int = 2, kernel_size: int = 5,
-                 residual: bool = False, mask_input: bool = False, normalize_pac: bool = False) -> None:
+                 residual: bool = False, mask_input: bool = False, normalize_pac: bool = False,
+                 base: str = "bicubic") -> None:
         super().__init__()
         if scale not in (2, 4, 8, 16):
             raise ValueError(f"scale must be 2, 4, 8 or 16, got {scale}")
+        if base not in ("bicubic", "joint_bilateral"):
+            raise ValueError(f"base must be 'bicubic' or 'joint_bilateral', got {base!r}")
         self.scale = scale
         self.scales = (scale,)
         self.stages = int(math.log2(scale))
@@ -77,7 +83,7 @@ class PacJointUpsample(DepthModel):
         # branches and the bicubic residual.
         self.tile_margin = depth_layers * (kernel_size // 2) + self.stages + 3
         self.guide_channels = guide_channels
-        self.residual, self.mask_input = residual, mask_input
+        self.residual, self.mask_input, self.base = residual, mask_input, base
         k = kernel_size
         self.depth_branch = _conv_stack(2 if mask_input else 1, channels, channels, depth_layers, k)
         self.guide_branch = _conv_stack(3, guide_width, guide_channels * self.stages, guide_layers, k)
@@ -86,6 +92,9 @@ class PacJointUpsample(DepthModel):
                                normalize=normalize_pac)
             for _ in range(self.stages))
         self.final_branch = _conv_stack(channels, channels, 1, final_layers, k)
+        if residual:
+            nn.init.zeros_(self.final_branch[-1].weight)
+            nn.init.zeros_(self.final_branch[-1].bias)
         self.register_buffer("rgb_mean", torch.tensor(_RGB_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("rgb_std", torch.tensor(_RGB_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -111,11 +120,20 @@ class PacJointUpsample(DepthModel):
             x = F.relu(up(x, gi))
         y = self.final_branch(x)
         if self.residual:
-            y = y + F.interpolate(dn, size=y.shape[-2:], mode="bicubic", align_corners=False)
+            y = y + self._base(dn, valid, guide)
         return y
 
+    def _base(self, dn: torch.Tensor, valid: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+        # In normalised units every valid depth lies in [0, 1]: that is the clamp range.
+        if self.base == "bicubic":
+            return F.interpolate(dn, size=guide.shape[-2:], mode="bicubic", align_corners=False)
+        zero, one = dn.new_zeros(()), dn.new_ones(())
+        return joint_bilateral_upsample(dn, valid > 0, dn, guide.to(dn.dtype), zero, one, self.scale,
+                                        sigma_spatial=float(self.scale), sigma_color=0.1)
+
     def extra_repr(self) -> str:
-        return f"scale={self.scale}, residual={self.residual}, mask_input={self.mask_input}"
+        base = f", base={self.base!r}" if self.residual else ""
+        return f"scale={self.scale}, residual={self.residual}, mask_input={self.mask_input}{base}"
 
 
 def _register_family(prefix: str, doc: str, **arch) -> None:
@@ -132,3 +150,5 @@ _register_family("pac_jointupsample_lite", "PAC joint upsampling, thin (16 chann
                  channels=16, guide_channels=8, guide_width=16)
 _register_family("pac_jointupsample_res", "PAC joint upsampling + bicubic residual and hole-mask input (ours)",
                  residual=True, mask_input=True)
+_register_family("pac_jointupsample_jbu", "PAC joint upsampling refining joint bilateral upsampling (ours)",
+                 residual=True, mask_input=True, base="joint_bilateral")

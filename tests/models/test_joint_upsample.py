@@ -11,7 +11,8 @@ LEARNED = list_models("pac_jointupsample*")
 
 def test_family_registered():
     for s in (4, 8, 16):
-        for prefix in ("pac_jointupsample", "pac_jointupsample_lite", "pac_jointupsample_res"):
+        for prefix in ("pac_jointupsample", "pac_jointupsample_lite", "pac_jointupsample_res",
+                       "pac_jointupsample_jbu"):
             assert f"{prefix}_x{s}" in LEARNED
 
 
@@ -46,7 +47,8 @@ def test_wrong_scale_refused():
 
 
 @pytest.mark.parametrize("name", ["bicubic", "guided_filter", "joint_bilateral", "pac_jointupsample_x4",
-                                  "pac_jointupsample_res_x8", "pac_jointupsample_lite_x16"])
+                                  "pac_jointupsample_res_x8", "pac_jointupsample_lite_x16",
+                                  "pac_jointupsample_jbu_x4"])
 def test_tiled_equals_untiled(name):
     torch.manual_seed(1)
     m = create_model(name).double().eval()
@@ -57,3 +59,23 @@ def test_tiled_equals_untiled(name):
     rgb = torch.rand(1, 3, h * s, w * s, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(tiled_upsample(m, lr, rgb, tile=9, margin=m.tile_margin), m(lr, rgb))
+
+
+@pytest.mark.parametrize("scale", [4, 8])
+def test_residual_variants_start_at_their_base(scale):
+    torch.manual_seed(2)
+    lr = torch.rand(2, 1, 6, 5, dtype=torch.float64) * 3 + 1
+    lr[0, 0, 2, 2] = 0
+    rgb = torch.rand(2, 3, 6 * scale, 5 * scale, dtype=torch.float64)
+    with torch.no_grad():
+        jbu = create_model(f"pac_jointupsample_jbu_x{scale}").double()(lr, rgb)
+        torch.testing.assert_close(jbu, create_model("joint_bilateral").double()(lr, rgb))
+        # Bicubic is linear, so the depth normalisation cancels out (no holes here).
+        res = create_model(f"pac_jointupsample_res_x{scale}").double()(lr[1:], rgb[1:])
+        ref = torch.nn.functional.interpolate(lr[1:], scale_factor=scale, mode="bicubic", align_corners=False)
+        torch.testing.assert_close(res, ref)
+
+
+def test_unknown_base_refused():
+    with pytest.raises(ValueError, match="base"):
+        create_model("pac_jointupsample_x4", residual=True, base="nearest")

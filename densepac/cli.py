@@ -275,6 +275,67 @@ def train(model_name, model_args, data, protocol, train_size, val_size, crop, no
                f"checkpoint {result.checkpoint}", err=True)
 
 
+@main.command()
+@click.option("--model", "model_name", default="fcn8s_vgg16", show_default=True,
+              help="Registry segmentation model to fine-tune.")
+@click.option("--weights", type=click.Path(path_type=Path), default=None,
+              help="Start from: torchvision vgg16 / fcn_resnet50/101 state dict, or a densepac weights file, "
+                   "run or checkpoint folder.")
+@click.option("--hot-swap", is_flag=True, help="Swap conv3_3/4_3/5_3 of FCN-8s for PAC guided by conv2_2.")
+@click.option("--crf", is_flag=True, help="Append a trainable PAC-CRF.")
+@click.option("--stage", type=click.Choice(["joint", "crf_only"]), default="joint", show_default=True,
+              help="crf_only: train the CRF with the backbone frozen (the paper's first stage).")
+@click.option("--data", default="synthetic", show_default=True, help="synthetic | voc:ROOT | voc_aug:ROOT | folder:ROOT")
+@click.option("--num-classes", type=int, default=21, show_default=True)
+@click.option("--crop", type=int, default=128, show_default=True, help="Square training crop.")
+@click.option("--scene-size", type=int, default=160, show_default=True, help="Side of synthetic scenes.")
+@click.option("--train-size", type=int, default=2000, show_default=True, help="Synthetic scenes per epoch.")
+@click.option("--val-size", type=int, default=50, show_default=True, help="Synthetic validation scenes.")
+@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--crf-lr", type=float, default=1e-3, show_default=True, help="Learning rate of the CRF parameters.")
+@click.option("--weight-decay", type=float, default=0.0, show_default=True)
+@click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"]), default="adam", show_default=True)
+@click.option("--scheduler", type=click.Choice(["cosine", "poly", "step", "none"]), default="cosine",
+              show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=int, default=0, show_default=True)
+@click.option("--amp", is_flag=True, help="Mixed precision.")
+@click.option("--arg", "model_args", multiple=True, help="Architecture argument key=value (repeatable).")
+@click.option("--crf-arg", "crf_args", multiple=True, help="PacCRF argument key=value (repeatable).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder: checkpoints, log.jsonl.")
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --out.")
+@click.option("--export", "export_dir", type=click.Path(path_type=Path), default=None,
+              help="After training, write the best weights + model card here.")
+@device_option
+@_friendly_errors
+def finetune(model_name, weights, hot_swap, crf, stage, data, num_classes, crop, scene_size, train_size, val_size,
+             epochs, batch_size, lr, crf_lr, weight_decay, optimizer, scheduler, seed, workers, amp, model_args,
+             crf_args, out, resume, export_dir, device) -> None:
+    """Fine-tune a (hot-swapped, CRF-wrapped) segmentation model; DDP under torchrun."""
+    from .engine.distributed import cleanup, is_main_process
+    from .inference import resolve_device
+    from .seg_recipes import SegFinetuneConfig, export_seg_weights, finetune_segmentation
+
+    cfg = SegFinetuneConfig(model=model_name, out=str(out), weights=None if weights is None else str(weights),
+                            hot_swap=hot_swap, crf=crf, stage=stage, data=data, num_classes=num_classes, crop=crop,
+                            scene_size=scene_size, train_size=train_size, val_size=val_size, epochs=epochs,
+                            batch_size=batch_size, lr=lr, crf_lr=crf_lr, weight_decay=weight_decay,
+                            optimizer=optimizer, scheduler=scheduler, seed=seed, device=resolve_device(device).type,
+                            workers=workers, amp=amp, model_kwargs=_parse_kwargs(model_args),
+                            crf_kwargs=_parse_kwargs(crf_args))
+    try:
+        result = finetune_segmentation(cfg, resume=resume)
+        if export_dir is not None and is_main_process():
+            path = export_seg_weights(cfg, export_dir, device=cfg.device)
+            click.echo(f"exported {path}", err=True)
+    finally:
+        cleanup()
+    click.echo(f"{'stopped' if result.interrupted else 'finished'} at step {result.step}; "
+               f"checkpoint {result.checkpoint}", err=True)
+
+
 @main.command("eval")
 @click.option("--models", "model_names", default="bicubic,guided_filter,joint_bilateral", show_default=True,
               help="Comma-separated registry depth models; learned ones use their shipped weights.")

@@ -498,5 +498,5 @@ def export_seg_weights(cfg: SegFinetuneConfig, out_dir: str | Path, name: str | 
              f"validated on {cfg.val_size} held-out scenes",
         start=str(cfg.weights) if cfg.weights is not None else None, stage=cfg.stage)
     if cfg.crf_kwargs:
-        card["crf_kwargs"] = dict(cfg.crf_kwargs)
+        card["kwargs"]["crf_kwargs"] = dict(cfg.crf_kwargs)  # so create_model rebuilds the same CRF
     return save_weights(model.cpu(), name or cfg.arch().replace("+", "_"), cfg.arch(), out_dir, **card)

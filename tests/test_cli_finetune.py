@@ -42,3 +42,17 @@ def test_finetune_bad_inputs(tmp_path):
     assert r.exit_code == 2 and "crf" in r.stderr
     r = run(main, ["finetune", "--weights", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "z")])
     assert r.exit_code == 2 and "nope.pt" in r.stderr
+
+
+def test_crf_arguments_survive_export_and_reload(tmp_path):
+    from densepac.inference import load_model_for_inference
+
+    r = CliRunner().invoke(main, [
+        "finetune", "--model", "fcn8s_vgg16", "--crf", "--crf-arg", "num_steps=2", "--crf-arg", "kernels=[[3,2]]",
+        "--num-classes", "3", "--scene-size", "40", "--crop", "32", "--train-size", "2", "--val-size", "2",
+        "--epochs", "1", "--batch-size", "2", "--device", "cpu", "--arg", "widths=[4,4,8,8,8]",
+        "--arg", "fc_channels=8", "--out", str(tmp_path / "run"), "--export", str(tmp_path / "w")])
+    assert r.exit_code == 0, r.output
+    weights = next((tmp_path / "w").glob("*.safetensors"))
+    model = load_model_for_inference(None, weights)
+    assert model.crf.num_steps == 2

@@ -81,7 +81,8 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
 
     Args:
         name: registry name (see :func:`list_models`); a segmentation name with the suffix
-            ``+crf`` (or ``crf=True``) is wrapped in a trainable PAC-CRF.
+            ``+crf`` (or ``crf=True``) is wrapped in a trainable PAC-CRF, built with
+            ``crf_kwargs`` (a dict of :class:`~densepac.ops.PacCRF` arguments) when given.
         pretrained: load the shipped weights ``weights/<name>.safetensors`` (checked against
             the sha256 in its model card); the card's architecture arguments are used unless
             overridden in ``kwargs``.
@@ -91,8 +92,11 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
         **kwargs: architecture arguments of the model's factory.
     """
     crf = bool(kwargs.pop("crf", False))
+    crf_kwargs = kwargs.pop("crf_kwargs", None) or {}
     if name.endswith("+crf"):
         name, crf = name[: -len("+crf")], True
+    if crf_kwargs and not crf:
+        raise InputError(f"crf_kwargs given for {name!r} without a CRF; add +crf to the name or crf=True")
     entry = get_entry(name)
     if crf and entry.task != "segmentation":
         raise InputError(f"a CRF refines segmentation logits; {name!r} is a {entry.task} model")
@@ -116,7 +120,7 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
         if weights is not None and not _holds_wrapped_model(Path(weights)):
             load_weights_into(model, Path(weights))  # weights of the base model alone
             weights = None
-        model = CRFWrapped(model, PacCRF(model.num_classes))
+        model = CRFWrapped(model, PacCRF(model.num_classes, **crf_kwargs))
         model.task, model.model_name = "segmentation", f"{name}+crf"
     if weights is not None:
         load_weights_into(model, Path(weights))

@@ -138,3 +138,20 @@ def test_crf_suffix_wraps_segmentation_models(tmp_path):
         assert torch.equal(a, b)
     with pytest.raises(InputError, match="segmentation"):
         create_model("bicubic+crf")
+
+
+def test_shipped_weights_load_and_pass_their_checksum():
+    from densepac.inference import default_depth_model
+    from densepac.models import list_weights
+    from densepac.models.weights import sha256_file, shipped_card
+
+    names = list_weights()
+    assert names, "no shipped weights found in the package"
+    for name in names:
+        card = shipped_card(name)
+        assert sha256_file(card.weights_path) == card.sha256, name
+        model = create_model(name, pretrained=True)
+        assert model.scale == card.kwargs["scale"]
+        assert card.command.startswith("densepac train")
+    for scale in (4, 8, 16):
+        assert shipped_card(default_depth_model(scale)).default

@@ -39,6 +39,7 @@ from .errors import InputError, WeightsError
 from .models import create_model, get_entry, save_weights, swapped_layers
 from .models.adapters import TorchvisionFCN
 from .models.fcn import FCN8s, load_vgg16_backbone, to_pac_fcn8s
+from .models.weights import state_dict_mismatch
 from .ops.crf import CRFWrapped, PacCRF
 
 __all__ = [
@@ -295,19 +296,9 @@ def _load_exact(model: nn.Module, state: Mapping[str, torch.Tensor], source: str
     """Strict ``load_state_dict`` whose failure names the class counts, or the keys and shapes at fault."""
     own = model.state_dict()
     _check_classes(model, state, source, own)
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-              if k in state and state[k].shape != v.shape]
-    if missing or unexpected or shapes:
-        parts = []
-        if shapes:
-            parts.append(f"shape mismatch (file vs model): {'; '.join(shapes[:3])}")
-        if missing:
-            parts.append(f"{len(missing)} missing keys, e.g. {', '.join(missing[:3])}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys, e.g. {', '.join(unexpected[:3])}")
-        raise WeightsError(f"{kind} weights {source} do not fit model {_name(model)!r}: {'; '.join(parts)}; "
+    problem = state_dict_mismatch(own, state)
+    if problem:
+        raise WeightsError(f"{kind} weights {source} do not fit model {_name(model)!r}: {problem}; "
                            "pick the model these weights were trained for")
     model.load_state_dict(state)
 

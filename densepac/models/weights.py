@@ -72,6 +72,22 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def state_dict_mismatch(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> str:
+    """How ``state`` fails to fit a model whose state dict is ``own`` ("" when it fits)."""
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+              if k in state and state[k].shape != v.shape]
+    parts = []
+    if shapes:
+        parts.append(f"shape mismatch (file vs model): {'; '.join(shapes[:3])}")
+    if missing:
+        parts.append(f"{len(missing)} missing keys, e.g. {', '.join(missing[:3])}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys, e.g. {', '.join(unexpected[:3])}")
+    return "; ".join(parts)
+
+
 def load_weights_into(model: nn.Module, path: str | Path, expected_sha256: str | None = None) -> nn.Module:
     """Load ``path`` into ``model`` strictly; a mismatch names the keys and shapes at fault."""
     path = Path(path)
@@ -83,21 +99,10 @@ def load_weights_into(model: nn.Module, path: str | Path, expected_sha256: str |
             raise WeightsError(f"weights {path} fail their sha256 check ({digest[:12]}... != "
                                f"{expected_sha256[:12]}...); the file is corrupt, reinstall densepac")
     state = load_state_dict_safe(path)
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-              if k in state and state[k].shape != v.shape]
-    if missing or unexpected or shapes:
+    problem = state_dict_mismatch(model.state_dict(), state)
+    if problem:
         name = getattr(model, "model_name", type(model).__name__)
-        parts = []
-        if shapes:
-            parts.append(f"shape mismatch (file vs model): {'; '.join(shapes[:3])}")
-        if missing:
-            parts.append(f"{len(missing)} missing keys, e.g. {', '.join(missing[:3])}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys, e.g. {', '.join(unexpected[:3])}")
-        raise WeightsError(f"weights {path} do not fit model {name!r}: {'; '.join(parts)}; "
+        raise WeightsError(f"weights {path} do not fit model {name!r}: {problem}; "
                            "pick the model these weights were trained for")
     model.load_state_dict(state)
     return model

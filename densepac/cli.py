@@ -61,6 +61,31 @@ def overwrite_option(fn: Callable) -> Callable:
     return click.option("--overwrite", is_flag=True, help="Replace output files that already exist.")(fn)
 
 
+def training_options(fn: Callable) -> Callable:
+    """Options shared by `train` and `finetune`: data sizes, schedule, run folder, export."""
+    options = [
+        click.option("--train-size", type=int, default=2000, show_default=True, help="Synthetic scenes per epoch."),
+        click.option("--val-size", type=int, default=50, show_default=True,
+                     help="Held-out synthetic validation scenes."),
+        click.option("--crop", type=int, default=128, show_default=True, help="Square training crop (HR pixels)."),
+        click.option("--epochs", type=int, default=10, show_default=True),
+        click.option("--batch-size", type=int, default=8, show_default=True),
+        click.option("--weight-decay", type=float, default=0.0, show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--workers", type=int, default=0, show_default=True, help="DataLoader worker processes."),
+        click.option("--amp", is_flag=True, help="Mixed precision."),
+        click.option("--out", type=click.Path(path_type=Path), required=True,
+                     help="Run folder: checkpoints, log.jsonl."),
+        click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --out."),
+        click.option("--export", "export_dir", type=click.Path(path_type=Path), default=None,
+                     help="After training, write the best weights + model card here (e.g. weights/)."),
+        click.option("--arg", "model_args", multiple=True, help="Architecture argument key=value (repeatable)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 class _OneLineErrors(click.Group):
     """A group whose every error, usage errors included, is one line on stderr."""
 
@@ -224,30 +249,17 @@ def _parse_kwargs(pairs: tuple[str, ...]) -> dict:
 
 @main.command()
 @click.option("--model", "model_name", required=True, help="Registry depth model to train, e.g. pac_jointupsample_x8.")
-@click.option("--arg", "model_args", multiple=True, help="Architecture argument key=value (repeatable).")
 @click.option("--data", default="synthetic", show_default=True,
               help="synthetic | folder:PATH | nyu:FILE.mat | middlebury:PATH")
 @click.option("--protocol", type=click.Choice(["point", "bicubic"]), default="point", show_default=True,
               help="How low-resolution depth is simulated.")
-@click.option("--train-size", type=int, default=2000, show_default=True, help="Synthetic scenes per epoch.")
-@click.option("--val-size", type=int, default=50, show_default=True, help="Held-out synthetic validation scenes.")
-@click.option("--crop", type=int, default=128, show_default=True, help="Square training crop (HR pixels).")
 @click.option("--noise", type=float, default=0.0, show_default=True, help="Depth noise sigma (m at 1 m, grows as z^2).")
 @click.option("--holes", type=float, default=0.0, show_default=True, help="Fraction of LR pixels made missing.")
-@click.option("--epochs", type=int, default=10, show_default=True)
-@click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--weight-decay", type=float, default=0.0, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")
-@click.option("--amp", is_flag=True, help="Mixed precision.")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder: checkpoints, log.jsonl.")
-@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --out.")
-@click.option("--export", "export_dir", type=click.Path(path_type=Path), default=None,
-              help="After training, write the best weights + model card here (e.g. weights/).")
 @click.option("--export-name", default=None, help="Name of the exported weights (default: the model name).")
 @click.option("--default", "mark_default", is_flag=True,
               help="Mark the export as the default `densepac upsample` model for its scale.")
+@training_options
 @device_option
 @_friendly_errors
 def train(model_name, model_args, data, protocol, train_size, val_size, crop, noise, holes, epochs, batch_size, lr,
@@ -287,27 +299,14 @@ def train(model_name, model_args, data, protocol, train_size, val_size, crop, no
               help="crf_only: train the CRF with the backbone frozen (the paper's first stage).")
 @click.option("--data", default="synthetic", show_default=True, help="synthetic | voc:ROOT | voc_aug:ROOT | folder:ROOT")
 @click.option("--num-classes", type=int, default=21, show_default=True)
-@click.option("--crop", type=int, default=128, show_default=True, help="Square training crop.")
 @click.option("--scene-size", type=int, default=160, show_default=True, help="Side of synthetic scenes.")
-@click.option("--train-size", type=int, default=2000, show_default=True, help="Synthetic scenes per epoch.")
-@click.option("--val-size", type=int, default=50, show_default=True, help="Synthetic validation scenes.")
-@click.option("--epochs", type=int, default=10, show_default=True)
-@click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--lr", type=float, default=1e-4, show_default=True)
 @click.option("--crf-lr", type=float, default=1e-3, show_default=True, help="Learning rate of the CRF parameters.")
-@click.option("--weight-decay", type=float, default=0.0, show_default=True)
 @click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"]), default="adam", show_default=True)
 @click.option("--scheduler", type=click.Choice(["cosine", "poly", "step", "none"]), default="cosine",
               show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--workers", type=int, default=0, show_default=True)
-@click.option("--amp", is_flag=True, help="Mixed precision.")
-@click.option("--arg", "model_args", multiple=True, help="Architecture argument key=value (repeatable).")
 @click.option("--crf-arg", "crf_args", multiple=True, help="PacCRF argument key=value (repeatable).")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder: checkpoints, log.jsonl.")
-@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --out.")
-@click.option("--export", "export_dir", type=click.Path(path_type=Path), default=None,
-              help="After training, write the best weights + model card here.")
+@training_options
 @device_option
 @_friendly_errors
 def finetune(model_name, weights, hot_swap, crf, stage, data, num_classes, crop, scene_size, train_size, val_size,

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from densepac.data.folders import check_paired, index_folder, listing
 from densepac.data.degrade import PROTOCOLS, check_scale, simulate_lr
 from densepac.data.io import DEPTH_EXTENSIONS, IMAGE_EXTENSIONS, read_depth, read_image
 from densepac.errors import InputError
@@ -37,7 +38,6 @@ JointTransform = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray
 
 #: Official NYU Depth v2 split of the 1449 labelled frames: [0, 1000) train, [1000, N) test.
 NYU_NUM_TRAIN = 1000
-_MAX_LISTED = 8
 
 
 @dataclass
@@ -48,11 +48,6 @@ class _Sample:
     depth: np.ndarray
     name: str
     depth_lr: np.ndarray | None = None
-
-
-def _listing(items: Sequence[str]) -> str:
-    shown = ", ".join(items[:_MAX_LISTED])
-    return shown + (f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else "")
 
 
 def _centre_crop_to_multiple(rgb: np.ndarray, depth: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
@@ -420,7 +415,7 @@ class MiddleburyDepth(_DepthDataset):
                 broken.append(scene.name)
         if broken:
             raise InputError(
-                f"{self.root}: scene(s) {_listing(broken)} have im0.png but no calib.txt or "
+                f"{self.root}: scene(s) {listing(broken)} have im0.png but no calib.txt or "
                 "disp0.pfm/disp0GT.pfm; complete or remove them"
             )
         if not self.scenes:
@@ -452,22 +447,6 @@ class MiddleburyDepth(_DepthDataset):
 
 
 # --------------------------------------------------------------------------- folders
-
-
-def _index_folder(folder: Path, extensions: Sequence[str], kind: str) -> dict[str, Path]:
-    files: dict[str, Path] = {}
-    duplicates: list[str] = []
-    for p in sorted(folder.iterdir()):
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in extensions:
-            if p.stem in files:
-                duplicates.append(p.stem)
-            files[p.stem] = p
-    if duplicates:
-        raise InputError(
-            f"{folder}: several {kind} files share the stem(s) {_listing(duplicates)}; "
-            "keep one per stem"
-        )
-    return files
 
 
 class FolderDepth(_DepthDataset):
@@ -508,17 +487,9 @@ class FolderDepth(_DepthDataset):
                     f"{self.root}: missing the '{sub}' folder; "
                     "expected root/rgb/<stem>.png and root/depth/<stem>.png"
                 )
-        rgb = _index_folder(self.root / "rgb", IMAGE_EXTENSIONS, "rgb")
-        depth = _index_folder(self.root / "depth", DEPTH_EXTENSIONS, "depth")
-        only_rgb = sorted(set(rgb) - set(depth))
-        only_depth = sorted(set(depth) - set(rgb))
-        if only_rgb or only_depth:
-            parts = []
-            if only_rgb:
-                parts.append(f"rgb without depth: {_listing(only_rgb)}")
-            if only_depth:
-                parts.append(f"depth without rgb: {_listing(only_depth)}")
-            raise InputError(f"{self.root}: unmatched stems ({'; '.join(parts)}); give every stem both files")
+        rgb = index_folder(self.root / "rgb", IMAGE_EXTENSIONS, "rgb")
+        depth = index_folder(self.root / "depth", DEPTH_EXTENSIONS, "depth")
+        check_paired(self.root, rgb, depth, "rgb without depth", "depth without rgb")
         if not rgb:
             raise InputError(f"{self.root}: no rgb/depth pairs found in rgb/ and depth/")
         self.stems = sorted(rgb)
@@ -532,11 +503,11 @@ class FolderDepth(_DepthDataset):
                     f"{self.root}: given_lr=True but there is no depth_lr/ folder; "
                     "add it or pass given_lr=None"
                 )
-            lr = _index_folder(lr_dir, DEPTH_EXTENSIONS, "depth_lr")
+            lr = index_folder(lr_dir, DEPTH_EXTENSIONS, "depth_lr")
             missing = sorted(set(self.stems) - set(lr))
             if missing:
                 raise InputError(
-                    f"{lr_dir}: no low-resolution map for {_listing(missing)}; "
+                    f"{lr_dir}: no low-resolution map for {listing(missing)}; "
                     "add them or pass given_lr=False"
                 )
             self.lr_files = lr

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from densepac.data.folders import check_paired, index_folder, listing
 from densepac.data.io import IMAGE_EXTENSIONS, LABEL_EXTENSIONS, read_image, read_label
 from densepac.errors import InputError
 
@@ -49,14 +50,8 @@ VOC_CLASSES: tuple[str, ...] = (
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 )
 VOC_NUM_CLASSES = len(VOC_CLASSES)
-_MAX_LISTED = 8
 # Preferred extension first when one stem has several image files (VOC ships .jpg).
 _IMAGE_PREFERENCE = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
-
-
-def _listing(items: Sequence[str]) -> str:
-    shown = ", ".join(items[:_MAX_LISTED])
-    return shown + (f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else "")
 
 
 def check_labels(label: np.ndarray, num_classes: int | None, source: str | os.PathLike[str],
@@ -85,24 +80,6 @@ def _check_num_classes(num_classes: Any, allow_none: bool) -> int | None:
         raise InputError(f"num_classes={num_classes!r} must be an integer in [1, 255] (21 for PASCAL VOC)"
                          + (" or None" if allow_none else ""))
     return int(num_classes)
-
-
-def _index_folder(folder: Path, extensions: Sequence[str], kind: str) -> dict[str, Path]:
-    """stem -> file for the files of ``folder`` with one of ``extensions`` (preferred first)."""
-    if not folder.is_dir():
-        raise InputError(f"{folder}: missing {kind} folder; check the dataset root and its layout")
-    rank = {ext: i for i, ext in enumerate(extensions)}
-    files: dict[str, Path] = {}
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            suffix = os.path.splitext(entry.name)[1].lower()
-            if suffix not in rank or entry.name.startswith(".") or not entry.is_file():
-                continue
-            stem = entry.name[: -len(suffix)]
-            held = files.get(stem)
-            if held is None or rank[suffix] < rank[held.suffix.lower()]:
-                files[stem] = Path(entry.path)
-    return files
 
 
 def seg_item(image: np.ndarray, label: np.ndarray, name: str,
@@ -211,16 +188,16 @@ class VOCSegmentation(_SegDataset):
         if self.sbd and list_file.stem == "train_aug":
             self._check_no_val_overlap(ids, list_file)
         label_dir = self.root / ("SegmentationClassAug" if self.sbd else "SegmentationClass")
-        images = _index_folder(self.root / "JPEGImages", _IMAGE_PREFERENCE, "image (JPEGImages)")
-        labels = _index_folder(label_dir, LABEL_EXTENSIONS, f"label ({label_dir.name})")
+        images = index_folder(self.root / "JPEGImages", _IMAGE_PREFERENCE, "image (JPEGImages)", prefer=True)
+        labels = index_folder(label_dir, LABEL_EXTENSIONS, f"label ({label_dir.name})", prefer=True)
         no_image = [i for i in ids if i not in images]
         no_label = [i for i in ids if i not in labels]
         if no_image or no_label:
             parts = []
             if no_image:
-                parts.append(f"{len(no_image)} without JPEGImages/<id>.jpg: {_listing(no_image)}")
+                parts.append(f"{len(no_image)} without JPEGImages/<id>.jpg: {listing(no_image)}")
             if no_label:
-                parts.append(f"{len(no_label)} without {label_dir.name}/<id>.png: {_listing(no_label)}")
+                parts.append(f"{len(no_label)} without {label_dir.name}/<id>.png: {listing(no_label)}")
             raise InputError(f"{list_file}: {'; '.join(parts)}; add the files or remove the ids from the list")
         self.names = ids
         self.image_files = [images[i] for i in ids]
@@ -248,7 +225,7 @@ class VOCSegmentation(_SegDataset):
         shared = sorted(set(ids) & set(_read_id_list(val_file)))
         if shared:
             raise InputError(
-                f"{list_file}: {len(shared)} ids are also in val.txt ({_listing(shared)}); "
+                f"{list_file}: {len(shared)} ids are also in val.txt ({listing(shared)}); "
                 "remove the VOC val images from the train_aug list"
             )
 
@@ -272,17 +249,9 @@ class FolderSegmentation(_SegDataset):
         self.root = Path(root)
         if not self.root.is_dir():
             raise InputError(f"{self.root}: no such dataset folder; expected root/{images}/ and root/{masks}/")
-        image_files = _index_folder(self.root / images, _IMAGE_PREFERENCE, f"'{images}'")
-        mask_files = _index_folder(self.root / masks, LABEL_EXTENSIONS, f"'{masks}'")
-        only_image = sorted(set(image_files) - set(mask_files))
-        only_mask = sorted(set(mask_files) - set(image_files))
-        if only_image or only_mask:
-            parts = []
-            if only_image:
-                parts.append(f"images without a mask: {_listing(only_image)}")
-            if only_mask:
-                parts.append(f"masks without an image: {_listing(only_mask)}")
-            raise InputError(f"{self.root}: unmatched stems ({'; '.join(parts)}); give every stem both files")
+        image_files = index_folder(self.root / images, _IMAGE_PREFERENCE, f"'{images}'", prefer=True)
+        mask_files = index_folder(self.root / masks, LABEL_EXTENSIONS, f"'{masks}'", prefer=True)
+        check_paired(self.root, image_files, mask_files, "images without a mask", "masks without an image")
         if not image_files:
             raise InputError(f"{self.root}: no image/mask pairs in {images}/ and {masks}/; "
                              f"add <stem>.png files ({', '.join(IMAGE_EXTENSIONS)} for images)")

@@ -112,7 +112,7 @@ def main() -> None:
 
 
 @main.command("models")
-@click.option("--task", type=click.Choice(["depth", "segmentation"]), help="Only models of this task.")
+@click.option("--task", type=click.Choice(["depth", "segmentation", "encoder"]), help="Only models of this task.")
 @_friendly_errors
 def models_cmd(task: str | None) -> None:
     """List registered models: name, task, parameters, shipped weights."""

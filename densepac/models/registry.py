@@ -18,7 +18,8 @@ from torch import nn
 from ..errors import InputError
 from .weights import load_weights_into, shipped_card
 
-TASKS = ("depth", "segmentation")
+#: ``encoder``: a feature pyramid backbone (smp encoder protocol, see :mod:`densepac.models.encoders`).
+TASKS = ("depth", "segmentation", "encoder")
 
 
 @dataclass(frozen=True)

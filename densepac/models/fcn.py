@@ -167,6 +167,10 @@ class FCN8s(SegmentationModel):
         x = self.upscore8(x + self.score_pool3(skips["pool3"]))  # H
         return x[..., :h, :w]
 
+    def adl_stages(self) -> list[str]:
+        """ADL after ``pool4`` and ``conv5_3``'s ReLU: parameter-free layers of the two deepest stages."""
+        return ["features.pool4", "features.relu5_3"]
+
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, widths={self.widths}, fc_channels={self.fc_channels}"
 

@@ -88,19 +88,31 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
             the sha256 in its model card); the card's architecture arguments are used unless
             overridden in ``kwargs``.
         weights: a ``.safetensors`` file or a ``torch.save`` state dict (loaded with
-            ``weights_only=True``) to load instead; with a CRF it may hold the whole wrapped
-            model or the base model alone.
-        **kwargs: architecture arguments of the model's factory.
+            ``weights_only=True``) to load instead; with a CRF or STN it may hold the whole
+            wrapped model or the base model alone (the wrappers then keep their initialisation).
+        **kwargs: architecture arguments of the model's factory, plus for segmentation models:
+            ``adl`` (True: ADL after the model's :meth:`adl_stages`; or a list of module
+            names) with ``adl_kwargs`` (``drop_rate``, ``threshold``); ``stn`` ("affine",
+            "attention" or "tps": a spatial transformer aligns the input and the logits are
+            warped back) with ``stn_kwargs``. Order: model, ADL inside it, STN around it,
+            CRF outermost (it refines the aligned logits with the original image).
     """
     crf = bool(kwargs.pop("crf", False))
     crf_kwargs = kwargs.pop("crf_kwargs", None) or {}
+    adl = kwargs.pop("adl", False)
+    adl_kwargs = kwargs.pop("adl_kwargs", None) or {}
+    stn = kwargs.pop("stn", None)
+    stn_kwargs = kwargs.pop("stn_kwargs", None) or {}
     if name.endswith("+crf"):
         name, crf = name[: -len("+crf")], True
-    if crf_kwargs and not crf:
-        raise InputError(f"crf_kwargs given for {name!r} without a CRF; add +crf to the name or crf=True")
+    for given, wanted, flag in ((crf_kwargs, crf, "crf=True (or a +crf name)"), (adl_kwargs, adl, "adl=True"),
+                                (stn_kwargs, stn, "stn='affine'")):
+        if given and not wanted:
+            raise InputError(f"options {sorted(given)} given for {name!r} without the module they configure; "
+                             f"add {flag}")
     entry = get_entry(name)
-    if crf and entry.task != "segmentation":
-        raise InputError(f"a CRF refines segmentation logits; {name!r} is a {entry.task} model")
+    if (crf or adl or stn) and entry.task != "segmentation":
+        raise InputError(f"crf/adl/stn apply to segmentation models; {name!r} is a {entry.task} model")
     card = shipped_card(name) if pretrained else None
     if pretrained and card is None:
         raise InputError(f"model {name!r} has no shipped weights; train it with `densepac train` or pass weights=")
@@ -115,21 +127,41 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
     model.model_name = name
     if card is not None:
         load_weights_into(model, card.weights_path, expected_sha256=card.sha256)
+    if adl:
+        from ..ops.adl import insert_adl
+
+        stages = model.adl_stages() if adl is True else list(adl)
+        try:
+            insert_adl(model, stages, **adl_kwargs)
+        except TypeError as e:
+            raise InputError(f"adl_kwargs {adl_kwargs!r}: {e}; use drop_rate and threshold") from None
+    # Weights without the wrappers' keys belong to the model inside them: load them there.
+    wrapped_keys = _wrapper_prefixes(Path(weights)) if weights is not None else set()
+    if stn:
+        from .stn import wrap_stn
+
+        if weights is not None and not wrapped_keys:
+            load_weights_into(model, Path(weights))
+            weights = None
+        model = wrap_stn(model, stn, **stn_kwargs)
+        model.task, model.model_name = "segmentation", f"{name}+stn_{stn}"
     if crf:
         from ..ops.crf import CRFWrapped, PacCRF
 
-        if weights is not None and not _holds_wrapped_model(Path(weights)):
-            load_weights_into(model, Path(weights))  # weights of the base model alone
+        if weights is not None and "crf" not in wrapped_keys:
+            load_weights_into(model, Path(weights))
             weights = None
+        model_name = model.model_name
         model = CRFWrapped(model, PacCRF(model.num_classes, **crf_kwargs))
-        model.task, model.model_name = "segmentation", f"{name}+crf"
+        model.task, model.model_name = "segmentation", f"{model_name}+crf"
     if weights is not None:
         load_weights_into(model, Path(weights))
     return model
 
 
-def _holds_wrapped_model(path: Path) -> bool:
-    """Whether a weights file holds a CRF-wrapped model (keys ``model.*`` and ``crf.*``)."""
+def _wrapper_prefixes(path: Path) -> set[str]:
+    """Which wrappers (``crf``, ``stn``) the weights file holds parameters of."""
     from ..engine.checkpoint import load_state_dict_safe
 
-    return any(k.startswith("crf.") for k in load_state_dict_safe(path))
+    keys = list(load_state_dict_safe(path))
+    return {w for w in ("crf", "stn") if any(k.startswith(f"{w}.") or f".{w}." in k for k in keys)}

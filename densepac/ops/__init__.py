@@ -1,6 +1,6 @@
 """PAC operators (functional and modules), PAC-CRF and guided-filter baselines."""
 
-from .adl import ADL, adl, insert_adl
+from .adl import ADL, ADLHook, adl, adl_layers, insert_adl
 from .crf import CRFWrapped, PacCRF, pac_crf, pac_crf_step, scaled_dilation
 from .kernels import KERNEL_TYPES, adaptive_kernel
 from .layers import PacConv2d, PacConvTranspose2d, PacPool2d
@@ -9,6 +9,8 @@ from .pac import pac_conv2d, pac_conv_transpose2d, pac_pool2d
 __all__ = [
     "ADL",
     "adl",
+    "ADLHook",
+    "adl_layers",
     "insert_adl",
     "KERNEL_TYPES",
     "adaptive_kernel",

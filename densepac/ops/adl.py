@@ -9,6 +9,8 @@ rest of the object as well.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import nn
 
@@ -52,19 +54,48 @@ class ADL(nn.Module):
         return f"drop_rate={self.drop_rate}, threshold={self.threshold}"
 
 
-def insert_adl(model: nn.Module, stages: list[str], drop_rate: float = 0.75, threshold: float = 0.9) -> list[str]:
-    """Place an :class:`ADL` after each named submodule (in place); returns the names changed.
+class ADLHook:
+    """Forward hook that applies :func:`adl` to a module's output while that module trains.
 
-    Each module ``name`` becomes ``nn.Sequential(original, ADL(...))``, so its state-dict keys
-    gain a ``.0`` (``layer3.conv.weight`` -> ``layer3.0.conv.weight``).
+    A hook rather than a wrapper module, so state-dict keys stay those of the model without
+    ADL (weights load both ways) and the train/eval switch of the model drives it.
+    """
+
+    def __init__(self, drop_rate: float = 0.75, threshold: float = 0.9) -> None:
+        ADL(drop_rate, threshold)  # validates
+        self.drop_rate, self.threshold = drop_rate, threshold
+
+    def __call__(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        if not isinstance(output, torch.Tensor) or output.dim() != 4:
+            raise ValueError(f"ADL after {type(module).__name__}: its output must be (N, C, H, W) features; "
+                             "pick a layer or stage that returns a feature map")
+        return adl(output, self.drop_rate, self.threshold, module.training)
+
+    def __repr__(self) -> str:
+        return f"ADLHook(drop_rate={self.drop_rate}, threshold={self.threshold})"
+
+
+def adl_layers(model: nn.Module) -> list[str]:
+    """Names of the submodules of ``model`` whose output goes through ADL."""
+    return [name for name, m in model.named_modules()
+            if any(isinstance(h, ADLHook) for h in m._forward_hooks.values())]
+
+
+def insert_adl(model: nn.Module, stages: Sequence[str], drop_rate: float = 0.75, threshold: float = 0.9) -> list[str]:
+    """Apply ADL to the output of each named submodule (in place); returns the names.
+
+    The model's parameters and state-dict keys are unchanged: ADL is a forward hook
+    (:class:`ADLHook`), active in training mode only.
     """
     modules = dict(model.named_modules())
     missing = [s for s in stages if s not in modules or s == ""]
     if missing:
         raise ValueError(f"no submodule named {missing[0]!r} in {type(model).__name__}; "
                          f"e.g. {', '.join(n for n in list(modules)[1:6])}")
+    already = set(adl_layers(model)) & set(stages)
+    if already:
+        raise ValueError(f"{sorted(already)[0]!r} already has ADL; insert it once per layer")
+    hook = ADLHook(drop_rate, threshold)
     for name in stages:
-        parent_name, _, child = name.rpartition(".")
-        parent = modules[parent_name] if parent_name else model
-        setattr(parent, child, nn.Sequential(modules[name], ADL(drop_rate, threshold)))
+        modules[name].register_forward_hook(hook)
     return list(stages)

@@ -155,3 +155,29 @@ def test_shipped_weights_load_and_pass_their_checksum():
         assert card.command.startswith("densepac train")
     for scale in (4, 8, 16):
         assert shipped_card(default_depth_model(scale)).default
+
+
+def test_adl_option_hooks_the_default_stages_and_keeps_the_weights(tmp_path):
+    from densepac.ops import adl_layers
+
+    kw = dict(num_classes=3, widths=(4, 4, 4, 4, 4), fc_channels=8)
+    torch.manual_seed(0)
+    plain = create_model("fcn8s_vgg16", **kw)
+    file = save_weights(plain, "plain", "fcn8s_vgg16", tmp_path)
+    with_adl = create_model("fcn8s_vgg16", adl=True, adl_kwargs={"drop_rate": 1.0}, weights=file, **kw)
+    assert adl_layers(with_adl) == ["features.pool4", "features.relu5_3"]
+    assert list(with_adl.state_dict()) == list(plain.state_dict())  # ADL adds no parameters
+    image = torch.rand(1, 3, 40, 40)
+    plain.eval(), with_adl.eval()
+    assert torch.equal(with_adl(image), plain(image))  # identity at eval
+    with pytest.raises(InputError, match="adl=True"):
+        create_model("fcn8s_vgg16", adl_kwargs={"threshold": 0.5}, **kw)
+    with pytest.raises(InputError, match="segmentation"):
+        create_model("bicubic", adl=True)
+    with pytest.raises(ValueError, match="no submodule"):
+        create_model("fcn8s_vgg16", adl=["features.nope"], **kw)
+
+
+def test_adl_default_stages_of_encoder_models():
+    assert create_model("smp_unet", num_classes=2).adl_stages() == ["net.encoder.layer3", "net.encoder.layer4"]
+    assert create_model("dla_up", num_classes=2).adl_stages() == ["encoder.model.level4", "encoder.model.level5"]

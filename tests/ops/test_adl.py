@@ -1,8 +1,9 @@
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from densepac.ops.adl import ADL, adl, insert_adl
+from densepac.ops.adl import ADL, adl, adl_layers, insert_adl
 
 
 def _features(dtype=torch.float64, device="cpu"):
@@ -44,11 +45,23 @@ def test_per_sample_choice_follows_drop_rate():
 
 def test_insert_adl_and_errors():
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Sequential(nn.Conv2d(4, 4, 3, padding=1)))
+    keys = list(model.state_dict())
     assert insert_adl(model, ["1", "2.0"]) == ["1", "2.0"]
-    assert isinstance(model[1][1], ADL) and isinstance(model[2][0][1], ADL)
+    assert adl_layers(model) == ["1", "2.0"] and list(model.state_dict()) == keys
     x = torch.rand(2, 3, 8, 8)
     model.eval()
-    assert model(x).shape == (2, 4, 8, 8)
+    plain = model[2](model[1](model[0](x)))
+    assert torch.equal(model(x), plain)  # identity at eval
+    model.train()
+    torch.manual_seed(1)
+    with_adl = model(x)
+    torch.manual_seed(1)
+    conv = model[2][0]  # called functionally below: calling the modules would fire their hooks
+    first = adl(torch.relu(model[0](x)), training=True)
+    second = adl(F.conv2d(first, conv.weight, conv.bias, padding=1), training=True)
+    assert torch.equal(with_adl, second)  # both hooks, in order, with the same random choices
+    with pytest.raises(ValueError, match="already has ADL"):
+        insert_adl(model, ["1"])
     with pytest.raises(ValueError, match="no submodule"):
         insert_adl(model, ["nope"])
     with pytest.raises(ValueError, match="drop_rate"):

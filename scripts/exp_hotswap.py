@@ -94,10 +94,8 @@ def main(out: Path, num_classes: int, width: float, fcn_steps: int, finetune_ste
     task = SegmentationTask(num_classes)
     rows = []
     for name, cfg in runs.items():
-        done = Path(cfg.out) / "checkpoints"
-        if not done.is_dir() or not any(done.iterdir()):
-            click.echo(f"== training {name} -> {cfg.out}", err=True)
-            finetune_segmentation(cfg, resume=False)
+        click.echo(f"== training {name} -> {cfg.out}", err=True)
+        finetune_segmentation(cfg, resume=True)  # a finished run returns at once, a cut one continues
         model = build_seg_architecture(cfg)
         load_pretrained(model, cfg.out)  # best checkpoint of the run (by validation mIoU)
         model = model.to(device)

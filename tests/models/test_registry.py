@@ -181,3 +181,23 @@ def test_adl_option_hooks_the_default_stages_and_keeps_the_weights(tmp_path):
 def test_adl_default_stages_of_encoder_models():
     assert create_model("smp_unet", num_classes=2).adl_stages() == ["net.encoder.layer3", "net.encoder.layer4"]
     assert create_model("dla_up", num_classes=2).adl_stages() == ["encoder.model.level4", "encoder.model.level5"]
+
+
+def test_stn_option_wraps_and_loads_base_or_whole_weights(tmp_path):
+    kw = dict(num_classes=3, widths=(4, 4, 4, 4, 4), fc_channels=8)
+    torch.manual_seed(0)
+    base = create_model("fcn8s_vgg16", **kw).eval()
+    base_file = save_weights(base, "base", "fcn8s_vgg16", tmp_path)
+    torch.manual_seed(1)
+    aligned = create_model("fcn8s_vgg16", stn="affine", weights=base_file, **kw).eval()
+    assert aligned.model_name == "fcn8s_vgg16+stn_affine"
+    image = torch.rand(1, 3, 36, 44)
+    torch.testing.assert_close(aligned(image), base(image))  # identity-initialised STN
+    with torch.no_grad():
+        aligned.stn.head.bias.add_(0.05)  # the whole wrapped model round-trips through a file
+    whole = save_weights(aligned, "whole", "fcn8s_vgg16+stn_affine", tmp_path)
+    both = create_model("fcn8s_vgg16+crf", stn="affine", weights=whole, **kw).eval()
+    assert both.model_name == "fcn8s_vgg16+stn_affine+crf"
+    assert torch.equal(both.model.stn.head.bias, aligned.stn.head.bias)
+    with pytest.raises(InputError, match="STN kind 'perspective'"):
+        create_model("fcn8s_vgg16", stn="perspective", **kw)

@@ -11,8 +11,8 @@ from ..errors import InputError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-#: Stage modules of ResNet (``layerN``) and DLA (``levelN``) encoders.
-_STAGE = re.compile(r"(?:^|\.)(?:layer|level)(\d+)$")
+#: Stage modules of ResNet (``layerN``), DLA (``levelN``) and Shape Adaptor ResNet (``layers.N``) encoders.
+_STAGE = re.compile(r"(?:^|\.)(?:layer|level|layers\.)(\d+)$")
 
 
 class SegmentationModel(nn.Module):
@@ -34,8 +34,9 @@ class SegmentationModel(nn.Module):
     def adl_stages(self) -> list[str]:
         """Where ``create_model(..., adl=True)`` puts ADL: the encoder's two deepest stages.
 
-        Found by name (``layerN`` of ResNets, ``levelN`` of DLA); the ADL paper applies it to
-        the last stages of the backbone. Models without such stages override this.
+        Found by name (``layerN`` of ResNets, ``levelN`` of DLA, ``layers.N`` of Shape Adaptor
+        ResNets); the ADL paper applies it to the last stages of the backbone. Models without
+        such stages override this.
         """
         names = [n for n, _ in self.named_modules() if _STAGE.search(n)]
         top = [n for n in names if not any(n.startswith(f"{o}.") for o in names if o != n)]

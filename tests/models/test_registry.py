@@ -201,3 +201,18 @@ def test_stn_option_wraps_and_loads_base_or_whole_weights(tmp_path):
     assert torch.equal(both.model.stn.head.bias, aligned.stn.head.bias)
     with pytest.raises(InputError, match="STN kind 'perspective'"):
         create_model("fcn8s_vgg16", stn="perspective", **kw)
+
+
+def test_plug_ins_compose_through_create_model():
+    """Shape-adaptor encoder under PAC DLA-Up, with ADL inside, an STN around and a CRF outermost."""
+    from densepac.ops import adl_layers
+
+    model = create_model("pac_dla_up+crf", num_classes=3, encoder_name="shape_adaptor_resnet18",
+                         encoder_kwargs={"input_size": 64}, adl=True, stn="attention")
+    assert model.model_name == "pac_dla_up+stn_attention+crf"
+    assert adl_layers(model) == ["model.model.encoder.layers.2", "model.model.encoder.layers.3"]
+    image = torch.rand(2, 3, 61, 83)
+    logits = model.train()(image)
+    assert logits.shape == (2, 3, 61, 83)
+    logits.logsumexp(1).mean().backward()
+    assert model.model.model.encoder.stem_adaptor.logit.grad is not None

@@ -9,7 +9,9 @@ in from outside the image are missing (0).
 :class:`SegTransform` does the same for an image and an integer label mask (nearest for
 the mask, ``ignore_index`` for pixels brought in from outside).
 
-Randomness: each transform owns an albumentations random state. Inside DataLoader workers
+Randomness: with ``seed=None`` (what training recipes use) each call draws from numpy's
+global RNG, which the Trainer seeds per sample, so reruns and resumed runs are exact. With
+a ``seed``, each transform owns an albumentations random state; inside DataLoader workers
 it reseeds itself once per worker from the worker's seed (``torch``'s per-worker seed,
 mixed with ``seed``), because forked workers would otherwise all replay the same
 augmentations. In the main process, ``seed`` makes the sequence reproducible.
@@ -77,7 +79,13 @@ def _jitter(strength: float) -> A.ColorJitter:
 
 
 class _SeededCompose:
-    """An ``A.Compose`` that reseeds itself once in each DataLoader worker."""
+    """An ``A.Compose`` with reproducible randomness.
+
+    ``seed=None``: every call draws its albumentations seed from numpy's global RNG, which the
+    Trainer seeds from (seed, epoch, sample index) before each sample, so a rerun or a resumed
+    run augments each sample exactly as before. With a ``seed``: one stream of its own,
+    reseeded once in each DataLoader worker.
+    """
 
     def __init__(self, transforms: list, seed: int | None) -> None:
         self.seed = seed
@@ -85,6 +93,9 @@ class _SeededCompose:
         self._worker_key: tuple[int, int] | None = None
 
     def __call__(self, **data: Any) -> dict[str, Any]:
+        if self.seed is None:
+            self.compose.set_random_seed(int(np.random.randint(0, 2**31 - 1)))
+            return self.compose(**data)
         info = torch.utils.data.get_worker_info()
         if info is not None:
             key = (os.getpid(), info.id)

@@ -232,7 +232,9 @@ class PacCRF(nn.Module):
 
     Parameters (state-dict keys): ``log_guide_scale`` (n_kernels,), ``log_pos_scale``
     (n_kernels,) with ``"rgbxy"``, ``spatial.<k>`` (ks, ks), ``compat`` (n_kernels, L, L).
-    The guide is resized (bilinear) to the logits' size when they differ.
+    The guide is resized (bilinear) to the logits' size when they differ. float16/bfloat16
+    logits are refined in float32 and returned in their own dtype. A non-finite guide value
+    is not checked for: it spreads at most ``num_steps`` kernel radii (see ``densepac.ops.pac``).
     """
 
     def __init__(self, num_classes: int, num_steps: int = 5, kernels: Sequence[tuple[int, int]] = ((5, 1),),
@@ -290,15 +292,19 @@ class PacCRF(nn.Module):
         if not unary.is_floating_point():
             raise TypeError(f"unary must be floating point, got {unary.dtype}")
         size = tuple(unary.shape[-2:])
-        guide = guide.to(unary.dtype)
+        # Half/bfloat16 logits are refined in float32 and returned in their own dtype: scaled
+        # guide features (guide * s_k) and their squared differences overflow float16 long
+        # before float32. Parameters follow (e.g. float64 under a gradient check).
+        cdt = torch.promote_types(unary.dtype, torch.float32)
+        guide = guide.to(cdt)
         if tuple(guide.shape[-2:]) != size:
             shrink = guide.shape[-2] > size[0] or guide.shape[-1] > size[1]
             guide = F.interpolate(guide, size=size, mode="bilinear", align_corners=False, antialias=shrink)
         dilations = self.dilations(size)
-        # Parameters follow the logits' dtype (e.g. under autocast or a float64 check).
-        spatial = [w.to(unary.dtype) for w in self.spatial]
-        return pac_crf(unary, self.features(guide, dilations), spatial, list(self.compat.to(unary.dtype)),
-                       dilations, self.num_steps, self.normalize, self.kernel_type)
+        spatial = [w.to(cdt) for w in self.spatial]
+        logits = pac_crf(unary.to(cdt), self.features(guide, dilations), spatial, list(self.compat.to(cdt)),
+                         dilations, self.num_steps, self.normalize, self.kernel_type)
+        return logits.to(unary.dtype)
 
     def extra_repr(self) -> str:
         s = (f"num_classes={self.num_classes}, num_steps={self.num_steps}, kernels={self.kernels}, "

@@ -17,10 +17,25 @@ Geometry (what ``i`` and ``j`` are):
   the output pixel; input sample ``j`` takes the guide at the centre of its footprint,
   ``j*stride - padding + (dilation*(k-1)) // 2`` (clamped into the output image). Only real
   input samples enter the normaliser, never the zeros a transposed convolution inserts.
+
+Numerics:
+
+* float16/bfloat16 inputs are computed in float32 (kernels, sums, normaliser; autocast is
+  switched off inside) and the result is cast back; float64 stays float64.
+* Normalised outputs never divide by 0: kernel values are taken relative to each output
+  pixel's nearest tap in feature space, so when guide features are far apart and every
+  kernel value underflows, the output tends to that tap's contribution (the centre tap for
+  the usual "same" convolution). Pixels that no tap reaches get 0 (plus bias).
+  Squared feature distances beyond the compute dtype's range (features ~1e19 apart in
+  float32) are clamped to its largest value, so they all count as equally far.
+* Guides are not checked for NaN/inf (that would cost a device sync per call): a NaN turns
+  NaN the outputs whose window contains it, an infinite value at most those, and every
+  other output is exactly what it would be with a finite value there.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -29,7 +44,6 @@ from torch.nn.modules.utils import _pair
 from .kernels import get_kernel
 
 IntOr2 = int | tuple[int, int]
-_NORM_EPS = 1e-12
 
 
 @dataclass(frozen=True)
@@ -92,78 +106,130 @@ def _grouped_mm(wm: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.matmul(wm, x.reshape(n, g, ci, h * w)).reshape(n, g * co, h, w)
 
 
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Kernels, sums and normalisers of half/bfloat16 inputs are computed in float32."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def _no_autocast(device: torch.device):
+    """Inside the PAC function every op runs in the compute dtype, whatever autocast is on."""
+    try:
+        enabled = torch.is_autocast_enabled(device.type)
+    except RuntimeError:  # a device type autocast does not know
+        enabled = False
+    return torch.autocast(device.type, enabled=False) if enabled else nullcontext()
+
+
+def _sq_dist(ctr: torch.Tensor, nb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``f_i - f_j`` and ``||f_i - f_j||^2``, the latter clamped to the largest finite value.
+
+    The clamp keeps an overflowed distance (e.g. features of 1e30 in float32) finite, so that
+    ``K(s) / K(ref)`` never becomes ``inf - inf``; NaN (a NaN guide) passes through.
+    """
+    diff = ctr - nb
+    return diff, diff.pow(2).sum(1, keepdim=True).clamp_max_(torch.finfo(diff.dtype).max)
+
+
 class _PacFunction(torch.autograd.Function):
     """Sum over taps of ``W_t (K_t * x_t)``; backward recomputes every ``K_t``.
 
     ``x_src``/``nb_src`` are sliced by ``tap.src`` (input values and their guide features),
     ``ctr_src`` by ``tap.dst`` (the output pixels' own guide features). ``wmats[t]`` is the
     (G, Cout/G, Cin/G) matrix of tap t.
+
+    Numerics: everything runs in float32 for half/bfloat16 inputs (float64 stays float64)
+    and the result is cast back. With ``normalize`` every kernel value of an output pixel is
+    divided by that of its nearest tap in feature space (``ref``, the smallest squared
+    distance), which leaves the normalised output unchanged but keeps the normaliser >= 1:
+    when the guide features are far apart and every ``K`` underflows, the output tends to
+    the nearest neighbour's contribution instead of 0/0. Pixels that no tap reaches get 0.
     """
 
     @staticmethod
     def forward(ctx, x_src, nb_src, ctr_src, weight, taps, wmat_fn, wgrad_fn, out_shape,
                 normalize, kernel_type):
         kern = get_kernel(kernel_type)
+        cdt = _compute_dtype(x_src.dtype)
         n, cout, ho, wo = out_shape
-        out = x_src.new_zeros(out_shape)
-        norm = x_src.new_zeros(n, 1, ho, wo) if normalize else None
-        for tap in taps:
-            xs = x_src[(..., *tap.src)]
-            sq = (ctr_src[(..., *tap.dst)] - nb_src[(..., *tap.src)]).pow(2).sum(1, keepdim=True)
-            k = kern(sq)[0]
-            out[(..., *tap.dst)] += _grouped_mm(wmat_fn(weight, tap), xs * k)
+        with _no_autocast(x_src.device):
+            x, nb, ctr, wt = (t.to(cdt) for t in (x_src, nb_src, ctr_src, weight))
+            ref = None
+            if normalize:
+                ref = x.new_full((n, 1, ho, wo), float("inf"))
+                for tap in taps:
+                    r = ref[(..., *tap.dst)]
+                    r.copy_(torch.minimum(r, _sq_dist(ctr[(..., *tap.dst)], nb[(..., *tap.src)])[1]))
+            out = x.new_zeros(out_shape)
+            norm = x.new_zeros(n, 1, ho, wo) if normalize else None
+            for tap in taps:
+                xs = x[(..., *tap.src)]
+                sq = _sq_dist(ctr[(..., *tap.dst)], nb[(..., *tap.src)])[1]
+                k = kern(sq, None if ref is None else ref[(..., *tap.dst)])[0]
+                out[(..., *tap.dst)] += _grouped_mm(wmat_fn(wt, tap), xs * k)
+                if norm is not None:
+                    norm[(..., *tap.dst)] += k
             if norm is not None:
-                norm[(..., *tap.dst)] += k
-        if norm is not None:
-            norm = norm.clamp_min(_NORM_EPS)
-            out = out / norm
-        ctx.save_for_backward(x_src, nb_src, ctr_src, weight, out if normalize else None, norm)
+                # >= 1 wherever a tap reaches (its nearest tap weighs exactly 1), 0 elsewhere.
+                norm = norm.clamp_min(1.0)
+                out = out / norm
+        ctx.save_for_backward(x_src, nb_src, ctr_src, weight, out if normalize else None, norm, ref)
         ctx.taps, ctx.wmat_fn, ctx.wgrad_fn, ctx.kernel_type = taps, wmat_fn, wgrad_fn, kernel_type
-        return out
+        return out.to(x_src.dtype)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        x_src, nb_src, ctr_src, weight, out, norm = ctx.saved_tensors
+        x_src, nb_src, ctr_src, weight, out, norm, ref = ctx.saved_tensors
         kern = get_kernel(ctx.kernel_type)
         need_x, need_nb, need_ctr, need_w = ctx.needs_input_grad[:4]
         need_guide = need_nb or need_ctr
-        grad_out = grad_out.contiguous()
-        if norm is not None:
-            gr = grad_out / norm
-            gnorm = -(gr * out).sum(1, keepdim=True)
-        else:
-            gr, gnorm = grad_out, None
+        cdt = _compute_dtype(x_src.dtype)
+        with _no_autocast(x_src.device):
+            x, nb, ctr, wt = (t.to(cdt) for t in (x_src, nb_src, ctr_src, weight))
+            grad_out = grad_out.to(cdt).contiguous()
+            if norm is not None:
+                # ``ref`` is a per-pixel constant factor of every kernel value: the normalised
+                # output does not depend on it, so it gets no gradient.
+                gr = grad_out / norm
+                gnorm = -(gr * out).sum(1, keepdim=True)
+            else:
+                gr, gnorm = grad_out, None
 
-        gx = torch.zeros_like(x_src) if need_x else None
-        gnb = torch.zeros_like(nb_src) if need_guide else None
-        gctr = torch.zeros_like(ctr_src) if need_guide else None
-        gw = torch.zeros_like(weight) if need_w else None
-        for tap in ctx.taps:
-            xs = x_src[(..., *tap.src)]
-            diff = ctr_src[(..., *tap.dst)] - nb_src[(..., *tap.src)]
-            k, dk = kern(diff.pow(2).sum(1, keepdim=True))
-            wm = ctx.wmat_fn(weight, tap)
-            g_t = gr[(..., *tap.dst)]
-            if need_w:
-                xk = xs * k
-                g, co, ci = wm.shape
-                nb_, _, h, w = xk.shape
-                gmat = torch.einsum("ngop,ngip->goi", g_t.reshape(nb_, g, co, h * w), xk.reshape(nb_, g, ci, h * w))
-                ctx.wgrad_fn(gw, tap, gmat)
-            if not (need_x or need_guide):
-                continue
-            gxk = _grouped_mm(wm.transpose(1, 2), g_t)
-            if need_x:
-                gx[(..., *tap.src)].addcmul_(gxk, k)
-            if need_guide:
-                gk = (gxk.mul_(xs)).sum(1, keepdim=True)
-                if gnorm is not None:
-                    gk += gnorm[(..., *tap.dst)]
-                t = diff.mul_(gk.mul_(dk).mul_(2.0))
-                gctr[(..., *tap.dst)] += t
-                gnb[(..., *tap.src)] -= t
-        return gx, gnb, gctr, gw, None, None, None, None, None, None
+            gx = torch.zeros_like(x) if need_x else None
+            gnb = torch.zeros_like(nb) if need_guide else None
+            gctr = torch.zeros_like(ctr) if need_guide else None
+            gw = torch.zeros_like(wt) if need_w else None
+            for tap in ctx.taps:
+                xs = x[(..., *tap.src)]
+                diff, sq = _sq_dist(ctr[(..., *tap.dst)], nb[(..., *tap.src)])
+                k, dk = kern(sq, None if ref is None else ref[(..., *tap.dst)])
+                wm = ctx.wmat_fn(wt, tap)
+                g_t = gr[(..., *tap.dst)]
+                if need_w:
+                    xk = xs * k
+                    g, co, ci = wm.shape
+                    nb_, _, h, w = xk.shape
+                    gmat = torch.einsum("ngop,ngip->goi", g_t.reshape(nb_, g, co, h * w),
+                                        xk.reshape(nb_, g, ci, h * w))
+                    ctx.wgrad_fn(gw, tap, gmat)
+                if not (need_x or need_guide):
+                    continue
+                gxk = _grouped_mm(wm.transpose(1, 2), g_t)
+                if need_x:
+                    gx[(..., *tap.src)].addcmul_(gxk, k)
+                if need_guide:
+                    gk = (gxk.mul_(xs)).sum(1, keepdim=True)
+                    if gnorm is not None:
+                        gk += gnorm[(..., *tap.dst)]
+                    t = diff.mul_(gk.mul_(dk).mul_(2.0))
+                    gctr[(..., *tap.dst)] += t
+                    gnb[(..., *tap.src)] -= t
+
+        def back(g, like):
+            return None if g is None else g.to(like.dtype)
+
+        return (back(gx, x_src), back(gnb, nb_src), back(gctr, ctr_src), back(gw, weight),
+                None, None, None, None, None, None)
 
 
 def _check_common(input: torch.Tensor, guide: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
@@ -214,7 +280,7 @@ def pac_conv2d(input: torch.Tensor, guide: torch.Tensor, weight: torch.Tensor, b
     ho, wo = _conv_out_size(h, k[0], s[0], p[0], d[0]), _conv_out_size(w, k[1], s[1], p[1], d[1])
     if ho < 1 or wo < 1:
         raise ValueError(f"input {(h, w)} is too small for kernel {k} with padding {p}, dilation {d}")
-    guide = guide.to(input.dtype)
+    guide = guide.to(_compute_dtype(input.dtype))
     cout = weight.shape[0]
 
     # The centre tap's guide is each output pixel's own feature.
@@ -271,7 +337,7 @@ def pac_conv_transpose2d(input: torch.Tensor, guide: torch.Tensor, weight: torch
         raise ValueError(f"input {(h, w)} gives an empty output with kernel {k}, padding {p}")
     if tuple(guide.shape[-2:]) != (ho, wo):
         raise ValueError(f"guide size {tuple(guide.shape[-2:])} must equal the output size {(ho, wo)}")
-    guide = guide.to(input.dtype)
+    guide = guide.to(_compute_dtype(input.dtype))
     cin_g, cout_g = cin // groups, weight.shape[1]
     cout = cout_g * groups
 

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file
+from torch.utils.data import DistributedSampler
 
 from densepac.engine import distributed as du
 from densepac.engine.checkpoint import load_checkpoint
@@ -28,6 +30,9 @@ def _load_worker():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+worker = _load_worker()
 
 
 @pytest.fixture(scope="module")
@@ -67,13 +72,53 @@ def test_each_sample_once_per_epoch_across_ranks(ddp_run):
     assert ranks[0]["seen"][:6] != ranks[0]["seen"][6:]  # reshuffled each epoch (set_epoch)
 
 
+def test_odd_sized_set_is_sharded_as_distributed_sampler_promises(ddp_run):
+    # 11 samples on 2 ranks, drop_last=False: the shuffled order is padded to 12 by repeating
+    # its first sample, and rank r takes positions r, r + 2, ...
+    _, _, ranks = ddp_run
+    size, per_rank = worker.ODD_SIZE, math.ceil(worker.ODD_SIZE / 2)
+    seen = [r["odd_seen"] for r in ranks]
+    assert [len(s) for s in seen] == [2 * per_rank, 2 * per_rank]  # 2 epochs
+    orders = []
+    for epoch in range(2):
+        r0, r1 = (s[epoch * per_rank:(epoch + 1) * per_rank] for s in seen)
+        order = [i for pair in zip(r0, r1) for i in pair]  # the padded global order
+        assert sorted(order[:size]) == list(range(size))  # every sample once...
+        assert order[size:] == order[: 2 * per_rank - size]  # ...plus the padding, from the start
+        assert len(set(r0)) == len(set(r1)) == per_rank and len(set(r0) & set(r1)) == 1
+        # A pure function of (seed, epoch): exactly torch's DistributedSampler.
+        for rank, got in enumerate((r0, r1)):
+            sampler = DistributedSampler(range(size), num_replicas=2, rank=rank, shuffle=True, seed=0)
+            sampler.set_epoch(epoch)
+            assert got == list(sampler)
+        orders.append(order)
+    assert orders[0] != orders[1]
+    # Evaluation pads nothing: after each epoch, every validation sample once over the ranks.
+    val = [r["odd_val_seen"] for r in ranks]
+    shares = [len(range(rank, worker.VAL_SIZE, 2)) for rank in range(2)]
+    assert [len(v) for v in val] == [2 * n for n in shares]
+    for epoch in range(2):
+        chunk = [v[epoch * n:(epoch + 1) * n] for v, n in zip(val, shares)]
+        assert sorted(chunk[0] + chunk[1]) == list(range(worker.VAL_SIZE))
+
+
 def test_only_rank0_writes(ddp_run):
-    out, _, _ = ddp_run
+    out, _, ranks = ddp_run
     assert (out / "c" / "rank0" / "log.jsonl").is_file()
     assert load_checkpoint(out / "c" / "rank0" / "checkpoints").step == 4
     assert not (out / "c" / "rank1").exists()
     events = [json.loads(x)["event"] for x in (out / "ab" / "log.jsonl").read_text().splitlines()]
     assert events.count("start") == 1 and events.count("resume") == 1
+    # Every file-system write under the output folders, as seen by each process.
+    assert ranks[1]["writes"] == []
+    written = {path.split(os.sep)[0] for _, path in ranks[0]["writes"] if path}  # "": out itself
+    assert written == {"ab", "c", "odd"}
+    for folder in ("ab", "odd"):
+        kinds = {event for event, path in ranks[0]["writes"] if path.startswith(folder + os.sep)}
+        assert {"open", "os.mkdir", "os.rename"} <= kinds  # logs, checkpoint folders, renames
+    assert load_checkpoint(out / "odd" / "checkpoints").step == 6
+    odd_events = [json.loads(x)["event"] for x in (out / "odd" / "log.jsonl").read_text().splitlines()]
+    assert odd_events.count("start") == 1 and odd_events.count("done") == 1
 
 
 def test_stop_and_resume_under_ddp_is_bit_identical(ddp_run):
@@ -87,7 +132,6 @@ def test_stop_and_resume_under_ddp_is_bit_identical(ddp_run):
 
 def test_ddp_matches_one_process_with_the_global_batch(ddp_run, tmp_path):
     _, records, ranks = ddp_run
-    worker = _load_worker()
     model = worker.build_model()
     train = worker.RecordingDepthSet(worker.TRAIN_SIZE)
     result = worker.build_trainer(model, train, tmp_path, batch_size=6).fit()

@@ -4,6 +4,7 @@ Trains an FCN-8s briefly, then fine-tunes four ways from that same FCN for the s
 of steps and compares them on held-out scenes (a seed stream no run trains or selects on):
 
     fcn                FCN-8s after its first training
+    fcn + guided filter  its class probabilities smoothed by a guided filter (the classic baseline)
     fcn (continued)    the same FCN trained for the fine-tuning steps too: the fair baseline
     fcn + pac-crf      PAC-CRF trained on top, FCN frozen (the paper's stage 1)
     pac-fcn            conv3_3 / conv4_3 / conv5_3 hot-swapped to PAC guided by conv2_2, fine-tuned
@@ -28,6 +29,7 @@ import torch
 
 from densepac.engine.tasks import SegmentationTask
 from densepac.engine.trainer import evaluate
+from densepac.ops import GuidedRefined
 from densepac.seg_recipes import (SegFinetuneConfig, build_seg_architecture, finetune_segmentation,
                                   load_pretrained, make_seg_dataset)
 
@@ -93,17 +95,22 @@ def main(out: Path, num_classes: int, width: float, fcn_steps: int, finetune_ste
                             num_scenes=test_scenes)
     task = SegmentationTask(num_classes)
     rows = []
-    for name, cfg in runs.items():
-        click.echo(f"== training {name} -> {cfg.out}", err=True)
-        finetune_segmentation(cfg, resume=True)  # a finished run returns at once, a cut one continues
-        model = build_seg_architecture(cfg)
-        load_pretrained(model, cfg.out)  # best checkpoint of the run (by validation mIoU)
-        model = model.to(device)
+
+    def add_row(name: str, model: torch.nn.Module) -> None:
         m = evaluate(model, task, test, device=device, seed=seed)
         rows.append({"model": name, "miou": 100 * m["miou"], "boundary_miou": 100 * m["boundary_miou"],
                      "pixel_acc": 100 * m["pixel_acc"], "params": sum(p.numel() for p in model.parameters()),
                      "sec_per_image": _time_per_image(model, scene_size, device)})
         click.echo(json.dumps(rows[-1]), err=True)
+
+    for name, cfg in runs.items():
+        click.echo(f"== training {name} -> {cfg.out}", err=True)
+        finetune_segmentation(cfg, resume=True)  # a finished run returns at once, a cut one continues
+        model = build_seg_architecture(cfg)
+        load_pretrained(model, cfg.out)  # best checkpoint of the run (by validation mIoU)
+        add_row(name, model.to(device))
+        if name == "fcn":
+            add_row("fcn + guided filter", GuidedRefined(model))
     lines = [f"Synthetic segmentation, {num_classes} classes, {test_scenes} held-out {scene_size}x{scene_size} "
              f"scenes; FCN-8s at {width:g}x VGG16 widths trained from scratch for {fcn_steps} steps, each "
              f"variant fine-tuned {finetune_steps} steps from it (batch {batch_size}, {crop}px crops); "

@@ -4,7 +4,7 @@ Every row is trained from scratch with the same budget (steps, batch, learning r
 on the same scenes and evaluated on held-out scenes from a seed stream no run trains on:
 
     fcn8s_vgg16                  FCN-8s (VGG16 at --vgg-width of its channel widths)
-    fcn8s_vgg16 + guided filter  its class probabilities smoothed by kornia's guided filter
+    fcn8s_vgg16 + guided filter  its class probabilities smoothed by a guided filter (the baseline)
     dla_up                       DLA-Up decoder on timm's dla34
     pac_dla_up                   the same with PAC upsampling in the aggregation nodes
     dla_up + ADL                 ADL after the encoder's two deepest stages
@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import kornia
 import torch
 from torch import nn
 
@@ -34,23 +33,9 @@ from densepac.data.transforms import SegTransform
 from densepac.engine.tasks import SegmentationTask
 from densepac.engine.trainer import Trainer, evaluate
 from densepac.models.shape_adaptor import shape_adaptor_param_groups
+from densepac.ops import GuidedRefined
 
 TEST_SEED = 104_729  # far from the training seeds
-
-
-class GuidedFilterRefine(nn.Module):
-    """A segmentation model whose softmax is smoothed by a guided filter on the image (a baseline)."""
-
-    def __init__(self, model: nn.Module, radius: int = 4, eps: float = 1e-2) -> None:
-        super().__init__()
-        self.model, self.radius, self.eps = model, radius, eps
-        self.num_classes = model.num_classes
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        probs = self.model(image).softmax(1)
-        k = 2 * self.radius + 1
-        refined = kornia.filters.guided_blur(image.mean(1, keepdim=True), probs, (k, k), self.eps)
-        return refined.clamp_min(1e-6).log()  # log-probabilities: argmax and metrics as logits
 
 
 def _materialise(dataset: Any) -> list[dict[str, torch.Tensor]]:
@@ -116,7 +101,7 @@ def main(out: Path, num_classes: int, steps: int, batch_size: int, size: int, lr
         if name not in wanted and not any(s.get("refine") == name for n, s in rows_spec.items() if n in wanted):
             continue
         if "refine" in spec:
-            model = GuidedFilterRefine(trained[spec["refine"]])
+            model = GuidedRefined(trained[spec["refine"]])
         else:
             torch.manual_seed(seed)
             model = spec["build"]()

@@ -2,6 +2,7 @@
 
 from .adl import ADL, ADLHook, adl, adl_layers, insert_adl
 from .crf import CRFWrapped, PacCRF, pac_crf, pac_crf_step, scaled_dilation
+from .guided import GuidedRefined, guided_refine
 from .kernels import KERNEL_TYPES, adaptive_kernel
 from .layers import PacConv2d, PacConvTranspose2d, PacPool2d
 from .pac import pac_conv2d, pac_conv_transpose2d, pac_pool2d
@@ -22,6 +23,8 @@ __all__ = [
     "PacPool2d",
     "PacCRF",
     "CRFWrapped",
+    "GuidedRefined",
+    "guided_refine",
     "pac_crf",
     "pac_crf_step",
     "scaled_dilation",

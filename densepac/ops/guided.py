@@ -1,4 +1,5 @@
-"""Classical guided upsampling baselines: guided filter and joint bilateral upsampling.
+"""Classical guided baselines: guided filter and joint bilateral upsampling of depth, and
+guided-filter refinement of segmentation scores.
 
 The guided filter is kornia's; joint bilateral upsampling is an exact normalised PAC
 transposed convolution with a fixed spatial gaussian, weighting only measured samples.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from kornia.filters import guided_blur
 
 from .pac import pac_conv_transpose2d
@@ -75,3 +77,37 @@ def joint_bilateral_upsample(depth_lr: torch.Tensor, valid: torch.Tensor, filled
     fallback = upsample_filled(filled, tuple(guide.shape[-2:]), lo, hi)
     tiny = 1e-8
     return torch.where(den > tiny, num / den.clamp_min(tiny), fallback)
+
+
+def guided_refine(logits: torch.Tensor, image: torch.Tensor, radius: int = 4, eps: float = 1e-2) -> torch.Tensor:
+    """Edge-aware smoothing of class probabilities by kornia's guided filter on the image.
+
+    The classic post-processing baseline to a CRF: softmax (N, K, H, W) filtered with the
+    image's luminance (N, 3, H, W RGB in [0, 1]) as guide, ``radius`` in pixels, ``eps`` the
+    regulariser on luminance variance. Returns log-probabilities (N, K, H, W), usable as logits.
+    """
+    if logits.dim() != 4 or image.dim() != 4 or logits.shape[-2:] != image.shape[-2:]:
+        raise ValueError(f"logits {tuple(logits.shape)} and image {tuple(image.shape)} must be (N, K, H, W) and "
+                         "(N, 3, H, W) of one size")
+    if radius < 1 or eps <= 0:
+        raise ValueError(f"radius {radius} must be >= 1 and eps {eps} > 0")
+    k = 2 * radius + 1
+    probs = guided_blur(image.mean(1, keepdim=True).to(logits.dtype), logits.softmax(1), (k, k), eps)
+    return probs.clamp_min(torch.finfo(logits.dtype).tiny).log()
+
+
+class GuidedRefined(nn.Module):
+    """A segmentation model followed by :func:`guided_refine` (no parameters of its own)."""
+
+    task = "segmentation"
+
+    def __init__(self, model: nn.Module, radius: int = 4, eps: float = 1e-2) -> None:
+        super().__init__()
+        self.model, self.radius, self.eps = model, radius, eps
+        self.num_classes = model.num_classes
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return guided_refine(self.model(image), image, self.radius, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"radius={self.radius}, eps={self.eps}"

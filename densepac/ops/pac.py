@@ -39,6 +39,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch.nn.modules.utils import _pair
 
 from .kernels import get_kernel
@@ -106,6 +107,32 @@ def _grouped_mm(wm: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.matmul(wm, x.reshape(n, g, ci, h * w)).reshape(n, g * co, h, w)
 
 
+def _accumulate_mm(out: torch.Tensor, tap: _Tap, wm: torch.Tensor, x: torch.Tensor) -> None:
+    """``out[tap.dst] += wm @ x`` per group; in place by one batched GEMM when the tap spans all of ``out``."""
+    n, c, h, w = out.shape
+    if (h, w) == tuple(x.shape[-2:]) and out.is_contiguous():
+        g, co, ci = wm.shape
+        out.view(n * g, co, h * w).baddbmm_(wm.repeat(n, 1, 1), x.reshape(n * g, ci, h * w))
+    else:
+        out[(..., *tap.dst)] += _grouped_mm(wm, x)
+
+
+def _outside_far(sq: torch.Tensor, inside: torch.Tensor | None, tap: _Tap, far: float | None = None) -> torch.Tensor:
+    """Squared distances with padded neighbours pushed to ``far`` (default: the dtype's max).
+
+    Before the kernel, so that a padded (zero) guide value never looks nearer than the
+    nearest in-image neighbour, which would overflow ``K(sq) / K(ref)``.
+    """
+    if inside is None:
+        return sq
+    return sq.masked_fill(~inside[(..., *tap.src)], torch.finfo(sq.dtype).max if far is None else far)
+
+
+def _masked(k: torch.Tensor, inside: torch.Tensor | None, tap: _Tap) -> torch.Tensor:
+    """Kernel values (or derivatives) of padded neighbours set to exactly 0."""
+    return k if inside is None else k * inside[(..., *tap.src)]
+
+
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """Kernels, sums and normalisers of half/bfloat16 inputs are computed in float32."""
     return torch.promote_types(dtype, torch.float32)
@@ -135,7 +162,8 @@ class _PacFunction(torch.autograd.Function):
 
     ``x_src``/``nb_src`` are sliced by ``tap.src`` (input values and their guide features),
     ``ctr_src`` by ``tap.dst`` (the output pixels' own guide features). ``wmats[t]`` is the
-    (G, Cout/G, Cin/G) matrix of tap t.
+    (G, Cout/G, Cin/G) matrix of tap t. ``inside`` (1, 1, H, W) bool, or None: source pixels
+    outside it (padding) get kernel 0.
 
     Numerics: everything runs in float32 for half/bfloat16 inputs (float64 stays float64)
     and the result is cast back. With ``normalize`` every kernel value of an output pixel is
@@ -147,7 +175,7 @@ class _PacFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x_src, nb_src, ctr_src, weight, taps, wmat_fn, wgrad_fn, out_shape,
-                normalize, kernel_type):
+                normalize, kernel_type, inside=None):
         kern = get_kernel(kernel_type)
         cdt = _compute_dtype(x_src.dtype)
         n, cout, ho, wo = out_shape
@@ -158,28 +186,32 @@ class _PacFunction(torch.autograd.Function):
                 ref = x.new_full((n, 1, ho, wo), float("inf"))
                 for tap in taps:
                     r = ref[(..., *tap.dst)]
-                    r.copy_(torch.minimum(r, _sq_dist(ctr[(..., *tap.dst)], nb[(..., *tap.src)])[1]))
+                    sq = _sq_dist(ctr[(..., *tap.dst)], nb[(..., *tap.src)])[1]
+                    sq = _outside_far(sq, inside, tap, float("inf"))
+                    r.copy_(torch.minimum(r, sq))
+                # No in-image tap at all (only with padding): any finite ref; the masked kernel is 0.
+                ref.masked_fill_(ref.isinf(), 0.0)
             out = x.new_zeros(out_shape)
             norm = x.new_zeros(n, 1, ho, wo) if normalize else None
             for tap in taps:
                 xs = x[(..., *tap.src)]
-                sq = _sq_dist(ctr[(..., *tap.dst)], nb[(..., *tap.src)])[1]
-                k = kern(sq, None if ref is None else ref[(..., *tap.dst)])[0]
-                out[(..., *tap.dst)] += _grouped_mm(wmat_fn(wt, tap), xs * k)
+                sq = _outside_far(_sq_dist(ctr[(..., *tap.dst)], nb[(..., *tap.src)])[1], inside, tap)
+                k = _masked(kern(sq, None if ref is None else ref[(..., *tap.dst)])[0], inside, tap)
+                _accumulate_mm(out, tap, wmat_fn(wt, tap), xs * k)
                 if norm is not None:
                     norm[(..., *tap.dst)] += k
             if norm is not None:
                 # >= 1 wherever a tap reaches (its nearest tap weighs exactly 1), 0 elsewhere.
                 norm = norm.clamp_min(1.0)
                 out = out / norm
-        ctx.save_for_backward(x_src, nb_src, ctr_src, weight, out if normalize else None, norm, ref)
+        ctx.save_for_backward(x_src, nb_src, ctr_src, weight, out if normalize else None, norm, ref, inside)
         ctx.taps, ctx.wmat_fn, ctx.wgrad_fn, ctx.kernel_type = taps, wmat_fn, wgrad_fn, kernel_type
         return out.to(x_src.dtype)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        x_src, nb_src, ctr_src, weight, out, norm, ref = ctx.saved_tensors
+        x_src, nb_src, ctr_src, weight, out, norm, ref, inside = ctx.saved_tensors
         kern = get_kernel(ctx.kernel_type)
         need_x, need_nb, need_ctr, need_w = ctx.needs_input_grad[:4]
         need_guide = need_nb or need_ctr
@@ -202,7 +234,8 @@ class _PacFunction(torch.autograd.Function):
             for tap in ctx.taps:
                 xs = x[(..., *tap.src)]
                 diff, sq = _sq_dist(ctr[(..., *tap.dst)], nb[(..., *tap.src)])
-                k, dk = kern(sq, None if ref is None else ref[(..., *tap.dst)])
+                k, dk = kern(_outside_far(sq, inside, tap), None if ref is None else ref[(..., *tap.dst)])
+                k, dk = _masked(k, inside, tap), _masked(dk, inside, tap)
                 wm = ctx.wmat_fn(wt, tap)
                 g_t = gr[(..., *tap.dst)]
                 if need_w:
@@ -229,7 +262,7 @@ class _PacFunction(torch.autograd.Function):
             return None if g is None else g.to(like.dtype)
 
         return (back(gx, x_src), back(gnb, nb_src), back(gctr, ctr_src), back(gw, weight),
-                None, None, None, None, None, None)
+                None, None, None, None, None, None, None)
 
 
 def _check_common(input: torch.Tensor, guide: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
@@ -250,6 +283,11 @@ def _check_positive(name: str, v: tuple[int, int], allow_zero: bool = False) -> 
     lo = 0 if allow_zero else 1
     if any(int(x) != x or x < lo for x in v):
         raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'} integers, got {v}")
+
+
+def _check_bias_length(bias: torch.Tensor | None, cout: int) -> None:
+    if bias is not None and bias.shape[0] != cout:
+        raise ValueError(f"bias has {bias.shape[0]} values but the weight gives {cout} output channels")
 
 
 def pac_conv2d(input: torch.Tensor, guide: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
@@ -280,13 +318,23 @@ def pac_conv2d(input: torch.Tensor, guide: torch.Tensor, weight: torch.Tensor, b
     ho, wo = _conv_out_size(h, k[0], s[0], p[0], d[0]), _conv_out_size(w, k[1], s[1], p[1], d[1])
     if ho < 1 or wo < 1:
         raise ValueError(f"input {(h, w)} is too small for kernel {k} with padding {p}, dilation {d}")
-    guide = guide.to(_compute_dtype(input.dtype))
     cout = weight.shape[0]
+    _check_bias_length(bias, cout)
+    guide = guide.to(_compute_dtype(input.dtype))
 
     # The centre tap's guide is each output pixel's own feature.
     rows = (torch.arange(ho, device=input.device) * s[0] - p[0] + d[0] * (k[0] // 2)).clamp(0, h - 1)
     cols = (torch.arange(wo, device=input.device) * s[1] - p[1] + d[1] * (k[1] // 2)).clamp(0, w - 1)
     ctr = _gather2d(guide, rows, cols)
+    inside = None
+    if any(p):
+        # Zero-padded copies make every tap span the whole output, so each tap's product is
+        # accumulated straight into the output by one GEMM; ``inside`` zeroes the kernel of
+        # padded neighbours, which thus count neither in the sum nor in the normaliser.
+        pad = (p[1], p[1], p[0], p[0])
+        input, guide = F.pad(input, pad), F.pad(guide, pad)
+        inside = F.pad(input.new_ones(1, 1, h, w, dtype=torch.bool), pad)
+        h, w, p = h + 2 * p[0], w + 2 * p[1], (0, 0)
     taps = _taps((ho, wo), (h, w), k, s, p, d, transposed=False)
 
     def wmat(wt: torch.Tensor, tap: _Tap) -> torch.Tensor:
@@ -295,7 +343,8 @@ def pac_conv2d(input: torch.Tensor, guide: torch.Tensor, weight: torch.Tensor, b
     def wgrad(gw: torch.Tensor, tap: _Tap, gmat: torch.Tensor) -> None:
         gw[:, :, tap.a, tap.b] += gmat.reshape(cout, cin // groups)
 
-    out = _PacFunction.apply(input, guide, ctr, weight, taps, wmat, wgrad, (n, cout, ho, wo), normalize, kernel_type)
+    out = _PacFunction.apply(input, guide, ctr, weight, taps, wmat, wgrad, (n, cout, ho, wo), normalize,
+                             kernel_type, inside)
     if bias is not None:
         out = out + bias.view(1, -1, 1, 1)
     return out
@@ -337,9 +386,10 @@ def pac_conv_transpose2d(input: torch.Tensor, guide: torch.Tensor, weight: torch
         raise ValueError(f"input {(h, w)} gives an empty output with kernel {k}, padding {p}")
     if tuple(guide.shape[-2:]) != (ho, wo):
         raise ValueError(f"guide size {tuple(guide.shape[-2:])} must equal the output size {(ho, wo)}")
-    guide = guide.to(_compute_dtype(input.dtype))
     cin_g, cout_g = cin // groups, weight.shape[1]
     cout = cout_g * groups
+    _check_bias_length(bias, cout)
+    guide = guide.to(_compute_dtype(input.dtype))
 
     # Each input sample's own feature: the guide at the centre of its output footprint.
     rows = (torch.arange(h, device=input.device) * s[0] - p[0] + (d[0] * (k[0] - 1)) // 2).clamp(0, ho - 1)

@@ -38,7 +38,8 @@ def _friendly_errors(fn: Callable) -> Callable:
         except DensepacError as e:
             raise BadInput(_first_line(e)) from None
         except MemoryError:
-            raise click.ClickException("out of memory; use a smaller --tile or --device cuda") from None
+            raise click.ClickException("out of memory; give a --max-memory budget (e.g. 2GiB) so large images "
+                                       "run in tiles that fit") from None
         except (ValueError, TypeError, RuntimeError, OSError) as e:
             raise click.ClickException(f"{type(e).__name__}: {_first_line(e)}") from None
 
@@ -52,6 +53,59 @@ def _quiet_opencv() -> None:
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
+def _check_depth_scale(depth_scale: float) -> None:
+    import math
+
+    if not math.isfinite(depth_scale) or depth_scale <= 0:
+        raise BadInput(f"--depth-scale {depth_scale:g} must be a positive number of units per metre; "
+                       "e.g. --depth-scale 1000 for millimetres")
+
+
+def _write_or_undo(write: Callable[[], None], written: list[Path]) -> None:
+    """Run ``write``; if it fails, remove the ``written`` outputs of this command so none is left half done."""
+    try:
+        write()
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _remove_failed_run(out: Path, existed: bool) -> None:
+    """Remove a run folder this command created when the run failed before its first checkpoint."""
+    import shutil
+
+    ckpts = out / "checkpoints"
+    if not existed and out.is_dir() and not (ckpts.is_dir() and any(ckpts.iterdir())):
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def _require_task(name: str | None, task: str) -> None:
+    """Refuse a registry model of another task before anything is built or loaded."""
+    from .models import get_entry
+
+    if name is not None and get_entry(name.removesuffix("+crf")).task != task:
+        raise BadInput(f"model {name!r} is a {get_entry(name.removesuffix('+crf')).task} model, not a {task} "
+                       f"model; pick one from `densepac models --task {task}`")
+
+
+def _check_run_folder(path: Path | None, flag: str) -> None:
+    """Refuse an output folder that is a file, or that could not be created or written."""
+    import os
+
+    if path is None:
+        return
+    if path.exists() and not path.is_dir():
+        raise BadInput(f"{flag} {path} is a file; give a folder path (it is created if missing)")
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise BadInput(f"{flag} {path}: {parent} is a file, so the folder cannot be created; choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise BadInput(f"{flag} {path}: {parent} is not writable; fix its permissions or choose another folder")
+
+
 def device_option(fn: Callable) -> Callable:
     return click.option("--device", default="auto", show_default=True,
                         help="cpu, cuda, cuda:N or auto (CUDA when available).")(fn)
@@ -59,6 +113,25 @@ def device_option(fn: Callable) -> Callable:
 
 def overwrite_option(fn: Callable) -> Callable:
     return click.option("--overwrite", is_flag=True, help="Replace output files that already exist.")(fn)
+
+
+def _memory_size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """``--max-memory`` text -> bytes; a malformed size is a usage error (one line, exit 2)."""
+    if value is None:
+        return None
+    from .tiling import parse_memory
+
+    try:
+        return parse_memory(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def max_memory_option(fn: Callable) -> Callable:
+    return click.option("--max-memory", default=None, callback=_memory_size, metavar="SIZE",
+                        help="Peak memory budget, e.g. 2GiB, 1500MB or 800 (MiB): the process's resident memory "
+                             "on CPU, allocated GPU memory on CUDA. Images that do not fit run in the largest "
+                             "tiles that do.")(fn)
 
 
 def training_options(fn: Callable) -> Callable:
@@ -145,36 +218,55 @@ def models_cmd(task: str | None) -> None:
 @click.option("--preview", type=click.Path(path_type=Path), default=None,
               help="Also write a colourised guide | input | output PNG.")
 @click.option("--tile", type=int, default=None,
-              help="LR tile size for large images (default: HR tiles of about 1024 px; 0: no tiling).")
+              help="LR tile size for large images (default: HR tiles of about 1024 px, or what --max-memory "
+                   "allows; 0: no tiling).")
+@max_memory_option
 @device_option
 @overwrite_option
 @_friendly_errors
 def upsample(depth: Path, guide: Path, output: Path, model_name: str | None, weights: Path | None,
-             scale: int | None, depth_scale: float, preview: Path | None, tile: int | None, device: str,
-             overwrite: bool) -> None:
+             scale: int | None, depth_scale: float, preview: Path | None, tile: int | None, max_memory: int | None,
+             device: str, overwrite: bool) -> None:
     """Upsample a low-resolution DEPTH map to the resolution of the RGB GUIDE image."""
     _quiet_opencv()
-    from .data.io import read_depth, read_image, validate_depth, write_depth
+    from .data.io import (DEPTH_EXTENSIONS, IMAGE_EXTENSIONS, check_output, read_depth, read_image, validate_depth,
+                          write_depth, write_image)
     from .data.visualize import depth_preview
+    from .errors import InputError
     from .inference import check_scale, default_depth_model, load_model_for_inference, resolve_device, upsample_depth
 
     for path, flag in ((output, "-o"), (preview, "--preview")):
-        if path is not None and path.exists() and not overwrite:
+        if path is not None and path.exists() and not path.is_dir() and not overwrite:
             raise BadInput(f"{path} already exists; pass --overwrite to replace it or choose another {flag} path")
+    if preview is not None and preview.resolve() == output.resolve():
+        raise BadInput(f"--preview {preview} is the -o output file; give the preview another name")
+    check_output(output, DEPTH_EXTENSIONS, "depth", overwrite)  # fail now, not after the model ran
+    if preview is not None:
+        check_output(preview, IMAGE_EXTENSIONS, "image", overwrite)
+    _check_depth_scale(depth_scale)
     dev = resolve_device(device)
     depth_lr = validate_depth(read_depth(depth, depth_scale), str(depth))
     rgb = read_image(guide)
-    factor = check_scale(depth_lr.shape, rgb.shape[:2], scale)
+    try:
+        factor = check_scale(depth_lr.shape, rgb.shape[:2], scale)
+    except InputError as e:
+        raise BadInput(f"{guide} and {depth}: {e}") from None
+    _require_task(model_name, "depth")
     name = model_name or (None if weights is not None else default_depth_model(factor))
     model = load_model_for_inference(name, weights)
     if getattr(model, "task", None) != "depth":
-        raise BadInput(f"model {name!r} is a {model.task} model; pick one from `densepac models --task depth`")
+        source = f"{weights}: " if weights is not None else ""
+        raise BadInput(f"{source}model {model.model_name!r} is a {model.task} model; "
+                       "pick one from `densepac models --task depth`")
     if tile is not None and tile < 0:
         raise BadInput(f"--tile {tile} is negative; give a tile size in LR pixels, or 0 to disable tiling")
-    out = upsample_depth(model, depth_lr, rgb, dev, tile)
+    if tile is not None and max_memory is not None:
+        raise BadInput("--tile and --max-memory both given; drop --tile to let the budget pick the tiles")
+    out = upsample_depth(model, depth_lr, rgb, dev, tile, max_memory=max_memory, progress=True)
+    picture = depth_preview(rgb, depth_lr, out) if preview is not None else None
     write_depth(output, out, depth_scale, overwrite=overwrite)
-    if preview is not None:
-        depth_preview(rgb, depth_lr, out, preview)
+    if picture is not None:
+        _write_or_undo(lambda: write_image(preview, picture, overwrite=overwrite), [output])
     click.echo(f"{output}: {out.shape[1]}x{out.shape[0]} depth from {name} (x{factor}, {dev.type})", err=True)
 
 
@@ -187,47 +279,78 @@ def upsample(depth: Path, guide: Path, output: Path, model_name: str | None, wei
 @click.option("--weights", type=click.Path(path_type=Path), default=None, help="Weights file for --model.")
 @click.option("--crf/--no-crf", default=False, show_default=True, help="Refine with a PAC-CRF.")
 @click.option("--arg", "model_args", multiple=True, help="Architecture argument key=value (repeatable).")
+@click.option("--cam", is_flag=True,
+              help="Also write NAME_cam.png: the model's attention (channel mean of a layer's features) "
+                   "as a heatmap over the image.")
+@click.option("--cam-layer", default=None,
+              help="Layer for --cam, a name from model.named_modules() (default: the deepest feature layer).")
+@max_memory_option
 @device_option
 @overwrite_option
 @_friendly_errors
 def segment(images: tuple[Path, ...], output_dir: Path, model_name: str | None, weights: Path | None, crf: bool,
-            model_args: tuple[str, ...], device: str, overwrite: bool) -> None:
+            model_args: tuple[str, ...], cam: bool, cam_layer: str | None, max_memory: int | None, device: str,
+            overwrite: bool) -> None:
     """Segment IMAGE files: a label PNG (VOC palette) and a mask overlay per image."""
     _quiet_opencv()
+    import os
+
     from tqdm.auto import tqdm
 
-    from .data.io import IMAGE_EXTENSIONS, read_image, write_image, write_label
-    from .data.visualize import overlay_mask
+    from .data.io import IMAGE_EXTENSIONS, image_to_tensor, read_image, write_image, write_label
+    from .data.visualize import heatmap_overlay, overlay_mask
     from .inference import load_model_for_inference, resolve_device, segment_image
+    from .models.cam import attention_map
 
     if not images:
         raise BadInput("no IMAGE given; pass one or more image files")
+    if cam_layer is not None and not cam:
+        raise BadInput("--cam-layer is only used with --cam; add --cam or drop --cam-layer")
     for path in images:
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
             raise BadInput(f"{path}: not an image file ({', '.join(IMAGE_EXTENSIONS)})")
+        if path.is_dir():
+            raise BadInput(f"{path} is a directory, not an image file; pass the image files inside it")
         if not path.is_file():
             raise BadInput(f"{path}: no such image file; check the path")
     if len({p.stem for p in images}) != len(images):
         raise BadInput("two IMAGEs share a file name; their outputs would overwrite each other")
-    if not output_dir.is_dir():
-        if not output_dir.parent.is_dir():
-            raise BadInput(f"{output_dir.parent} does not exist; create it or choose another -o folder")
-        output_dir.mkdir()
-    targets = [(output_dir / f"{p.stem}.png", output_dir / f"{p.stem}_overlay.png") for p in images]
-    existing = [str(t) for pair in targets for t in pair if t.exists()]
+    if output_dir.exists() and not output_dir.is_dir():
+        raise BadInput(f"-o {output_dir} is a file; give a folder for the outputs (it is created if missing)")
+    if not output_dir.is_dir() and not output_dir.parent.is_dir():
+        raise BadInput(f"{output_dir.parent} does not exist; create it or choose another -o folder")
+    writable = output_dir if output_dir.is_dir() else output_dir.parent
+    if not os.access(writable, os.W_OK | os.X_OK):
+        raise BadInput(f"{writable} is not writable; fix its permissions or choose another -o folder")
+    suffixes = ("", "_overlay") + (("_cam",) if cam else ())
+    targets = [[output_dir / f"{p.stem}{s}.png" for s in suffixes] for p in images]
+    existing = [str(t) for group in targets for t in group if t.exists()]
     if existing and not overwrite:
         raise BadInput(f"{existing[0]} already exists; pass --overwrite to replace outputs")
+    for path in images:  # every image decodes before any output is written
+        read_image(path)
     dev = resolve_device(device)
+    _require_task(model_name, "segmentation")
     model = load_model_for_inference(model_name, weights, crf=crf, **_parse_kwargs(model_args))
     if getattr(model, "task", None) != "segmentation":
-        raise BadInput(f"model {model.model_name!r} is a {model.task} model; "
+        source = f"{weights}: " if weights is not None else ""
+        raise BadInput(f"{source}model {model.model_name!r} is a {model.task} model; "
                        "pick one from `densepac models --task segmentation`")
+    if cam_layer is not None and cam_layer not in dict(model.named_modules()):
+        raise BadInput(f"--cam-layer {cam_layer!r} is not a layer of {model.model_name}; "
+                       "give a name from model.named_modules(), e.g. relu7 for FCN-8s")
+    output_dir.mkdir(exist_ok=True)
     quiet = not sys.stderr.isatty() or len(images) == 1
-    for path, (label_path, overlay_path) in zip(tqdm(images, desc="segment", disable=quiet), targets):
+    for path, group in zip(tqdm(images, desc="segment", disable=quiet), targets):
         image = read_image(path)
-        labels = segment_image(model, image, dev)
-        write_label(label_path, labels, overwrite=True)
-        write_image(overlay_path, overlay_mask(image, labels), overwrite=True)
+        labels = segment_image(model, image, dev, max_memory=max_memory, progress=True)
+        pictures = [overlay_mask(image, labels)]
+        if cam:
+            heat = attention_map(model.to(dev).eval(), image_to_tensor(image).to(dev), cam_layer)
+            pictures.append(heatmap_overlay(image, heat[0].cpu()))
+        write_label(group[0], labels, overwrite=True)
+        for target, picture in zip(group[1:], pictures):
+            write_image(target, picture, overwrite=True)
     click.echo(f"{len(images)} image(s) segmented into {output_dir} with {model.model_name}", err=True)
 
 
@@ -274,8 +397,16 @@ def train(model_name, model_args, data, protocol, train_size, val_size, crop, no
                            batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
                            device=resolve_device(device).type, workers=workers, amp=amp,
                            model_kwargs=_parse_kwargs(model_args))
+    _check_run_folder(out, "--out")
+    _check_run_folder(export_dir, "--export")
+    existed = out.exists()
     try:
-        result = train_depth(cfg, resume=resume)
+        try:
+            result = train_depth(cfg, resume=resume)
+        except Exception:
+            if is_main_process():
+                _remove_failed_run(out, existed)
+            raise
         if export_dir is not None and is_main_process():
             if result.interrupted:
                 click.echo("run was stopped early: exporting its best validated checkpoint so far", err=True)
@@ -324,8 +455,16 @@ def finetune(model_name, weights, hot_swap, crf, stage, data, num_classes, crop,
                             optimizer=optimizer, scheduler=scheduler, seed=seed, device=resolve_device(device).type,
                             workers=workers, amp=amp, model_kwargs=_parse_kwargs(model_args),
                             crf_kwargs=_parse_kwargs(crf_args))
+    _check_run_folder(out, "--out")
+    _check_run_folder(export_dir, "--export")
+    existed = out.exists()
     try:
-        result = finetune_segmentation(cfg, resume=resume)
+        try:
+            result = finetune_segmentation(cfg, resume=resume)
+        except Exception:
+            if is_main_process():
+                _remove_failed_run(out, existed)
+            raise
         if export_dir is not None and is_main_process():
             path = export_seg_weights(cfg, export_dir, device=cfg.device)
             click.echo(f"exported {path}", err=True)
@@ -350,11 +489,12 @@ def finetune(model_name, weights, hot_swap, crf, stage, data, num_classes, crop,
 @click.option("--markdown", type=click.Path(path_type=Path), default=None, help="Also write the table as Markdown.")
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None, help="Also write the table as CSV.")
 @device_option
+@overwrite_option
 @_friendly_errors
 def eval_cmd(model_names, weight_files, data, split, scale, protocol, num_scenes, crop, markdown, csv_path,
-             device) -> None:
+             device, overwrite) -> None:
     """Evaluate depth models side by side: RMSE / MAE (cm), AbsRel, delta, time per megapixel."""
-    from .data.io import atomic_write
+    from .data.io import check_output
     from .data.sources import make_depth_dataset
     from .engine.compare import compare_depth_models, format_table
     from .inference import load_model_for_inference, resolve_device
@@ -366,6 +506,17 @@ def eval_cmd(model_names, weight_files, data, split, scale, protocol, num_scenes
             raise BadInput(f"--weights {pair!r} is not NAME=FILE; e.g. --weights pac_jointupsample_x8=run/best.safetensors")
         weights[name] = Path(file)
     names = [n for n in model_names.split(",") if n] + [n for n in weights if n not in model_names.split(",")]
+    if not names:
+        raise BadInput("no model to evaluate; pass --models a,b,c or --weights NAME=FILE")
+    tables = [(path, fmt) for path, fmt in ((markdown, "markdown"), (csv_path, "csv")) if path is not None]
+    if markdown is not None and csv_path is not None and markdown.resolve() == csv_path.resolve():
+        raise BadInput(f"--markdown and --csv both name {markdown}; give the tables two file names")
+    for path, fmt in tables:  # fail now, not after the evaluation
+        if path.exists() and not path.is_dir() and not overwrite:
+            raise BadInput(f"{path} already exists; pass --overwrite to replace it or choose another --{fmt} path")
+        check_output(path, kind=fmt, overwrite=overwrite)
+    for n in names:
+        _require_task(n, "depth")
     models = {n: load_model_for_inference(n, weights.get(n)) for n in names}
     for n, m in models.items():
         if m.task != "depth":
@@ -375,10 +526,18 @@ def eval_cmd(model_names, weight_files, data, split, scale, protocol, num_scenes
     dataset = make_depth_dataset(data, split, scale, protocol=protocol, num_scenes=num_scenes)
     rows = compare_depth_models(models, dataset, device=resolve_device(device), crop=crop)
     click.echo(format_table(rows, "markdown"), nl=False)
-    for path, fmt in ((markdown, "markdown"), (csv_path, "csv")):
-        if path is not None:
-            with atomic_write(path) as tmp:
-                tmp.write_text(format_table(rows, fmt))
+    written: list[Path] = []
+    for path, fmt in tables:
+        text = format_table(rows, fmt)
+        _write_or_undo(lambda: _write_text(path, text, overwrite), written)
+        written.append(path)
+
+
+def _write_text(path: Path, text: str, overwrite: bool) -> None:
+    from .data.io import atomic_write
+
+    with atomic_write(path, overwrite=overwrite) as tmp:
+        tmp.write_text(text)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,29 @@
-"""Peak memory (RSS) of `densepac upsample` on a large image, tiled and untiled.
+"""Peak memory (RSS) of `densepac upsample` and `densepac segment` on large images, under budgets and untiled.
 
-Runs the command line in a fresh subprocess per setting, on a synthetic 4000x3000 guide
-with a 500x375 depth map (x8), and reads the child's peak resident set size.
+Cases (each a fresh `densepac` process on synthetic inputs):
 
-    python scripts/bench_memory.py [--width 4000 --height 3000 --scale 8] [--model NAME]
+* depth: a 4000x3000 guide with a 500x375 depth map (x8), the default upsampling model;
+* segmentation: a 2048x2048 image, a U-Net (smp, ResNet-18 encoder, random weights: memory
+  and time do not depend on the values) refined by a PAC-CRF (`--crf`: 5 mean-field steps,
+  one 5x5 kernel whose dilation scales with the image, `dilation_reference` 512, so 4 here).
+  `--seg-model fcn8s_vgg16` runs FCN-8s instead: its 537 MB of weights are held twice while
+  loading, a 2.1 GB peak before inference that no budget below it can meet.
+
+Each run is one child process; its peak resident set size comes from `os.wait4`, the
+per-child form of `getrusage(RUSAGE_CHILDREN).ru_maxrss`, so runs do not see each other's
+peaks. Linux counts the parent's peak at the child's `exec` in it too, so this process stays
+small: inputs are made in a separate process. The tile column is the plan the command
+logged for `--max-memory`, or the fixed setting.
+
+    python scripts/bench_memory.py [--cases depth,segmentation] [--depth-budgets untiled,1.5GiB,2GiB]
+                                   [--seg-budgets untiled,2GiB]
 """
 
 from __future__ import annotations
 
-import resource
+import multiprocessing
+import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -16,49 +31,114 @@ import time
 from pathlib import Path
 
 import click
-import cv2
-import numpy as np
 
-from densepac.data.synthetic import make_rgbd_scene
+# The `densepac` command, with INFO logging so that the memory plan is printed to stderr.
+CLI = ("import logging, sys; logging.basicConfig(level=logging.INFO, format='%(message)s'); "
+       "from densepac.cli import main; sys.argv[0] = 'densepac'; main()")
+PLAN = re.compile(r"memory budget [^:]+: (?:the (whole) .* fits|tiles of (\S+) (.*?), (\d+) tiles)")
 
 
-def _peak_child_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
+def run_cli(args: list[str], tmp: Path) -> tuple[int, float, float, str]:
+    """(exit code, peak RSS MiB, wall seconds, stderr) of one `densepac` run in a child process."""
+    err_path = tmp / "stderr.txt"
+    with open(err_path, "w") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-c", CLI, *args], stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4, not by Popen
+    return proc.returncode, usage.ru_maxrss / 1024, wall, err_path.read_text()  # ru_maxrss: KiB on Linux
+
+
+def tile_of(stderr: str, fixed: str) -> str:
+    m = PLAN.search(stderr)
+    if m is None:
+        return fixed
+    if m.group(1):
+        return "whole image"
+    return f"{m.group(2)} {m.group(3).split(' (')[0]} ({m.group(4)} tiles)"
+
+
+def depth_inputs(tmp: Path, width: int, height: int, scale: int) -> list[str]:
+    import cv2
+    import numpy as np
+
+    from densepac.data.synthetic import make_rgbd_scene
+
+    scene = make_rgbd_scene(0, height, width)
+    cv2.imwrite(str(tmp / "guide.png"), (scene["rgb"][..., ::-1] * 255).astype(np.uint8))
+    np.save(tmp / "depth.npy", scene["depth"][scale // 2::scale, scale // 2::scale])
+    return ["upsample", str(tmp / "depth.npy"), str(tmp / "guide.png"), "-o", str(tmp / "out.npy"),
+            "--overwrite", "--device", "cpu"]
+
+
+def segmentation_inputs(tmp: Path, size: int, model: str) -> list[str]:
+    import cv2
+    import numpy as np
+    import torch
+
+    from densepac.models import create_model, save_weights
+
+    rng = np.random.default_rng(0)
+    image = cv2.resize((rng.random((size // 32, size // 32, 3)) * 255).astype(np.uint8), (size, size))
+    cv2.imwrite(str(tmp / "image.png"), image)
+    torch.manual_seed(0)
+    weights = save_weights(create_model(model), "bench_seg", model, tmp)
+    return ["segment", str(tmp / "image.png"), "-o", str(tmp / "seg"), "--weights", str(weights), "--crf",
+            "--arg", 'crf_kwargs={"dilation_reference": 512}', "--overwrite", "--device", "cpu"]
+
+
+def prepare(tmp: Path, cases: list[str], width: int, height: int, scale: int, seg_size: int, seg_model: str,
+            budgets: list[str]) -> tuple[dict[str, list[str]], dict[str, int | None]]:
+    """Input files and command lines per case, and budgets in bytes (run in a child process)."""
+    from densepac.tiling import parse_memory
+
+    args = {}
+    if "depth" in cases:
+        args["depth"] = depth_inputs(tmp, width, height, scale)
+    if "segmentation" in cases:
+        args["segmentation"] = segmentation_inputs(tmp, seg_size, seg_model)
+    return args, {b: None if b == "untiled" else parse_memory(b) for b in budgets}
 
 
 @click.command()
-@click.option("--width", default=4000, show_default=True)
-@click.option("--height", default=3000, show_default=True)
-@click.option("--scale", default=8, show_default=True)
-@click.option("--model", "model_name", default=None, help="Registry model (default: what `upsample` picks).")
-@click.option("--tiles", default="auto,0", show_default=True,
-              help="Comma-separated --tile settings to measure (auto = the default, 0 = untiled).")
-def main(width: int, height: int, scale: int, model_name: str | None, tiles: str) -> None:
-    exe = Path(sys.executable).with_name("densepac")
+@click.option("--cases", default="depth,segmentation", show_default=True)
+@click.option("--width", default=4000, show_default=True, help="Depth case: guide width.")
+@click.option("--height", default=3000, show_default=True, help="Depth case: guide height.")
+@click.option("--scale", default=8, show_default=True, help="Depth case: upsampling factor.")
+@click.option("--depth-budgets", default="untiled,1.5GiB,2GiB", show_default=True,
+              help="Comma-separated --max-memory values; 'untiled' runs --tile 0.")
+@click.option("--seg-size", default=2048, show_default=True, help="Segmentation case: square image side.")
+@click.option("--seg-model", default="smp_unet", show_default=True, help="Segmentation model (+ PAC-CRF).")
+@click.option("--seg-budgets", default="untiled,2GiB", show_default=True,
+              help="Comma-separated --max-memory values; 'untiled' runs without a budget.")
+def main(cases: str, width: int, height: int, scale: int, depth_budgets: str, seg_size: int, seg_model: str,
+         seg_budgets: str) -> None:
+    wanted = cases.split(",")
+    budgets = {"depth": depth_budgets.split(","), "segmentation": seg_budgets.split(",")}
+    names = {"depth": f"depth {width}x{height} x{scale}",
+             "segmentation": f"segment {seg_size}x{seg_size} {seg_model}+crf"}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        scene = make_rgbd_scene(0, height, width)
-        cv2.imwrite(str(tmp / "guide.png"), (scene["rgb"][..., ::-1] * 255).astype(np.uint8))
-        np.save(tmp / "depth.npy", scene["depth"][scale // 2::scale, scale // 2::scale])
-        click.echo(f"guide {width}x{height}, depth {width // scale}x{height // scale} (x{scale})")
-        click.echo("| --tile | model | peak RSS (MiB) | wall (s) |\n|---|---|---|---|")
-        for tile in tiles.split(","):
-            cmd = [str(exe), "upsample", str(tmp / "depth.npy"), str(tmp / "guide.png"), "-o", str(tmp / "out.npy"),
-                   "--overwrite", "--device", "cpu"]
-            cmd += ["--model", model_name] if model_name else []
-            cmd += ["--tile", tile] if tile != "auto" else []
-            before = _peak_child_mib()
-            t0 = time.perf_counter()
-            r = subprocess.run(cmd, capture_output=True, text=True)
-            wall = time.perf_counter() - t0
-            peak = _peak_child_mib()
-            used = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ""
-            if r.returncode:
-                click.echo(f"| {tile} | - | failed: {used} | {wall:.1f} |")
-                continue
-            # RUSAGE_CHILDREN keeps the largest child so far: only a rise is this run's own.
-            click.echo(f"| {tile} | {used.split(' from ')[-1].split(' ')[0]} | "
-                       f"{peak:.0f}{'' if peak > before else ' (<= previous run)'} | {wall:.1f} |")
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            args, limits = pool.apply(prepare, (tmp, wanted, width, height, scale, seg_size, seg_model,
+                                                budgets["depth"] + budgets["segmentation"]))
+        click.echo(f"peak resident memory of each `densepac` process; cpu, {os.cpu_count()} cores")
+        click.echo("| case | budget | tile | peak RSS (MiB) | under budget | seconds |\n|---|---|---|---|---|---|")
+        for case in ("depth", "segmentation"):
+            for budget in budgets[case] if case in args else []:
+                untiled = ["--tile", "0"] if case == "depth" else []
+                extra = untiled if budget == "untiled" else ["--max-memory", budget]
+                code, peak, wall, err = run_cli(args[case] + extra, tmp)
+                if code:
+                    lines = err.strip().splitlines()
+                    click.echo(f"| {names[case]} | {budget} | failed: {lines[-1] if lines else code} | {peak:.0f} | - "
+                               f"| {wall:.1f} |")
+                    continue
+                limit = limits[budget]
+                under = "-" if limit is None else ("yes" if peak * 2**20 <= limit else "no")
+                tile = tile_of(err, "none (--tile 0)" if case == "depth" else "none (whole image)")
+                click.echo(f"| {names[case]} | {budget} | {tile} | {peak:.0f} | {under} | {wall:.1f} |")
 
 
 if __name__ == "__main__":

@@ -58,3 +58,21 @@ def test_segment_bad_inputs(setup, tmp_path):
     assert run(images[0], "-o", out, "--weights", weights).exit_code == 0
     r = run(images[0], "-o", out, "--weights", weights)
     assert r.exit_code == 2 and "--overwrite" in r.stderr
+
+
+def test_segment_cam_writes_attention_overlays(setup, tmp_path):
+    from densepac.data.io import read_image
+
+    weights, images = setup
+    out = tmp_path / "cam"
+    args = ["segment", *map(str, images), "-o", str(out), "--weights", str(weights), "--device", "cpu", "--cam"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"img{i}{s}.png" for i in range(2) for s in ("", "_overlay", "_cam"))
+    for i, size in enumerate([(33, 40), (48, 29)]):
+        cam = read_image(out / f"img{i}_cam.png")
+        assert cam.shape == (*size, 3)
+        assert np.abs(cam - read_image(images[i])).max() > 0.1  # the heatmap is blended in
+    r = CliRunner().invoke(main, args + ["--overwrite", "--cam-layer", "features.conv3_3"])
+    assert r.exit_code == 0, r.output

@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 
 from densepac.data.folders import check_paired, index_folder, listing
 from densepac.data.degrade import PROTOCOLS, check_scale, simulate_lr
-from densepac.data.io import DEPTH_EXTENSIONS, IMAGE_EXTENSIONS, read_depth, read_image
+from densepac.data.io import DEPTH_EXTENSIONS, IMAGE_EXTENSIONS, read_depth, read_image, validate_depth
 from densepac.errors import InputError
 
 JointTransform = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -91,6 +91,8 @@ class _DepthDataset(Dataset):
             raise InputError(f"protocol={protocol!r} is unknown; use one of {', '.join(PROTOCOLS)}")
         if not noise >= 0 or not holes >= 0:
             raise InputError(f"noise={noise} and holes={holes} must be >= 0")
+        if not holes < 1:
+            raise InputError(f"holes={holes} is the fraction of LR pixels made missing; give a value in [0, 1)")
         if transform is not None and not callable(transform):
             raise InputError(
                 f"transform={transform!r} is not callable; "
@@ -519,7 +521,9 @@ class FolderDepth(_DepthDataset):
     def _load(self, index: int) -> _Sample:
         stem = self.stems[index]
         rgb = read_image(self.rgb_files[stem])
-        depth = read_depth(self.depth_files[stem], depth_scale=self.depth_scale)
+        # No valid pixel, or negative values: a wrong --depth-scale or a broken export, not a target.
+        depth = validate_depth(read_depth(self.depth_files[stem], depth_scale=self.depth_scale),
+                               str(self.depth_files[stem]))
         if depth.shape != rgb.shape[:2]:
             raise InputError(
                 f"{self.depth_files[stem]}: depth is {depth.shape[0]}x{depth.shape[1]} but its rgb is "
@@ -527,7 +531,8 @@ class FolderDepth(_DepthDataset):
             )
         lr = None
         if self.lr_files is not None:
-            lr = read_depth(self.lr_files[stem], depth_scale=self.depth_scale)
+            lr = validate_depth(read_depth(self.lr_files[stem], depth_scale=self.depth_scale),
+                                str(self.lr_files[stem]))
             s = self.scale
             if (lr.shape[0] * s, lr.shape[1] * s) != depth.shape:
                 raise InputError(

@@ -75,6 +75,28 @@ def _check_target(path: Path, overwrite: bool) -> None:
         )
 
 
+def check_output(
+    path: PathLike,
+    extensions: Sequence[str] | None = None,
+    kind: str = "output",
+    overwrite: bool = True,
+) -> Path:
+    """Raise InputError now if ``path`` could not be written later; return it as a Path.
+
+    Checks, in this order: ``path`` is not a directory, its extension is one of
+    ``extensions`` (when given), its directory exists and is writable, and it does not exist
+    unless ``overwrite``. Commands call this for every output before any slow work, so a
+    bad output path fails at once and never after another output has been written.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"cannot write {p}: it is a directory; give a file name instead")
+    if extensions is not None:
+        _require_extension(p, extensions, kind)
+    _check_target(p, overwrite)
+    return p
+
+
 def fsync_dir(directory: Path) -> None:
     """Flush a directory entry so a completed rename survives a crash (POSIX only)."""
     if os.name != "posix":

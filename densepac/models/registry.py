@@ -69,6 +69,8 @@ def list_models(pattern: str | None = None, task: str | None = None) -> list[str
 
 def get_entry(name: str) -> ModelEntry:
     """The registry entry for ``name``; an unknown name lists the closest ones."""
+    if not isinstance(name, str):
+        raise TypeError(f"model name must be a str such as 'fcn8s_vgg16', got {type(name).__name__}")
     try:
         return _MODELS[name]
     except KeyError:
@@ -97,6 +99,7 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
             warped back) with ``stn_kwargs``. Order: model, ADL inside it, STN around it,
             CRF outermost (it refines the aligned logits with the original image).
     """
+    get_entry(name.removesuffix("+crf") if isinstance(name, str) else name)  # type and name first
     crf = bool(kwargs.pop("crf", False))
     crf_kwargs = kwargs.pop("crf_kwargs", None) or {}
     adl = kwargs.pop("adl", False)

@@ -1,0 +1,144 @@
+"""densepac.tiling: memory sizes, tile plans, stitching, live-byte counting and budget planning."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from densepac.errors import InputError
+from densepac.tiling import (LiveTensorBytes, MemoryModel, Tile, budget_bytes, measure_memory, parse_memory, plan_tiles,
+                             run_tiles, tiles_for_budget, warn_if_over)
+
+MiB, KiB = 2**20, 2**10
+
+
+@pytest.mark.parametrize("text, nbytes", [("2GiB", 2 * 2**30), ("1500MB", 1500 * 10**6), ("1.5G", 3 * 2**29),
+                                          ("800", 800 * MiB), ("512 mib", 512 * MiB),
+                                          ("64KiB", 64 * KiB), ("4096b", 4096), (" 1 TB ", 10**12)])
+def test_parse_memory(text, nbytes):
+    assert parse_memory(text) == nbytes
+
+
+@pytest.mark.parametrize("text", ["abc", "", "-1GiB", "0", "2 GiBs", "1.5.2G", 800, "1e400G", "GiB"])
+def test_parse_memory_refuses(text):
+    with pytest.raises(ValueError, match="memory size|unknown unit"):
+        parse_memory(text)
+
+
+def test_budget_bytes():
+    assert budget_bytes(12345) == 12345 and budget_bytes("1KiB") == 1024
+    for bad in (0, -5, True, 1.5e9):
+        with pytest.raises(ValueError):
+            budget_bytes(bad)
+
+
+def _coverage(size, tiles, scale=1):
+    counts = np.zeros((size[0] * scale, size[1] * scale), int)
+    for t in tiles:
+        counts[t.kept(scale)] += 1
+    return counts
+
+
+def test_plan_tiles_by_hand():
+    tiles = plan_tiles((10, 7), 4, margin=1)
+    assert [(t.y0, t.x0) for t in tiles] == [(0, 0), (0, 4), (4, 0), (4, 4), (8, 0), (8, 4)]
+    assert tiles[0] == Tile(0, 4, 0, 4, 0, 5, 0, 5)
+    assert tiles[3] == Tile(4, 8, 4, 7, 3, 9, 3, 7)
+    assert tiles[-1] == Tile(8, 10, 4, 7, 7, 10, 3, 7)
+    assert (_coverage((10, 7), tiles) == 1).all()  # every pixel kept exactly once
+    t = tiles[3]
+    assert t.window(2) == (slice(6, 18), slice(6, 14)) and t.crop(2) == (slice(2, 10), slice(2, 8))
+    assert t.window_pixels == 6 * 4
+
+
+def test_plan_tiles_aligned():
+    # tile 40 -> 32 and margin 10 -> 32 on a 32 px grid; a tile spanning an axis stays whole.
+    tiles = plan_tiles((100, 70), (40, 200), margin=10, align=32)
+    assert [(t.y0, t.y1, t.wy0, t.wy1) for t in tiles] == [(0, 32, 0, 64), (32, 64, 0, 96), (64, 96, 32, 100),
+                                                           (96, 100, 64, 100)]
+    assert all((t.x0, t.x1, t.wx0, t.wx1) == (0, 70, 0, 70) for t in tiles)
+    assert all(t.wy0 % 32 == 0 for t in tiles)
+    assert (_coverage((100, 70), tiles) == 1).all()
+    for size, tile, margin, align in [((1, 1), 5, 3, 1), ((33, 65), 7, 2, 4), ((64, 64), 64, 8, 32)]:
+        assert (_coverage(size, plan_tiles(size, tile, margin, align), scale=3) == 1).all()
+
+
+def test_plan_tiles_refuses_bad_arguments():
+    with pytest.raises(InputError, match="must be positive"):
+        plan_tiles((10, 10), 0)
+    with pytest.raises(InputError, match="non-negative"):
+        plan_tiles((10, 10), 4, margin=-1)
+
+
+def test_run_tiles_stitches_a_local_op_exactly():
+    x = torch.rand(2, 3, 37, 29)
+
+    def blur_up(t):  # 3x3 box blur (reach 1) then x2 nearest upsampling
+        y = torch.nn.functional.avg_pool2d(x[(..., *t.window())], 3, 1, 1, count_include_pad=False)
+        return y.repeat_interleave(2, -2).repeat_interleave(2, -1)
+
+    whole = blur_up(Tile(0, 37, 0, 29, 0, 37, 0, 29))
+    torch.testing.assert_close(run_tiles(blur_up, (37, 29), 8, margin=1, scale=2), whole, rtol=0, atol=1e-6)
+    assert not torch.allclose(run_tiles(blur_up, (37, 29), 8, margin=0, scale=2), whole)  # no context: seams
+
+
+def test_live_tensor_bytes_counts_allocations_until_they_die():
+    x = torch.ones(1024)  # made outside the mode: not counted
+    with LiveTensorBytes() as mode:
+        a = x * 2  # 4 KiB
+        b = a + 1  # 8 KiB live
+        del a
+        c = b.view(32, 32)  # a view allocates nothing
+        d = c * 3  # 8 KiB live again
+    assert mode.peak == 8 * KiB and mode.current == 8 * KiB
+    del b, c, d
+    assert mode.current == 0
+
+
+def test_measure_memory_fits_live_bytes():
+    # x * 2 + 1: two (h, w) float32 temporaries at the peak -> 8 bytes per pixel, none fixed.
+    mm = measure_memory(lambda h, w: (torch.rand(h, w),), lambda x: x * 2 + 1, [(8, 8), (16, 32)], factor=1)
+    assert mm == MemoryModel(0.0, 8.0)
+    mm = measure_memory(lambda h, w: (torch.rand(h, w),), lambda x: x * 2 + 1, [(8, 8), (16, 32)], fixed=100)
+    assert mm == MemoryModel(100.0, 16.0) and mm(10) == 260
+    assert mm.max_pixels(260) == 10 and mm.max_pixels(99) == 0
+    with pytest.raises(ValueError, match="two window sizes"):
+        measure_memory(lambda h, w: (), lambda: None, [(8, 8), (8, 8)])
+
+
+MEMORY = MemoryModel(fixed=MiB, per_pixel=KiB)  # 1 MiB + 1 KiB per pixel
+
+
+def test_tiles_for_budget_by_hand():
+    size = (1000, 1000)  # whole image: 1 MiB + 1e6 KiB = 977.6 MiB
+    assert tiles_for_budget(size, 1100 * MiB, 100 * MiB, 8 * MiB, MEMORY, margin=16, align=32) is None
+    # 300 - 100 in use - 8 output = 192 MiB: windows of (192 - 1) * 1024 = 195584 px, a side of 442;
+    # margin 16 -> 32 on the grid leaves 442 - 64 = 378 -> 352 kept; 3 tiles of 334 -> 352 per axis.
+    assert tiles_for_budget(size, 300 * MiB, 100 * MiB, 8 * MiB, MEMORY, margin=16, align=32) == (352, 352)
+    # A wide strip: the window spans the 100 rows and takes 195584 // 100 = 1955 columns, so
+    # 1955 - 64 -> 1888 kept; 3 tiles of 1667 -> 1696.
+    assert tiles_for_budget((100, 5000), 300 * MiB, 100 * MiB, 8 * MiB, MEMORY, margin=16, align=32) == (100, 1696)
+    # Every window of the plan fits the budget.
+    plan = plan_tiles(size, (352, 352), 16, 32)
+    assert max(MEMORY(t.window_pixels) for t in plan) + 108 * MiB <= 300 * MiB
+    assert len(plan) == 9 and (_coverage(size, plan) == 1).all()
+
+
+def test_tiles_for_budget_too_small_says_the_minimum():
+    # Smallest tile: 32 kept + 2 * 32 margin = 96 px square -> 1 MiB + 9216 KiB = 10 MiB.
+    with pytest.raises(InputError, match=r"budget of 110 MiB is too small for tiny on a 1000x1000 px image: "
+                                         r"give at least 118 MiB \(100 MiB in use, 8 MiB for the output, "
+                                         r"10 MiB for the smallest tile\)"):
+        tiles_for_budget((1000, 1000), 110 * MiB, 100 * MiB, 8 * MiB, MEMORY, margin=16, align=32, min_tile=32,
+                         what="tiny")
+    assert tiles_for_budget((1000, 1000), 118 * MiB, 100 * MiB, 8 * MiB, MEMORY, margin=16, align=32,
+                            min_tile=32) == (32, 32)
+
+
+def test_warn_if_over_names_the_peak_so_far(caplog):
+    with caplog.at_level(logging.WARNING, logger="densepac.tiling"):
+        warn_if_over(2**50)
+        assert not caplog.records
+        warn_if_over(MiB)  # this process already holds more than 1 MiB
+    assert "memory budget 1 MiB: this process already peaked at" in caplog.text

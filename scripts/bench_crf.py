@@ -13,7 +13,6 @@ from __future__ import annotations
 import multiprocessing as mp
 import resource
 import sys
-import time
 
 import click
 
@@ -34,6 +33,7 @@ def _rss_mib() -> float:
 def _run_case(name: str, size: int, classes: int, repeats: int, threads: int, queue: mp.Queue) -> None:
     import torch
 
+    from densepac.engine.compare import median_seconds
     from densepac.models import create_model
 
     torch.set_num_threads(threads)
@@ -41,15 +41,10 @@ def _run_case(name: str, size: int, classes: int, repeats: int, threads: int, qu
     model = create_model(name.split(" + ")[0], num_classes=classes, **CASES[name]).eval()
     image = torch.rand(1, 3, size, size)
     model_rss = _rss_mib()
-    times = []
     with torch.inference_mode():
-        for _ in range(repeats + 1):  # the first forward warms up and is not timed
-            t0 = time.perf_counter()
-            logits = model(image)
-            times.append(time.perf_counter() - t0)
-    assert logits.shape == (1, classes, size, size)
-    queue.put({"model": name, "model_rss": model_rss, "peak_rss": _rss_mib(),
-               "seconds": sorted(times[1:])[len(times[1:]) // 2]})
+        assert model(image).shape == (1, classes, size, size)
+        seconds = median_seconds(lambda: model(image), repeats)
+    queue.put({"model": name, "model_rss": model_rss, "peak_rss": _rss_mib(), "seconds": seconds})
 
 
 @click.command()

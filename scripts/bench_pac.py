@@ -9,15 +9,13 @@ largest sum of live tensor bytes seen by a ``TorchDispatchMode`` (allocator-inde
 
 from __future__ import annotations
 
-import time
-
 import click
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.weak import WeakIdKeyDictionary
 
+from densepac.engine.compare import median_seconds
 from densepac.ops import PacConv2d
+from densepac.tiling import LiveTensorBytes
 
 
 def unfold_pac(x: torch.Tensor, guide: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -33,54 +31,20 @@ def unfold_pac(x: torch.Tensor, guide: torch.Tensor, weight: torch.Tensor, bias:
     return out + bias.view(1, -1, 1, 1)
 
 
-class _LiveBytes(TorchDispatchMode):
-    """Tracks the peak of bytes held by live tensor storages created inside the mode."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.live: dict[int, int] = {}
-        self.peak = 0
-        self._seen = WeakIdKeyDictionary()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, (tuple, list)) else (out,):
-            if isinstance(t, torch.Tensor):
-                st = t.untyped_storage()
-                key = st.data_ptr()
-                if key and key not in self.live:
-                    self.live[key] = st.nbytes()
-                    # Forget a storage when its last tensor dies.
-                    import weakref
-                    weakref.finalize(st, self.live.pop, key, None)
-        self.peak = max(self.peak, sum(self.live.values()))
-        return out
-
-
 def measure(fn, device: str, repeats: int) -> tuple[float, float]:
     """Median seconds and peak MiB of ``fn()`` (forward + backward)."""
-    fn()  # warm-up
+    seconds = median_seconds(fn, repeats, device)
     if device == "cuda":
-        torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
         fn()
         torch.cuda.synchronize()
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
-        with _LiveBytes() as mode:
+        with LiveTensorBytes() as mode:
             fn()
         peak = mode.peak / 2**20
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2], peak
+    return seconds, peak
 
 
 @click.command()

@@ -9,30 +9,23 @@ low-resolution input with 2 % holes, as the shipped models were trained.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import click
 import torch
 
 from densepac.data.sources import make_depth_dataset
-from densepac.engine.compare import compare_depth_models
+from densepac.engine.compare import compare_depth_models, median_seconds
 from densepac.models import create_model, list_weights
 from densepac.recipes import BASELINES
 
 
-def time_640x480(model: torch.nn.Module, scale: int, repeats: int = 3) -> float:
+def time_640x480(model: torch.nn.Module, scale: int) -> float:
     """Median seconds of one forward on a 640x480 guide (random input)."""
     lr = torch.rand(1, 1, 480 // scale, 640 // scale) + 1
     rgb = torch.rand(1, 3, 480, 640)
-    times = []
     with torch.inference_mode():
-        model.eval()(lr, rgb)
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            model(lr, rgb)
-            times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+        return median_seconds(lambda: model.eval()(lr, rgb))
 
 
 @click.command()

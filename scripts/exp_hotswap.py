@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 
 import click
 import torch
 
+from densepac.engine.compare import median_seconds
 from densepac.engine.tasks import SegmentationTask
 from densepac.engine.trainer import evaluate
 from densepac.ops import GuidedRefined
@@ -43,18 +43,11 @@ def _epochs(steps: int, batch_size: int, epochs: int) -> dict[str, int]:
     return {"epochs": epochs, "train_size": max(1, steps * batch_size // epochs)}
 
 
-def _time_per_image(model: torch.nn.Module, size: int, device: str, repeats: int = 3) -> float:
+def _time_per_image(model: torch.nn.Module, size: int, device: str) -> float:
     """Median seconds of one forward on a random ``size`` x ``size`` image."""
     image = torch.rand(1, 3, size, size, device=device)
-    model.eval()
-    times = []
     with torch.inference_mode():
-        model(image)
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            model(image)
-            times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+        return median_seconds(lambda: model.eval()(image), device=device)
 
 
 @click.command()

@@ -19,7 +19,6 @@ on the same scenes and evaluated on held-out scenes from a seed stream no run tr
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from torch import nn
 from densepac import create_model
 from densepac.data.synthetic_seg import SyntheticSegmentation
 from densepac.data.transforms import SegTransform
+from densepac.engine.compare import median_seconds
 from densepac.engine.tasks import SegmentationTask
 from densepac.engine.trainer import Trainer, evaluate
 from densepac.models.shape_adaptor import shape_adaptor_param_groups
@@ -43,17 +43,10 @@ def _materialise(dataset: Any) -> list[dict[str, torch.Tensor]]:
     return [dataset[i] for i in range(len(dataset))]
 
 
-def _time_per_image(model: nn.Module, size: int, repeats: int = 3) -> float:
+def _time_per_image(model: nn.Module, size: int) -> float:
     image = torch.rand(1, 3, size, size)
-    model.eval()
     with torch.inference_mode():
-        model(image)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            model(image)
-            times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+        return median_seconds(lambda: model.eval()(image))
 
 
 @click.command()

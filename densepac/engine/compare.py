@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
@@ -22,6 +22,20 @@ COLUMNS = (("model", "model"), ("rmse_cm", "RMSE (cm)"), ("mae_cm", "MAE (cm)"),
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int = 3, device: str | torch.device = "cpu") -> float:
+    """Median wall time (s) of ``repeats`` calls of ``fn`` after one untimed warm-up call."""
+    device = torch.device(device)
+    fn()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
 
 
 def compare_depth_models(models: dict[str, nn.Module], dataset: Dataset, *, device: str | torch.device = "cpu",

@@ -127,7 +127,7 @@ class SmpSegmentation(SegmentationModel):
         try:
             self.net = smp.create_model(arch, encoder_name=encoder_name, encoder_weights=None, in_channels=3,
                                         classes=int(num_classes), **smp_kwargs)
-        except KeyError as e:
+        except KeyError:
             # smp raises KeyError for an unknown encoder, with the list of valid names.
             if encoder_name in smp.encoders.get_encoder_names() or encoder_name.startswith("tu-"):
                 raise

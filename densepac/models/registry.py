@@ -139,7 +139,7 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
         except TypeError as e:
             raise InputError(f"adl_kwargs {adl_kwargs!r}: {e}; use drop_rate and threshold") from None
     # Weights without the wrappers' keys belong to the model inside them: load them there.
-    wrapped_keys = _wrapper_prefixes(Path(weights)) if weights is not None else set()
+    wrapped_keys = _wrapper_prefixes(Path(weights)) if weights is not None and (stn or crf) else set()
     if stn:
         from .stn import wrap_stn
 

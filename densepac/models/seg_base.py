@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 
 import torch
-from torch import nn
 
 from ..errors import InputError
+from ..ops.labels import PredictsLabels
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -15,7 +15,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _STAGE = re.compile(r"(?:^|\.)(?:layer|level|layers\.)(\d+)$")
 
 
-class SegmentationModel(nn.Module):
+class SegmentationModel(PredictsLabels):
     """Base of registry segmentation models.
 
     Subclasses set ``num_classes`` and implement ``forward``; input RGB is in [0, 1] and each
@@ -48,13 +48,3 @@ class SegmentationModel(nn.Module):
     def check_image(self, image: torch.Tensor) -> None:
         if image.dim() != 4 or image.shape[1] != 3:
             raise ValueError(f"image must be (N, 3, H, W) RGB in [0, 1], got {tuple(image.shape)}")
-
-    @torch.inference_mode()
-    def predict(self, image: torch.Tensor) -> torch.Tensor:
-        """(N, H, W) int64 labels."""
-        was_training = self.training
-        self.eval()
-        try:
-            return self(image).argmax(1)
-        finally:
-            self.train(was_training)

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .kernels import get_kernel
+from .labels import PredictsLabels
 from .pac import pac_conv2d
 
 GUIDE_FEATURES = ("rgb", "rgbxy")
@@ -314,7 +315,7 @@ class PacCRF(nn.Module):
         return s
 
 
-class CRFWrapped(nn.Module):
+class CRFWrapped(PredictsLabels):
     """A segmentation model followed by a :class:`PacCRF` guided by the input image.
 
     ``forward(image (N,3,H,W) RGB in [0,1]) -> crf(model(image), image)``, (N, L, h, w) at the
@@ -356,13 +357,3 @@ class CRFWrapped(nn.Module):
         if self.backbone_frozen:
             self.model.eval()
         return self
-
-    @torch.inference_mode()
-    def predict(self, image: torch.Tensor) -> torch.Tensor:
-        """(N, h, w) int64 labels."""
-        was_training = self.training
-        self.eval()
-        try:
-            return self(image).argmax(1)
-        finally:
-            self.train(was_training)

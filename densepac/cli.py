@@ -80,6 +80,32 @@ def _remove_failed_run(out: Path, existed: bool) -> None:
         shutil.rmtree(out, ignore_errors=True)
 
 
+def _train_in_run_folder(out: Path, export_dir: Path | None, train: Callable, export: Callable) -> None:
+    """Shared by `train` and `finetune`: check the folders, run ``train()``, ``export(result)`` on rank 0.
+
+    A run folder this command created is removed when training fails before its first
+    checkpoint; the process group (under torchrun) is torn down whatever happens.
+    """
+    from .engine.distributed import cleanup, is_main_process
+
+    _check_run_folder(out, "--out")
+    _check_run_folder(export_dir, "--export")
+    existed = out.exists()
+    try:
+        try:
+            result = train()
+        except Exception:
+            if is_main_process():
+                _remove_failed_run(out, existed)
+            raise
+        if export_dir is not None and is_main_process():
+            click.echo(f"exported {export(result)}", err=True)
+    finally:
+        cleanup()
+    click.echo(f"{'stopped' if result.interrupted else 'finished'} at step {result.step}; "
+               f"checkpoint {result.checkpoint}", err=True)
+
+
 def _require_task(name: str | None, task: str) -> None:
     """Refuse a registry model of another task before anything is built or loaded."""
     from .models import get_entry
@@ -388,7 +414,6 @@ def _parse_kwargs(pairs: tuple[str, ...]) -> dict:
 def train(model_name, model_args, data, protocol, train_size, val_size, crop, noise, holes, epochs, batch_size, lr,
           weight_decay, seed, workers, amp, out, resume, export_dir, export_name, mark_default, device) -> None:
     """Train a depth model; runs under `torchrun --nproc_per_node N` as well (DDP)."""
-    from .engine.distributed import cleanup, is_main_process
     from .inference import resolve_device
     from .recipes import DepthTrainConfig, export_depth_weights, train_depth
 
@@ -397,25 +422,12 @@ def train(model_name, model_args, data, protocol, train_size, val_size, crop, no
                            batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
                            device=resolve_device(device).type, workers=workers, amp=amp,
                            model_kwargs=_parse_kwargs(model_args))
-    _check_run_folder(out, "--out")
-    _check_run_folder(export_dir, "--export")
-    existed = out.exists()
-    try:
-        try:
-            result = train_depth(cfg, resume=resume)
-        except Exception:
-            if is_main_process():
-                _remove_failed_run(out, existed)
-            raise
-        if export_dir is not None and is_main_process():
-            if result.interrupted:
-                click.echo("run was stopped early: exporting its best validated checkpoint so far", err=True)
-            path = export_depth_weights(cfg, export_dir, export_name, mark_default, cfg.device)
-            click.echo(f"exported {path}", err=True)
-    finally:
-        cleanup()
-    click.echo(f"{'stopped' if result.interrupted else 'finished'} at step {result.step}; "
-               f"checkpoint {result.checkpoint}", err=True)
+    def export(result) -> Path:
+        if result.interrupted:
+            click.echo("run was stopped early: exporting its best validated checkpoint so far", err=True)
+        return export_depth_weights(cfg, export_dir, export_name, mark_default, cfg.device)
+
+    _train_in_run_folder(out, export_dir, lambda: train_depth(cfg, resume=resume), export)
 
 
 @main.command()
@@ -444,7 +456,6 @@ def finetune(model_name, weights, hot_swap, crf, stage, data, num_classes, crop,
              epochs, batch_size, lr, crf_lr, weight_decay, optimizer, scheduler, seed, workers, amp, model_args,
              crf_args, out, resume, export_dir, device) -> None:
     """Fine-tune a (hot-swapped, CRF-wrapped) segmentation model; DDP under torchrun."""
-    from .engine.distributed import cleanup, is_main_process
     from .inference import resolve_device
     from .seg_recipes import SegFinetuneConfig, export_seg_weights, finetune_segmentation
 
@@ -455,23 +466,8 @@ def finetune(model_name, weights, hot_swap, crf, stage, data, num_classes, crop,
                             optimizer=optimizer, scheduler=scheduler, seed=seed, device=resolve_device(device).type,
                             workers=workers, amp=amp, model_kwargs=_parse_kwargs(model_args),
                             crf_kwargs=_parse_kwargs(crf_args))
-    _check_run_folder(out, "--out")
-    _check_run_folder(export_dir, "--export")
-    existed = out.exists()
-    try:
-        try:
-            result = finetune_segmentation(cfg, resume=resume)
-        except Exception:
-            if is_main_process():
-                _remove_failed_run(out, existed)
-            raise
-        if export_dir is not None and is_main_process():
-            path = export_seg_weights(cfg, export_dir, device=cfg.device)
-            click.echo(f"exported {path}", err=True)
-    finally:
-        cleanup()
-    click.echo(f"{'stopped' if result.interrupted else 'finished'} at step {result.step}; "
-               f"checkpoint {result.checkpoint}", err=True)
+    _train_in_run_folder(out, export_dir, lambda: finetune_segmentation(cfg, resume=resume),
+                         lambda result: export_seg_weights(cfg, export_dir, device=cfg.device))
 
 
 @main.command("eval")

@@ -110,9 +110,12 @@ def _require_task(name: str | None, task: str) -> None:
     """Refuse a registry model of another task before anything is built or loaded."""
     from .models import get_entry
 
-    if name is not None and get_entry(name.removesuffix("+crf")).task != task:
-        raise BadInput(f"model {name!r} is a {get_entry(name.removesuffix('+crf')).task} model, not a {task} "
-                       f"model; pick one from `densepac models --task {task}`")
+    if name is None:
+        return
+    found = get_entry(name.removesuffix("+crf")).task
+    if found != task:
+        raise BadInput(f"model {name!r} is a {found} model, not a {task} model; "
+                       f"pick one from `densepac models --task {task}`")
 
 
 def _check_run_folder(path: Path | None, flag: str) -> None:

@@ -99,21 +99,20 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
             warped back) with ``stn_kwargs``. Order: model, ADL inside it, STN around it,
             CRF outermost (it refines the aligned logits with the original image).
     """
-    get_entry(name.removesuffix("+crf") if isinstance(name, str) else name)  # type and name first
     crf = bool(kwargs.pop("crf", False))
     crf_kwargs = kwargs.pop("crf_kwargs", None) or {}
     adl = kwargs.pop("adl", False)
     adl_kwargs = kwargs.pop("adl_kwargs", None) or {}
     stn = kwargs.pop("stn", None)
     stn_kwargs = kwargs.pop("stn_kwargs", None) or {}
-    if name.endswith("+crf"):
+    if isinstance(name, str) and name.endswith("+crf"):
         name, crf = name[: -len("+crf")], True
+    entry = get_entry(name)  # a wrong type or an unknown name fails before anything else
     for given, wanted, flag in ((crf_kwargs, crf, "crf=True (or a +crf name)"), (adl_kwargs, adl, "adl=True"),
                                 (stn_kwargs, stn, "stn='affine'")):
         if given and not wanted:
             raise InputError(f"options {sorted(given)} given for {name!r} without the module they configure; "
                              f"add {flag}")
-    entry = get_entry(name)
     if (crf or adl or stn) and entry.task != "segmentation":
         raise InputError(f"crf/adl/stn apply to segmentation models; {name!r} is a {entry.task} model")
     card = shipped_card(name) if pretrained else None

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from torch import nn
 
 from ..errors import InputError
-from .registry import _MODELS, create_model
+from .registry import create_model, list_models
 
 
 def build_encoder(name: str | nn.Module, in_channels: int = 3, depth: int = 5, **kwargs: Any) -> nn.Module:
@@ -32,7 +32,7 @@ def build_encoder(name: str | nn.Module, in_channels: int = 3, depth: int = 5, *
     """
     if isinstance(name, nn.Module):
         encoder = name
-    elif name in _MODELS and _MODELS[name].task == "encoder":
+    elif name in list_models(task="encoder"):
         encoder = create_model(name, in_channels=in_channels, depth=depth, **kwargs)
     else:
         if kwargs:
@@ -42,7 +42,7 @@ def build_encoder(name: str | nn.Module, in_channels: int = 3, depth: int = 5, *
         try:
             encoder = smp.encoders.get_encoder(name, in_channels=in_channels, depth=depth, weights=None)
         except (KeyError, ValueError, RuntimeError):
-            known = [*smp.encoders.get_encoder_names(), *(n for n, e in _MODELS.items() if e.task == "encoder")]
+            known = [*smp.encoders.get_encoder_names(), *list_models(task="encoder")]
             close = difflib.get_close_matches(name, known, n=3)
             hint = f"did you mean {', '.join(close)}?" if close else "e.g. 'resnet18', 'tu-dla34'"
             raise InputError(f"unknown encoder {name!r}: {hint}") from None

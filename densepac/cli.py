@@ -408,6 +408,8 @@ def _parse_kwargs(pairs: tuple[str, ...]) -> dict:
 @click.option("--noise", type=float, default=0.0, show_default=True, help="Depth noise sigma (m at 1 m, grows as z^2).")
 @click.option("--holes", type=float, default=0.0, show_default=True, help="Fraction of LR pixels made missing.")
 @click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--loss", type=click.Choice(["l1", "l2", "charbonnier"]), default="l1", show_default=True,
+              help="Training loss on valid pixels; l2 optimises RMSE.")
 @click.option("--export-name", default=None, help="Name of the exported weights (default: the model name).")
 @click.option("--default", "mark_default", is_flag=True,
               help="Mark the export as the default `densepac upsample` model for its scale.")
@@ -415,14 +417,14 @@ def _parse_kwargs(pairs: tuple[str, ...]) -> dict:
 @device_option
 @_friendly_errors
 def train(model_name, model_args, data, protocol, train_size, val_size, crop, noise, holes, epochs, batch_size, lr,
-          weight_decay, seed, workers, amp, out, resume, export_dir, export_name, mark_default, device) -> None:
+          loss, weight_decay, seed, workers, amp, out, resume, export_dir, export_name, mark_default, device) -> None:
     """Train a depth model; runs under `torchrun --nproc_per_node N` as well (DDP)."""
     from .inference import resolve_device
     from .recipes import DepthTrainConfig, export_depth_weights, train_depth
 
     cfg = DepthTrainConfig(model=model_name, out=str(out), data=data, protocol=protocol, train_size=train_size,
                            val_size=val_size, crop=crop, noise=noise, holes=holes, epochs=epochs,
-                           batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
+                           batch_size=batch_size, lr=lr, loss=loss, weight_decay=weight_decay, seed=seed,
                            device=resolve_device(device).type, workers=workers, amp=amp,
                            model_kwargs=_parse_kwargs(model_args))
     def export(result) -> Path:

@@ -56,7 +56,7 @@ class DepthTrainConfig:
         flags = {"model": self.model, "data": self.data, "protocol": self.protocol, "train-size": self.train_size,
                  "val-size": self.val_size, "crop": self.crop, "noise": self.noise, "holes": self.holes,
                  "epochs": self.epochs, "batch-size": self.batch_size, "lr": self.lr,
-                 "weight-decay": self.weight_decay, "seed": self.seed, "workers": self.workers,
+                 "weight-decay": self.weight_decay, "loss": self.loss, "seed": self.seed, "workers": self.workers,
                  "device": self.device, "out": self.out}
         parts = ["densepac", "train"] + [f"--{k} {shlex.quote(str(v))}" for k, v in flags.items()]
         parts += [f"--arg {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in self.model_kwargs.items()]

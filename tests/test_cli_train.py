@@ -11,7 +11,7 @@ def test_train_export_eval(tmp_path):
     run = CliRunner().invoke
     out, export = tmp_path / "run", tmp_path / "weights"
     base = ["train", "--model", "pac_jointupsample_lite_x4", "--arg", "channels=8", "--train-size", "4",
-            "--val-size", "2", "--batch-size", "2", "--crop", "32", "--out", str(out), "--device", "cpu"]
+            "--val-size", "2", "--batch-size", "2", "--crop", "32", "--loss", "l2", "--out", str(out), "--device", "cpu"]
     args = base + ["--epochs", "2", "--export", str(export)]
     r = run(main, args)
     assert r.exit_code == 0, r.output
@@ -20,6 +20,7 @@ def test_train_export_eval(tmp_path):
     assert set(card["metrics"]) == {"bicubic", "guided_filter", "joint_bilateral", "pac_jointupsample_lite_x4"}
     assert card["command"].startswith("densepac train --model pac_jointupsample_lite_x4")
     assert "--arg channels=8" in card["command"] and "--train-size 4" in card["command"]
+    assert "--loss l2" in card["command"]
     # Starting again in the same folder without --resume is refused; with it, training goes on.
     r = run(main, args)
     assert r.exit_code == 2 and "resume" in r.stderr
@@ -49,3 +50,10 @@ def test_train_refuses_non_learned_and_bad_args(tmp_path):
     assert r.exit_code == 2 and "key=value" in r.stderr
     r = run(main, ["train", "--model", "pac_jointupsample_x8", "--crop", "36", "--out", str(tmp_path / "r")])
     assert r.exit_code == 2 and "multiple of the scale" in r.stderr
+
+
+def test_loss_choices_are_the_engines():
+    from densepac.engine.tasks import DEPTH_LOSSES
+
+    option = next(p for p in main.commands["train"].params if p.name == "loss")
+    assert tuple(option.type.choices) == DEPTH_LOSSES

@@ -32,12 +32,14 @@ def parse_data_spec(spec: str) -> tuple[str, str | None]:
 
 def make_depth_dataset(spec: str, split: str, scale: int, *, protocol: str = "point", size: tuple[int, int] | None = None,
                        num_scenes: int = 100, noise: float = 0.0, holes: float = 0.0, seed: int = 0,
-                       transform: Any = None, crop: int = 0) -> Dataset:
+                       transform: Any = None, crop: int = 0, scene_options: dict[str, Any] | None = None) -> Dataset:
     """A depth dataset for ``split`` ("train", "val" or "test").
 
-    Synthetic: ``num_scenes`` scenes of ``size`` (default 240x320); "val"/"test" use a seed
-    stream never used for training. Folder: ``PATH/<split>/`` if it exists, else ``PATH``.
+    Synthetic: ``num_scenes`` scenes of ``size`` (default 240x320); "val" and "test" use two
+    seed streams never used for training, and not each other (checkpoints are picked on
+    val, tables measured on test). Folder: ``PATH/<split>/`` if it exists, else ``PATH``.
     NYU: the standard split (val = test). Middlebury: every scene (for evaluation).
+    ``scene_options``: keyword options of ``make_rgbd_scene`` (synthetic only).
     """
     from .depth_datasets import FolderDepth, MiddleburyDepth, NYUv2Depth, SyntheticDepth
 
@@ -48,8 +50,10 @@ def make_depth_dataset(spec: str, split: str, scale: int, *, protocol: str = "po
     if kind == "synthetic":
         base = int(arg) if arg else seed
         if split != "train":
-            base += SYNTHETIC_TEST_SEED_OFFSET
-        return SyntheticDepth(num_scenes, seed=base, size=size or (240, 320), **common)
+            base += SYNTHETIC_TEST_SEED_OFFSET * (2 if split == "test" else 1)
+        return SyntheticDepth(num_scenes, seed=base, size=size or (240, 320), scene_options=scene_options, **common)
+    if scene_options:
+        raise InputError(f"scene_options apply to synthetic data only, not {kind!r}")
     if kind == "folder":
         root = Path(arg)
         return FolderDepth(root / split if (root / split).is_dir() else root, seed=seed, **common)

@@ -13,7 +13,10 @@ from torch import nn
 from densepac.engine.metrics import DepthMetrics, MetricAccumulator, SegmentationMetrics
 from densepac.errors import InputError
 
-__all__ = ["Task", "DepthTask", "SegmentationTask", "masked_depth_loss"]
+__all__ = ["DEPTH_LOSSES", "Task", "DepthTask", "SegmentationTask", "masked_depth_loss"]
+
+#: Depth training losses on valid pixels (metres).
+DEPTH_LOSSES = ("l1", "l2", "charbonnier")
 
 Batch = Mapping[str, Any]
 
@@ -74,7 +77,7 @@ class Task(ABC):
 def masked_depth_loss(
     pred: torch.Tensor, target: torch.Tensor, kind: str = "l1", eps: float = 1e-3
 ) -> torch.Tensor:
-    """Mean L1 (or Charbonnier ``sqrt(d^2 + eps^2)``) over valid target pixels.
+    """Mean L1, squared error (``"l2"``, i.e. MSE) or Charbonnier ``sqrt(d^2 + eps^2)`` over valid target pixels.
 
     ``pred`` and ``target``: (N,1,H,W) metres; valid = finite and > 0. With no valid pixel
     the loss is an exact zero that is still connected to ``pred`` (so backward and DDP
@@ -91,10 +94,12 @@ def masked_depth_loss(
     diff = torch.where(mask, pred - clean, torch.zeros_like(pred))
     if kind == "l1":
         per_pixel = diff.abs()
+    elif kind == "l2":
+        per_pixel = diff * diff
     elif kind == "charbonnier":
         per_pixel = torch.sqrt(diff * diff + eps * eps) * mask
     else:
-        raise InputError(f"depth loss {kind!r} is unknown; use 'l1' or 'charbonnier'")
+        raise InputError(f"depth loss {kind!r} is unknown; use one of {DEPTH_LOSSES}")
     count = mask.sum().clamp(min=1)
     return per_pixel.sum() / count
 
@@ -102,7 +107,7 @@ def masked_depth_loss(
 class DepthTask(Task):
     """Guided depth upsampling: ``model(batch["depth_lr"], batch["rgb"])`` vs ``batch["depth"]``.
 
-    ``loss``: "l1" or "charbonnier" on valid pixels. ``crop``, ``min_depth``,
+    ``loss``: one of :data:`DEPTH_LOSSES` on valid pixels ("l2" optimises RMSE). ``crop``, ``min_depth``,
     ``max_depth``: evaluation protocol of :class:`DepthMetrics`. ``monitor``: the
     :class:`DepthMetrics` key that picks the best checkpoint (lower is better for the
     error metrics, higher for ``delta*``).
@@ -119,8 +124,8 @@ class DepthTask(Task):
         max_depth: float | None = None,
         monitor: str = "rmse",
     ) -> None:
-        if loss not in ("l1", "charbonnier"):
-            raise InputError(f"depth loss {loss!r} is unknown; use 'l1' or 'charbonnier'")
+        if loss not in DEPTH_LOSSES:
+            raise InputError(f"depth loss {loss!r} is unknown; use one of {DEPTH_LOSSES}")
         keys = ("rmse", "rmse_per_image", "mae", "absrel", "delta1", "delta2", "delta3")
         if monitor not in keys:
             raise InputError(f"monitor={monitor!r} is not a depth metric; use one of {keys}")

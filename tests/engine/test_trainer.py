@@ -228,6 +228,10 @@ def test_depth_loss_masks_missing_pixels():
     assert pred.grad.tolist() == [[[[-0.5, 0.0], [0.0, 0.5]]]]
     charb = masked_depth_loss(pred, target, kind="charbonnier", eps=1e-3)
     assert charb.item() == pytest.approx(math.sqrt(1 + 1e-6))
+    far = torch.tensor([[[[1.0, 2.0], [3.0, 7.0]]]])  # errors -1 and 3 on the two valid pixels
+    assert masked_depth_loss(far, target, kind="l2").item() == pytest.approx((1 + 9) / 2)
+    with pytest.raises(InputError, match="l2"):
+        masked_depth_loss(far, target, kind="huber")
 
     # No valid pixel: exactly zero, yet backward still works (DDP needs every grad).
     pred = torch.ones(1, 1, 2, 2, requires_grad=True)

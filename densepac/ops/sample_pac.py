@@ -1,0 +1,103 @@
+"""Sample PAC upsampling: a normalised transposed PAC whose samples carry their own features.
+
+Each high-resolution pixel ``i`` mixes the ``(2r+1)^2`` low-resolution samples ``j`` around
+its LR cell with weights
+
+    w_ij ∝ valid_j · exp(S[j - cell(i), phase(i)]) · exp(-0.5 ||f_i - g_j||^2)
+
+i.e. the PAC kernel ``K(f_i, g_j)`` times a spatially shared filter ``S`` (one tap per
+neighbour and sub-pixel phase, as a stride-``s`` transposed convolution has), normalised
+over the valid samples. With ``f`` the HR image divided by ``sigma_color``, ``g`` the image at
+the sample positions and ``S`` a log-gaussian it is joint bilateral upsampling; learned
+``f``/``g`` let a network decide which samples belong to a pixel's surface.
+
+The weights are a softmax over neighbours: ``||f_i||^2`` is common to all of a pixel's
+neighbours and cancels, so only ``f_i . g_j - 0.5 ||g_j||^2`` is computed, one batched
+matrix product per LR cell and no (N, C, K^2, H, W) tensor.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["sample_pac_upsample", "gaussian_spatial_logits", "lr_neighbours"]
+
+# Added to the logit of a missing sample: exp(-1e4) is 0 in every float type, yet when
+# every neighbour is missing the softmax still mixes them (the caller's hole filling).
+_MISSING = 1e4
+
+
+def lr_neighbours(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """(N, C, h, w) -> (N, C, (2r+1)^2, h, w): each cell's neighbours, edge-replicated at borders."""
+    n, c, h, w = x.shape
+    k = 2 * radius + 1
+    xp = F.pad(x, (radius,) * 4, mode="replicate") if radius else x
+    return F.unfold(xp, k).view(n, c, k * k, h, w)
+
+
+def gaussian_spatial_logits(scale: int, radius: int, sigma: float, dtype: torch.dtype = torch.float32,
+                            device: torch.device | str | None = None) -> torch.Tensor:
+    """Log of a gaussian of the distance (HR px) from pixel to sample centre: ((2r+1)^2, s, s).
+
+    Entry ``[t, a, b]`` is for neighbour ``t`` (row-major over the (2r+1)^2 window, centre
+    = own cell) and a pixel at sub-pixel position ``(a, b)`` of its cell. Sample centres are
+    at ``s * j + (s - 1) / 2`` in HR pixels (pixel-area centres, align_corners=False).
+    """
+    s, k = int(scale), 2 * radius + 1
+    off = torch.arange(k, dtype=dtype, device=device) - radius  # neighbour offset in cells
+    sub = torch.arange(s, dtype=dtype, device=device) - (s - 1) / 2  # pixel offset from own centre
+    d = off[:, None] * s - sub[None, :]  # (k, s): sample centre minus pixel, one axis
+    d2 = d[:, None, :, None] ** 2 + d[None, :, None, :] ** 2  # (k, k, s, s)
+    return (-0.5 * d2 / sigma**2).reshape(k * k, s, s)
+
+
+def sample_pac_upsample(values: torch.Tensor, feats_hr: torch.Tensor, feats_lr: torch.Tensor,
+                        spatial_logits: torch.Tensor, valid: torch.Tensor | None = None,
+                        radius: int = 2) -> torch.Tensor:
+    """Upsample LR ``values`` by a normalised PAC over the neighbouring LR samples.
+
+    Args:
+        values: (N, Cv, h, w) what is mixed (e.g. hole-filled depth).
+        feats_hr: (N, C, h*s, w*s) pixel features ``f_i``.
+        feats_lr: (N, C, h, w) sample features ``g_j``.
+        spatial_logits: ((2r+1)^2, s, s) log spatial filter (:func:`gaussian_spatial_logits`).
+        valid: (N, 1, h, w) bool, samples that may be used (None: all); when every
+            neighbour of a pixel is missing, they are mixed anyway.
+        radius: neighbourhood radius in LR cells.
+
+    Returns:
+        (N, Cv, h*s, w*s), each pixel a convex combination of its neighbours' values.
+    """
+    n, cv, h, w = values.shape
+    c, hh, ww = feats_hr.shape[1:]
+    k2 = (2 * radius + 1) ** 2
+    if feats_lr.shape != (n, c, h, w):
+        raise ValueError(f"feats_lr must be {(n, c, h, w)}, got {tuple(feats_lr.shape)}")
+    if feats_hr.shape[0] != n or hh % h or ww % w or hh // h != ww // w:
+        raise ValueError(f"feats_hr {tuple(feats_hr.shape)} is not an integer upscale of values {tuple(values.shape)}")
+    s = hh // h
+    if spatial_logits.shape != (k2, s, s):
+        raise ValueError(f"spatial_logits must be {(k2, s, s)} for scale {s}, radius {radius}, "
+                         f"got {tuple(spatial_logits.shape)}")
+    # Softmax and sums in at least float32: half precision loses the small weights.
+    dtype = torch.promote_types(values.dtype, torch.float32)
+    g = lr_neighbours(feats_lr.to(dtype), radius)  # (N, C, K2, h, w)
+    f = feats_hr.to(dtype).view(n, c, h, s, w, s)
+    logits = torch.einsum("ncyaxb,nckyx->nkyaxb", f, g)
+    bias = -0.5 * (g * g).sum(1)  # (N, K2, h, w)
+    if valid is not None:
+        inside = lr_neighbours(valid.to(dtype), radius)[:, 0]
+        # Replicated border cells are copies, not samples: pad validity with zeros instead.
+        if radius:
+            ones = F.pad(torch.ones_like(valid[:1, :1], dtype=dtype), (radius,) * 4)
+            inside = inside * F.unfold(ones, 2 * radius + 1).view(1, k2, h, w)
+    else:
+        ones = F.pad(values.new_ones((1, 1, h, w), dtype=dtype), (radius,) * 4)
+        inside = F.unfold(ones, 2 * radius + 1).view(1, k2, h, w)
+    bias = bias - _MISSING * (1 - inside)
+    logits = logits + bias[:, :, :, None, :, None] + spatial_logits.to(dtype).view(1, k2, 1, s, 1, s)
+    weights = torch.softmax(logits, dim=1)
+    v = lr_neighbours(values.to(dtype), radius)  # (N, Cv, K2, h, w)
+    out = torch.einsum("nkyaxb,nckyx->ncyaxb", weights, v)
+    return out.reshape(n, cv, hh, ww).to(values.dtype)

@@ -21,7 +21,7 @@ import torch
 
 from densepac.data.sources import make_depth_dataset
 from densepac.models import create_model, list_weights
-from densepac.models.joint_upsample import normalise_depth
+from densepac.models.depth_base import normalise_depth
 from densepac.ops.sample_pac import gaussian_spatial_logits, sample_pac_upsample
 
 ORACLE = "mixing guided by true depth"

@@ -7,6 +7,12 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..ops.fill import fill_holes, valid_mask
+from ..ops.guided import depth_range
+
+_RGB_MEAN = (0.485, 0.456, 0.406)
+_RGB_STD = (0.229, 0.224, 0.225)
+
 
 def infer_scale(lr_size: tuple[int, int], hr_size: tuple[int, int]) -> int:
     """Integer factor ``s`` with ``hr == lr * s`` on both axes, else ValueError naming both shapes."""
@@ -52,3 +58,40 @@ class DepthModel(nn.Module):
     def core(self, *inputs: torch.Tensor) -> torch.Tensor:
         """The local part: ``core(*prepare(depth_lr)[0], guide)``; default: ``forward``."""
         return self(*inputs)
+
+
+def normalise_depth(depth_lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Hole-fill and map each sample's valid range to [0, 1].
+
+    Returns:
+        (normalised filled depth, valid mask as float, offset, range), the last two (N,1,1,1).
+    """
+    valid = valid_mask(depth_lr)
+    filled = fill_holes(depth_lr, valid)
+    lo, hi = depth_range(depth_lr, valid)
+    # A flat scene still gets a sensible unit: 10 cm or 5 % of its depth.
+    rng = torch.maximum(hi - lo, torch.maximum(0.05 * hi, torch.full_like(hi, 0.1)))
+    return (filled - lo) / rng, valid.to(depth_lr.dtype), lo, rng
+
+
+class NormalisedDepthModel(DepthModel):
+    """A learned depth model working in normalised units: metres in, metres out, any range.
+
+    ``prepare`` hole-fills and maps the valid LR range to [0, 1] (:func:`normalise_depth`);
+    subclasses implement ``core(dn, valid, guide)`` on normalised depth and its validity.
+    ``rgb_mean``/``rgb_std`` standardise the guide (ImageNet statistics).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("rgb_mean", torch.tensor(_RGB_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("rgb_std", torch.tensor(_RGB_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, depth_lr: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+        self.check_inputs(depth_lr, guide)
+        inputs, restore = self.prepare(depth_lr)
+        return restore(self.core(*inputs, guide))
+
+    def prepare(self, depth_lr: torch.Tensor):
+        dn, valid, lo, rng = normalise_depth(depth_lr)
+        return [dn, valid], lambda y: y * rng + lo

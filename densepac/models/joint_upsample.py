@@ -17,14 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import PacConvTranspose2d
-from ..ops.fill import fill_holes, valid_mask
-from ..ops.guided import depth_range, joint_bilateral_upsample
-from .depth_base import DepthModel
+from ..ops.guided import joint_bilateral_upsample
+from .depth_base import NormalisedDepthModel
 from .registry import register_model
-
-_RGB_MEAN = (0.485, 0.456, 0.406)
-_RGB_STD = (0.229, 0.224, 0.225)
-
 
 def _conv_stack(in_ch: int, width: int, out_ch: int, layers: int, k: int) -> nn.Sequential:
     """``layers`` k x k convs with ReLU between them (none after the last)."""
@@ -36,21 +31,7 @@ def _conv_stack(in_ch: int, width: int, out_ch: int, layers: int, k: int) -> nn.
     return nn.Sequential(*mods)
 
 
-def normalise_depth(depth_lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Hole-fill and map each sample's valid range to [0, 1].
-
-    Returns:
-        (normalised filled depth, valid mask as float, offset, range), the last two (N,1,1,1).
-    """
-    valid = valid_mask(depth_lr)
-    filled = fill_holes(depth_lr, valid)
-    lo, hi = depth_range(depth_lr, valid)
-    # A flat scene still gets a sensible unit: 10 cm or 5 % of its depth.
-    rng = torch.maximum(hi - lo, torch.maximum(0.05 * hi, torch.full_like(hi, 0.1)))
-    return (filled - lo) / rng, valid.to(depth_lr.dtype), lo, rng
-
-
-class PacJointUpsample(DepthModel):
+class PacJointUpsample(NormalisedDepthModel):
     """Joint depth upsampling network with transposed PAC stages.
 
     Args:
@@ -95,17 +76,6 @@ class PacJointUpsample(DepthModel):
         if residual:
             nn.init.zeros_(self.final_branch[-1].weight)
             nn.init.zeros_(self.final_branch[-1].bias)
-        self.register_buffer("rgb_mean", torch.tensor(_RGB_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("rgb_std", torch.tensor(_RGB_STD).view(1, 3, 1, 1), persistent=False)
-
-    def forward(self, depth_lr: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
-        self.check_inputs(depth_lr, guide)
-        inputs, restore = self.prepare(depth_lr)
-        return restore(self.core(*inputs, guide))
-
-    def prepare(self, depth_lr: torch.Tensor):
-        dn, valid, lo, rng = normalise_depth(depth_lr)
-        return [dn, valid], lambda y: y * rng + lo
 
     def core(self, dn: torch.Tensor, valid: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
         """Normalised depth (N,1,h,w) and validity (N,1,h,w) + guide -> normalised HR depth."""

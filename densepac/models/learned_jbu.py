@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops.sample_pac import gaussian_spatial_logits, sample_pac_upsample
-from .depth_base import DepthModel
-from .joint_upsample import _RGB_MEAN, _RGB_STD, _conv_stack, normalise_depth
+from .depth_base import NormalisedDepthModel
+from .joint_upsample import _conv_stack
 from .registry import register_model
 
 
@@ -60,7 +60,7 @@ class _PixelFeatures(nn.Module):
         return self.head(d0)
 
 
-class LearnedJBU(DepthModel):
+class LearnedJBU(NormalisedDepthModel):
     """Joint bilateral upsampling whose kernel features are learned (see the module docstring).
 
     Args:
@@ -101,17 +101,6 @@ class LearnedJBU(DepthModel):
         if refine:
             nn.init.zeros_(self.refine[-1].weight)
             nn.init.zeros_(self.refine[-1].bias)
-        self.register_buffer("rgb_mean", torch.tensor(_RGB_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("rgb_std", torch.tensor(_RGB_STD).view(1, 3, 1, 1), persistent=False)
-
-    def forward(self, depth_lr: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
-        self.check_inputs(depth_lr, guide)
-        inputs, restore = self.prepare(depth_lr)
-        return restore(self.core(*inputs, guide))
-
-    def prepare(self, depth_lr: torch.Tensor):
-        dn, valid, lo, rng = normalise_depth(depth_lr)
-        return [dn, valid], lambda y: y * rng + lo
 
     def core(self, dn: torch.Tensor, valid: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
         """Normalised depth (N,1,h,w) and validity (N,1,h,w) + guide -> normalised HR depth."""

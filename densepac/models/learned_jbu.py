@@ -64,7 +64,8 @@ class LearnedJBU(NormalisedDepthModel):
     """Joint bilateral upsampling whose kernel features are learned (see the module docstring).
 
     Args:
-        scale: 4, 8 or 16 (any integer >= 4 works; the U-Net needs HR sizes divisible by 4).
+        scale: a multiple of 4 (4, 8 and 16 are registered): the U-Net's two stride-2 levels
+            then line up on every LR pixel, so tiled inference equals untiled.
         radius: neighbourhood radius in LR samples ((2r+1)^2 samples per pixel).
         width: U-Net width at full resolution.
         feat_channels: learned feature channels of the kernel.
@@ -81,8 +82,8 @@ class LearnedJBU(NormalisedDepthModel):
                  sigma_color: float = 0.1, depth_weight: float = 0.1, feature_std: float = 0.01,
                  refine: bool = False) -> None:
         super().__init__()
-        if scale < 4:
-            raise ValueError(f"scale must be >= 4, got {scale}")
+        if scale < 4 or scale % 4:
+            raise ValueError(f"scale must be a multiple of 4, got {scale}")
         self.scale, self.radius = scale, radius
         self.scales = (scale,)
         self.sigma_color = sigma_color

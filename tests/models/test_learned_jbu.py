@@ -66,9 +66,10 @@ def test_tiled_equals_untiled(scale):
         torch.testing.assert_close(tiled_upsample(m, lr, rgb, tile=9, margin=m.tile_margin), m(lr, rgb))
 
 
-def test_scale_below_four_refused():
-    with pytest.raises(ValueError, match="scale"):
-        create_model("pac_learned_jbu_x4", scale=2)
+@pytest.mark.parametrize("scale", [2, 6])
+def test_scale_not_a_multiple_of_four_refused(scale):
+    with pytest.raises(ValueError, match="multiple of 4"):
+        create_model("pac_learned_jbu_x4", scale=scale)
 
 
 def test_refine_head_starts_at_zero_and_learns():

@@ -476,8 +476,9 @@ def finetune(model_name, weights, hot_swap, crf, stage, data, num_classes, crop,
 
 
 @main.command("eval")
-@click.option("--models", "model_names", default="bicubic,guided_filter,joint_bilateral", show_default=True,
-              help="Comma-separated registry depth models; learned ones use their shipped weights.")
+@click.option("--models", "model_names", default=None,
+              help="Comma-separated registry depth models; learned ones use their shipped weights. "
+                   "Default: bicubic, guided_filter, joint_bilateral and the shipped default model for --scale.")
 @click.option("--weights", "weight_files", multiple=True,
               help="NAME=FILE: evaluate model NAME with this weights file (repeatable).")
 @click.option("--data", default="synthetic", show_default=True,
@@ -506,6 +507,11 @@ def eval_cmd(model_names, weight_files, data, split, scale, protocol, num_scenes
         if not sep:
             raise BadInput(f"--weights {pair!r} is not NAME=FILE; e.g. --weights pac_jointupsample_x8=run/best.safetensors")
         weights[name] = Path(file)
+    if model_names is None:
+        from .inference import default_depth_model
+        from .recipes import BASELINES
+
+        model_names = ",".join(dict.fromkeys([*BASELINES, default_depth_model(scale)]))
     names = [n for n in model_names.split(",") if n] + [n for n in weights if n not in model_names.split(",")]
     if not names:
         raise BadInput("no model to evaluate; pass --models a,b,c or --weights NAME=FILE")

@@ -57,3 +57,13 @@ def test_loss_choices_are_the_engines():
 
     option = next(p for p in main.commands["train"].params if p.name == "loss")
     assert tuple(option.type.choices) == DEPTH_LOSSES
+
+
+def test_eval_compares_the_shipped_default_with_the_baselines(tmp_path):
+    from densepac.inference import default_depth_model
+
+    r = CliRunner().invoke(main, ["eval", "--scale", "4", "--num-scenes", "1", "--csv", str(tmp_path / "t.csv")])
+    assert r.exit_code == 0, r.output
+    rows = [row.split(",")[0] for row in (tmp_path / "t.csv").read_text().splitlines()[1:]]
+    assert rows == ["bicubic", "guided_filter", "joint_bilateral", default_depth_model(4)]
+    assert default_depth_model(4).startswith("pac_")  # a learned model ships for x4

@@ -21,6 +21,7 @@ from ..ops.guided import joint_bilateral_upsample
 from .depth_base import NormalisedDepthModel
 from .registry import register_model
 
+
 def _conv_stack(in_ch: int, width: int, out_ch: int, layers: int, k: int) -> nn.Sequential:
     """``layers`` k x k convs with ReLU between them (none after the last)."""
     mods: list[nn.Module] = []

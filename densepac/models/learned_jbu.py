@@ -36,7 +36,7 @@ def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 
 class _PixelFeatures(nn.Module):
-    """Three-level U-Net, full / half / quarter resolution: (N, cin, H, W) -> (N, cout, H, W), H, W % 4 == 0."""
+    """Three-level U-Net, full / half / quarter resolution: (N, cin, H, W) -> (N, cout, H, W)."""
 
     def __init__(self, cin: int, width: int, cout: int, head_std: float = 0.01) -> None:
         super().__init__()

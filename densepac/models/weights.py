@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..data.io import atomic_write
 from ..engine.checkpoint import load_state_dict_safe
 from ..errors import WeightsError
 
@@ -110,17 +111,17 @@ def load_weights_into(model: nn.Module, path: str | Path, expected_sha256: str |
 
 def save_weights(model: nn.Module, name: str, arch: str, out_dir: str | Path, **card: Any) -> Path:
     """Write ``out_dir/NAME.safetensors`` and its model card ``NAME.json`` (sha256 filled in)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.safetensors"
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    tmp.replace(path)
+    # Serialised here and written through atomic_write (fsynced, the user's umask):
+    # safetensors' own save_file creates its files 0600.
+    blob = save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(blob)
     meta = {"arch": arch, "sha256": sha256_file(path), **card}
-    card_path = out_dir / f"{name}.json"
-    tmp = card_path.with_name(f".{card_path.name}.tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    tmp.replace(card_path)
+    with atomic_write(out_dir / f"{name}.json") as tmp:
+        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return path

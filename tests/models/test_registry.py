@@ -1,6 +1,7 @@
 """Registry behaviour and safe weight loading."""
 
 import json
+import os
 import pickle
 
 import pytest
@@ -67,6 +68,12 @@ def test_weights_round_trip_and_card(tmp_path):
     torch.save({"state_dict": {"module." + k: v for k, v in m.state_dict().items()}}, tmp_path / "ddp.pt")
     m3 = create_model("_test_tiny_depth", weights=tmp_path / "ddp.pt")
     assert torch.equal(m3.head.weight, m.head.weight)
+    # Both files get the user's umask (others may read shipped weights), no temporaries stay.
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in (path, tmp_path / "tiny.json"):
+        assert f.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp.pt", "tiny.json", "tiny.safetensors"]
 
 
 def test_wrong_architecture_named_in_error(tmp_path):

@@ -83,18 +83,14 @@ def sample_pac_upsample(values: torch.Tensor, feats_hr: torch.Tensor, feats_lr: 
     # Softmax and sums in at least float32: half precision loses the small weights.
     dtype = torch.promote_types(values.dtype, torch.float32)
     g = lr_neighbours(feats_lr.to(dtype), radius)  # (N, C, K2, h, w)
-    f = feats_hr.to(dtype).view(n, c, h, s, w, s)
+    f = feats_hr.to(dtype).reshape(n, c, h, s, w, s)
     logits = torch.einsum("ncyaxb,nckyx->nkyaxb", f, g)
     bias = -0.5 * (g * g).sum(1)  # (N, K2, h, w)
+    # Replicated border cells are copies, not samples: they count as missing.
+    inside = F.unfold(F.pad(values.new_ones((1, 1, h, w), dtype=dtype), (radius,) * 4), 2 * radius + 1)
+    inside = inside.view(1, k2, h, w)
     if valid is not None:
-        inside = lr_neighbours(valid.to(dtype), radius)[:, 0]
-        # Replicated border cells are copies, not samples: pad validity with zeros instead.
-        if radius:
-            ones = F.pad(torch.ones_like(valid[:1, :1], dtype=dtype), (radius,) * 4)
-            inside = inside * F.unfold(ones, 2 * radius + 1).view(1, k2, h, w)
-    else:
-        ones = F.pad(values.new_ones((1, 1, h, w), dtype=dtype), (radius,) * 4)
-        inside = F.unfold(ones, 2 * radius + 1).view(1, k2, h, w)
+        inside = inside * lr_neighbours(valid.to(dtype), radius)[:, 0]
     bias = bias - _MISSING * (1 - inside)
     logits = logits + bias[:, :, :, None, :, None] + spatial_logits.to(dtype).view(1, k2, 1, s, 1, s)
     weights = torch.softmax(logits, dim=1)

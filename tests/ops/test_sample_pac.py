@@ -127,3 +127,11 @@ def test_shape_errors(bad, match):
                 spatial_logits=torch.zeros(25, 2, 2))
     with pytest.raises(ValueError, match=match):
         sample_pac_upsample(**{**args, **bad})
+
+
+def test_channels_last_features_give_the_same_result():
+    torch.manual_seed(5)
+    args = (torch.rand(1, 1, 4, 4), torch.randn(1, 3, 16, 16), torch.randn(1, 3, 4, 4), gaussian_spatial_logits(4, 2, 4.0))
+    ref = sample_pac_upsample(*args)
+    out = sample_pac_upsample(args[0], args[1].to(memory_format=torch.channels_last), *args[2:])
+    torch.testing.assert_close(out, ref)

@@ -17,14 +17,12 @@
 # The shipped weights were made on a 2-core CPU (no GPU was available) with
 #   ARCHS="pac_jointupsample_jbu pac_jointupsample" EPOCHS=4 TRAIN_SIZE=800 BATCH=8 CROP=96 \
 #     VAL_SIZE=30 WORKERS=0 SCALES="8 4 16" DEVICE=cpu
-# and, for pac_learned_jbu, three runs side by side (OMP_NUM_THREADS=1 each; x8 with a
-# 7x7-sample neighbourhood, which beat 5x5 on validation: 19.8 vs 21.0 cm):
+# and, for pac_learned_jbu, with 7x7 neighbouring samples (which beat 5x5 on validation at
+# every scale), runs side by side (OMP_NUM_THREADS=1 each):
 #   ARCHS=pac_learned_jbu LOSS=l2 LR=2e-3 EPOCHS=12 TRAIN_SIZE=2000 BATCH=8 CROP=96 VAL_SIZE=30 \
-#     WORKERS=0 SCALES=4 DEVICE=cpu
-#   ARCHS=pac_learned_jbu LOSS=l2 LR=2e-3 EPOCHS=12 TRAIN_SIZE=2000 BATCH=8 CROP=96 VAL_SIZE=30 \
-#     WORKERS=0 SCALES=8 EXTRA="--arg radius=3" DEVICE=cpu
+#     WORKERS=0 SCALES=4 EXTRA="--arg radius=3" DEVICE=cpu          (and SCALES=8)
 #   ARCHS=pac_learned_jbu LOSS=l2 LR=2e-3 EPOCHS=8 TRAIN_SIZE=2000 BATCH=8 CROP=128 VAL_SIZE=30 \
-#     WORKERS=0 SCALES=16 DEVICE=cpu
+#     WORKERS=0 SCALES=16 EXTRA="--arg radius=3" DEVICE=cpu
 # Each model card's "command" field holds the exact command of its run.
 set -euo pipefail
 ARCHS=${ARCHS:-pac_learned_jbu pac_jointupsample_jbu pac_jointupsample}

@@ -15,7 +15,8 @@ def test_registered_at_every_scale():
 def test_starts_as_joint_bilateral_upsampling(scale):
     """With the learned terms at zero the kernel is the JBU baseline's colour x spatial kernel."""
     torch.manual_seed(0)
-    m = create_model(f"pac_learned_jbu_x{scale}", depth_weight=0.0).double().eval()
+    # radius 2: the baseline's 5x5 samples.
+    m = create_model(f"pac_learned_jbu_x{scale}", radius=2, depth_weight=0.0).double().eval()
     torch.nn.init.zeros_(m.features.head.weight)
     lr = torch.rand(2, 1, 6, 5, dtype=torch.float64) * 3 + 1
     lr[0, 0, 2, 2] = 0

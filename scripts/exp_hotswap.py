@@ -26,7 +26,7 @@ from pathlib import Path
 import click
 import torch
 
-from densepac.engine.compare import median_seconds
+from densepac.engine.compare import markdown_table, median_seconds
 from densepac.engine.tasks import SegmentationTask
 from densepac.engine.trainer import evaluate
 from densepac.ops import GuidedRefined
@@ -107,10 +107,10 @@ def main(out: Path, num_classes: int, width: float, fcn_steps: int, finetune_ste
     lines = [f"Synthetic segmentation, {num_classes} classes, {test_scenes} held-out {scene_size}x{scene_size} "
              f"scenes; FCN-8s at {width:g}x VGG16 widths trained from scratch for {fcn_steps} steps, each "
              f"variant fine-tuned {finetune_steps} steps from it (batch {batch_size}, {crop}px crops); "
-             f"time: one forward on {device}, {torch.get_num_threads()} threads.", "",
-             "| model | mIoU | boundary mIoU | pixel acc | params | s / image |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['miou']:.2f} | {r['boundary_miou']:.2f} | {r['pixel_acc']:.2f} | "
-              f"{r['params']:,} | {r['sec_per_image']:.3f} |" for r in rows]
+             f"time: one forward on {device}, {torch.get_num_threads()} threads.", ""]
+    lines += markdown_table(["model", "mIoU", "boundary mIoU", "pixel acc", "params", "s / image"],
+                            ([r["model"], f"{r['miou']:.2f}", f"{r['boundary_miou']:.2f}", f"{r['pixel_acc']:.2f}",
+                              f"{r['params']:,}", f"{r['sec_per_image']:.3f}"] for r in rows))
     click.echo("\n".join(lines))
     if markdown is not None:
         markdown.write_text("\n".join(lines) + "\n")

@@ -29,7 +29,7 @@ from torch import nn
 from densepac import create_model
 from densepac.data.synthetic_seg import SyntheticSegmentation
 from densepac.data.transforms import SegTransform
-from densepac.engine.compare import median_seconds
+from densepac.engine.compare import markdown_table, median_seconds
 from densepac.engine.tasks import SegmentationTask
 from densepac.engine.trainer import Trainer, evaluate
 from densepac.models.shape_adaptor import shape_adaptor_param_groups
@@ -123,10 +123,10 @@ def main(out: Path, num_classes: int, steps: int, batch_size: int, size: int, lr
     lines = [f"Synthetic segmentation, {k} classes, {size}x{size} scenes; each model trained from scratch for "
              f"{steps} steps (batch {batch_size}, Adam lr {lr:g}, cosine), tested on {test_scenes} held-out scenes "
              f"(rot/scale rows: train and test scenes rotated by up to 30 degrees and scaled 0.75-1.25); time: one "
-             f"forward on CPU, {torch.get_num_threads()} threads.", "",
-             "| model | mIoU | boundary mIoU | params | s / image |", "|---|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['miou']:.2f} | {r['boundary_miou']:.2f} | {r['params']:,} | "
-              f"{r['sec_per_image']:.3f} |" for r in rows]
+             f"forward on CPU, {torch.get_num_threads()} threads.", ""]
+    lines += markdown_table(["model", "mIoU", "boundary mIoU", "params", "s / image"],
+                            ([r["model"], f"{r['miou']:.2f}", f"{r['boundary_miou']:.2f}", f"{r['params']:,}",
+                              f"{r['sec_per_image']:.3f}"] for r in rows))
     shapes = [r for r in rows if "learned_shapes" in r]
     if shapes:
         lines += ["", f"Learned shape-adaptor output sizes for a {size}x{size} input: {shapes[0]['learned_shapes']}"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -81,9 +81,12 @@ def format_table(rows: Iterable[dict[str, Any]], fmt: str = "markdown") -> str:
         return buf.getvalue()
     if fmt != "markdown":
         raise ValueError(f"table format {fmt!r} is unknown; use markdown or csv")
-    lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for r in rows:
-        cells = [r["model"], f"{r['rmse_cm']:.2f}", f"{r['mae_cm']:.2f}", f"{r['absrel']:.4f}",
-                 f"{r['delta1']:.4f}", f"{r['sec_per_mp']:.3f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    cells = ([r["model"], f"{r['rmse_cm']:.2f}", f"{r['mae_cm']:.2f}", f"{r['absrel']:.4f}", f"{r['delta1']:.4f}",
+              f"{r['sec_per_mp']:.3f}"] for r in rows)
+    return "\n".join(markdown_table([title for _, title in COLUMNS], cells)) + "\n"
+
+
+def markdown_table(titles: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """Lines of a Markdown table: header, separator, then one line per row of formatted cells."""
+    return (["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
+            + ["| " + " | ".join(cells) + " |" for cells in rows])

@@ -24,7 +24,7 @@ import torch
 from densepac.data.sources import make_depth_dataset
 from densepac.models import create_model, list_weights
 from densepac.models.depth_base import normalise_depth
-from densepac.ops.sample_pac import gaussian_spatial_logits, sample_pac_upsample
+from densepac.ops.sample_pac import at_samples, gaussian_spatial_logits, sample_pac_upsample
 
 ORACLE = "mixing guided by true depth"
 
@@ -32,8 +32,7 @@ ORACLE = "mixing guided by true depth"
 def _oracle(lr: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, scale: int) -> torch.Tensor:
     dn, valid, lo, rng = normalise_depth(lr)
     feats = torch.where(mask, (gt - lo) / rng, torch.zeros_like(gt)) / 0.05
-    off = (scale - 1) // 2  # where joint bilateral upsampling's transposed PAC puts a sample
-    mixed = sample_pac_upsample(dn, feats, feats[:, :, off::scale, off::scale],
+    mixed = sample_pac_upsample(dn, feats, at_samples(feats, scale),
                                 gaussian_spatial_logits(scale, 2, float(scale)), valid > 0, 2)
     return mixed * rng + lo
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.sample_pac import gaussian_spatial_logits, sample_pac_upsample
+from ..ops.sample_pac import at_samples, gaussian_spatial_logits, sample_pac_upsample
 from .depth_base import NormalisedDepthModel
 from .joint_upsample import _conv_stack
 from .registry import register_model
@@ -97,8 +97,9 @@ class LearnedJBU(NormalisedDepthModel):
         nn.init.zeros_(self.sample_branch[-1].bias)
         self.log_inv_sigma_color = nn.Parameter(torch.tensor(-math.log(sigma_color)))
         self.depth_weight = nn.Parameter(torch.tensor(float(depth_weight)))
-        self.spatial = nn.Parameter(gaussian_spatial_logits(scale, radius, float(scale)))
-        self.register_buffer("jbu_spatial", gaussian_spatial_logits(scale, radius, float(scale)), persistent=False)
+        jbu_spatial = gaussian_spatial_logits(scale, radius, float(scale))
+        self.spatial = nn.Parameter(jbu_spatial.clone())
+        self.register_buffer("jbu_spatial", jbu_spatial, persistent=False)
         self.refine = _conv_stack(3 + 2 + feat_channels, width, 1, 3, 3) if refine else None
         if refine:
             nn.init.zeros_(self.refine[-1].weight)
@@ -106,17 +107,16 @@ class LearnedJBU(NormalisedDepthModel):
 
     def core(self, dn: torch.Tensor, valid: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
         """Normalised depth (N,1,h,w) and validity (N,1,h,w) + guide -> normalised HR depth."""
-        s, off = self.scale, (self.scale - 1) // 2
+        s = self.scale
         guide = guide.to(dn.dtype)
         ok = valid > 0
-        g_rgb = guide[:, :, off::s, off::s]
+        g_rgb = at_samples(guide, s)
         z = sample_pac_upsample(dn, guide / self.sigma_color, g_rgb / self.sigma_color, self.jbu_spatial, ok,
                                 self.radius)
         bicubic = F.interpolate(dn, size=guide.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
         rgb = (guide - self.rgb_mean) / self.rgb_std
         h = self.features(torch.cat([rgb, z, bicubic], 1))
-        # A sample sits where the transposed PAC of joint bilateral upsampling puts it.
-        h_j = h[:, :, off::s, off::s]
+        h_j = at_samples(h, s)
         l_j = self.sample_branch(torch.cat([h_j, dn, valid], 1))
         inv_sc, a = self.log_inv_sigma_color.exp(), self.depth_weight
         f = torch.cat([guide * inv_sc, a * z, h], 1)

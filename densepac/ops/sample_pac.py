@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["sample_pac_upsample", "gaussian_spatial_logits", "lr_neighbours"]
+__all__ = ["sample_pac_upsample", "gaussian_spatial_logits", "lr_neighbours", "at_samples"]
 
 # Added to the logit of a missing sample: exp(-1e4) is 0 in every float type, yet when
 # every neighbour is missing the softmax still mixes them (the caller's hole filling).
@@ -34,6 +34,17 @@ def lr_neighbours(x: torch.Tensor, radius: int) -> torch.Tensor:
     k = 2 * radius + 1
     xp = F.pad(x, (radius,) * 4, mode="replicate") if radius else x
     return F.unfold(xp, k).view(n, c, k * k, h, w)
+
+
+def at_samples(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """HR map (N, C, h*s, w*s) -> (N, C, h, w): its values where the LR samples sit.
+
+    The pixel ``s * j + (s - 1) // 2`` of each cell, where joint bilateral upsampling's
+    transposed PAC puts sample ``j``: with these as sample features, :func:`sample_pac_upsample`
+    equals :func:`~densepac.ops.guided.joint_bilateral_upsample`.
+    """
+    off = (scale - 1) // 2
+    return x[..., off::scale, off::scale]
 
 
 def gaussian_spatial_logits(scale: int, radius: int, sigma: float, dtype: torch.dtype = torch.float32,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from densepac.ops.guided import joint_bilateral_upsample
-from densepac.ops.sample_pac import gaussian_spatial_logits, lr_neighbours, sample_pac_upsample
+from densepac.ops.sample_pac import at_samples, gaussian_spatial_logits, lr_neighbours, sample_pac_upsample
 
 
 def _reference(values, f, g, spatial, valid, radius):
@@ -56,8 +56,7 @@ def test_equals_joint_bilateral_upsampling():
     guide = torch.rand(1, 3, h * s, w * s, dtype=torch.float64)
     lo, hi = depth.min().view(1, 1, 1, 1), depth.max().view(1, 1, 1, 1)
     ref = joint_bilateral_upsample(depth, valid, depth, guide, lo, hi, s, float(s), sc)
-    off = (s - 1) // 2
-    out = sample_pac_upsample(depth, guide / sc, guide[:, :, off::s, off::s] / sc,
+    out = sample_pac_upsample(depth, guide / sc, at_samples(guide, s) / sc,
                               gaussian_spatial_logits(s, 2, float(s), torch.float64), valid, 2)
     torch.testing.assert_close(out, ref)
 
@@ -108,6 +107,12 @@ def test_spatial_logits_are_a_gaussian_of_the_distance():
     assert t[0, 0, 0].item() == pytest.approx(-0.5 * (2 * 2.5**2) / 4)
     assert t[4, 1, 2].item() == pytest.approx(-0.5 * (0.5**2 + 0.5**2) / 4)
     assert math.isclose(t.max().item(), t[4].max().item())
+
+
+def test_at_samples_takes_the_pixel_nearest_each_cell_centre():
+    x = torch.arange(64.0).view(1, 1, 8, 8)
+    assert at_samples(x, 4).flatten().tolist() == [9.0, 13.0, 41.0, 45.0]  # rows/cols 1 and 5
+    assert at_samples(x, 2).flatten().tolist()[:2] == [0.0, 2.0]
 
 
 def test_neighbours_replicate_the_border():

@@ -6,7 +6,7 @@ from .guided import GuidedRefined, guided_refine
 from .kernels import KERNEL_TYPES, adaptive_kernel
 from .layers import PacConv2d, PacConvTranspose2d, PacPool2d
 from .pac import pac_conv2d, pac_conv_transpose2d, pac_pool2d
-from .sample_pac import gaussian_spatial_logits, sample_pac_upsample
+from .sample_pac import at_samples, gaussian_spatial_logits, sample_pac_upsample
 
 __all__ = [
     "ADL",
@@ -21,6 +21,7 @@ __all__ = [
     "pac_pool2d",
     "sample_pac_upsample",
     "gaussian_spatial_logits",
+    "at_samples",
     "PacConv2d",
     "PacConvTranspose2d",
     "PacPool2d",

@@ -9,7 +9,7 @@ __all__ = ["__version__", *sorted(_LAZY)]
 def __getattr__(name: str):
     # Lazy so that `import densepac` (and `densepac --help`) does not pay for importing torch.
     if name in _LAZY:
-        from . import models
+        from densepac import models
 
         return getattr(models, name)
     raise AttributeError(f"module 'densepac' has no attribute {name!r}")

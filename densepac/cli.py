@@ -12,7 +12,7 @@ from typing import Callable
 
 import click
 
-from . import __version__
+from densepac import __version__
 
 
 class BadInput(click.ClickException):
@@ -31,7 +31,7 @@ def _friendly_errors(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from .errors import DensepacError
+        from densepac.errors import DensepacError
 
         try:
             return fn(*args, **kwargs)
@@ -86,7 +86,7 @@ def _train_in_run_folder(out: Path, export_dir: Path | None, train: Callable, ex
     A run folder this command created is removed when training fails before its first
     checkpoint; the process group (under torchrun) is torn down whatever happens.
     """
-    from .engine.distributed import cleanup, is_main_process
+    from densepac.engine.distributed import cleanup, is_main_process
 
     _check_run_folder(out, "--out")
     _check_run_folder(export_dir, "--export")
@@ -108,7 +108,7 @@ def _train_in_run_folder(out: Path, export_dir: Path | None, train: Callable, ex
 
 def _require_task(name: str | None, task: str) -> None:
     """Refuse a registry model of another task before anything is built or loaded."""
-    from .models import get_entry
+    from densepac.models import get_entry
 
     if name is None:
         return
@@ -148,7 +148,7 @@ def _memory_size(ctx: click.Context, param: click.Parameter, value: str | None) 
     """``--max-memory`` text -> bytes; a malformed size is a usage error (one line, exit 2)."""
     if value is None:
         return None
-    from .tiling import parse_memory
+    from densepac.tiling import parse_memory
 
     try:
         return parse_memory(value)
@@ -220,7 +220,7 @@ def models_cmd(task: str | None) -> None:
     """List registered models: name, task, parameters, shipped weights."""
     import torch
 
-    from .models import create_model, get_entry, list_models, list_weights
+    from densepac.models import create_model, get_entry, list_models, list_weights
 
     shipped = set(list_weights())
     rows = []
@@ -258,11 +258,11 @@ def upsample(depth: Path, guide: Path, output: Path, model_name: str | None, wei
              device: str, overwrite: bool) -> None:
     """Upsample a low-resolution DEPTH map to the resolution of the RGB GUIDE image."""
     _quiet_opencv()
-    from .data.io import (DEPTH_EXTENSIONS, IMAGE_EXTENSIONS, check_output, read_depth, read_image, validate_depth,
+    from densepac.data.io import (DEPTH_EXTENSIONS, IMAGE_EXTENSIONS, check_output, read_depth, read_image, validate_depth,
                           write_depth, write_image)
-    from .data.visualize import depth_preview
-    from .errors import InputError
-    from .inference import check_scale, default_depth_model, load_model_for_inference, resolve_device, upsample_depth
+    from densepac.data.visualize import depth_preview
+    from densepac.errors import InputError
+    from densepac.inference import check_scale, default_depth_model, load_model_for_inference, resolve_device, upsample_depth
 
     for path, flag in ((output, "-o"), (preview, "--preview")):
         if path is not None and path.exists() and not path.is_dir() and not overwrite:
@@ -326,10 +326,10 @@ def segment(images: tuple[Path, ...], output_dir: Path, model_name: str | None, 
 
     from tqdm.auto import tqdm
 
-    from .data.io import IMAGE_EXTENSIONS, image_to_tensor, read_image, write_image, write_label
-    from .data.visualize import heatmap_overlay, overlay_mask
-    from .inference import load_model_for_inference, resolve_device, segment_image
-    from .models.cam import attention_map
+    from densepac.data.io import IMAGE_EXTENSIONS, image_to_tensor, read_image, write_image, write_label
+    from densepac.data.visualize import heatmap_overlay, overlay_mask
+    from densepac.inference import load_model_for_inference, resolve_device, segment_image
+    from densepac.models.cam import attention_map
 
     if not images:
         raise BadInput("no IMAGE given; pass one or more image files")
@@ -419,8 +419,8 @@ def _parse_kwargs(pairs: tuple[str, ...]) -> dict:
 def train(model_name, model_args, data, protocol, train_size, val_size, crop, noise, holes, epochs, batch_size, lr,
           loss, weight_decay, seed, workers, amp, out, resume, export_dir, export_name, mark_default, device) -> None:
     """Train a depth model; runs under `torchrun --nproc_per_node N` as well (DDP)."""
-    from .inference import resolve_device
-    from .recipes import DepthTrainConfig, export_depth_weights, train_depth
+    from densepac.inference import resolve_device
+    from densepac.recipes import DepthTrainConfig, export_depth_weights, train_depth
 
     cfg = DepthTrainConfig(model=model_name, out=str(out), data=data, protocol=protocol, train_size=train_size,
                            val_size=val_size, crop=crop, noise=noise, holes=holes, epochs=epochs,
@@ -461,8 +461,8 @@ def finetune(model_name, weights, hot_swap, crf, stage, data, num_classes, crop,
              epochs, batch_size, lr, crf_lr, weight_decay, optimizer, scheduler, seed, workers, amp, model_args,
              crf_args, out, resume, export_dir, device) -> None:
     """Fine-tune a (hot-swapped, CRF-wrapped) segmentation model; DDP under torchrun."""
-    from .inference import resolve_device
-    from .seg_recipes import SegFinetuneConfig, export_seg_weights, finetune_segmentation
+    from densepac.inference import resolve_device
+    from densepac.seg_recipes import SegFinetuneConfig, export_seg_weights, finetune_segmentation
 
     cfg = SegFinetuneConfig(model=model_name, out=str(out), weights=None if weights is None else str(weights),
                             hot_swap=hot_swap, crf=crf, stage=stage, data=data, num_classes=num_classes, crop=crop,
@@ -496,10 +496,10 @@ def finetune(model_name, weights, hot_swap, crf, stage, data, num_classes, crop,
 def eval_cmd(model_names, weight_files, data, split, scale, protocol, num_scenes, crop, markdown, csv_path,
              device, overwrite) -> None:
     """Evaluate depth models side by side: RMSE / MAE (cm), AbsRel, delta, time per megapixel."""
-    from .data.io import check_output
-    from .data.sources import make_depth_dataset
-    from .engine.compare import compare_depth_models, format_table
-    from .inference import load_model_for_inference, resolve_device
+    from densepac.data.io import check_output
+    from densepac.data.sources import make_depth_dataset
+    from densepac.engine.compare import compare_depth_models, format_table
+    from densepac.inference import load_model_for_inference, resolve_device
 
     weights = {}
     for pair in weight_files:
@@ -508,8 +508,8 @@ def eval_cmd(model_names, weight_files, data, split, scale, protocol, num_scenes
             raise BadInput(f"--weights {pair!r} is not NAME=FILE; e.g. --weights pac_jointupsample_x8=run/best.safetensors")
         weights[name] = Path(file)
     if model_names is None:
-        from .inference import default_depth_model
-        from .recipes import BASELINES
+        from densepac.inference import default_depth_model
+        from densepac.recipes import BASELINES
 
         model_names = ",".join(dict.fromkeys([*BASELINES, default_depth_model(scale)]))
     names = [n for n in model_names.split(",") if n] + [n for n in weights if n not in model_names.split(",")]
@@ -541,7 +541,7 @@ def eval_cmd(model_names, weight_files, data, split, scale, protocol, num_scenes
 
 
 def _write_text(path: Path, text: str, overwrite: bool) -> None:
-    from .data.io import atomic_write
+    from densepac.data.io import atomic_write
 
     with atomic_write(path, overwrite=overwrite) as tmp:
         tmp.write_text(text)

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import InputError
-from .models.depth_base import infer_scale
-from .tiling import (MemoryModel, Tile, budget_bytes, largest_tensor_bytes, measure_memory, memory_in_use, run_tiles,
+from densepac.errors import InputError
+from densepac.models.depth_base import infer_scale
+from densepac.tiling import (MemoryModel, Tile, budget_bytes, largest_tensor_bytes, measure_memory, memory_in_use, run_tiles,
                      tiles_for_budget, warn_if_over)
 
 MAX_SCALE = 64
@@ -102,7 +102,7 @@ def upsample_depth(model: nn.Module, depth_lr: np.ndarray, guide: np.ndarray,
 
 def default_depth_model(scale: int) -> str:
     """The shipped depth model marked default for ``scale`` in its card, else joint bilateral."""
-    from .models.weights import list_weights, shipped_card
+    from densepac.models.weights import list_weights, shipped_card
 
     for name in list_weights():
         card = shipped_card(name)
@@ -120,8 +120,8 @@ def load_model_for_inference(name: str | None, weights=None, **kwargs) -> nn.Mod
     """
     from pathlib import Path
 
-    from .models import create_model, list_weights
-    from .models.weights import WeightsCard
+    from densepac.models import create_model, list_weights
+    from densepac.models.weights import WeightsCard
 
     card_path = Path(weights).with_suffix(".json") if weights is not None else None
     if card_path is not None and card_path.is_file():
@@ -282,7 +282,7 @@ def segmentation_tile_margin(model: nn.Module, size: tuple[int, int]) -> int:
 
     A CRF's reach is ``num_steps`` kernel radii at the dilation it uses for the whole image.
     """
-    from .ops.crf import PacCRF
+    from densepac.ops.crf import PacCRF
 
     reach = [crf.num_steps * max(d * (k // 2) for (k, _), d in zip(crf.kernels, crf.dilations(size)))
              for crf in model.modules() if isinstance(crf, PacCRF)]
@@ -309,7 +309,7 @@ def whole_image_crf(model: nn.Module, size: tuple[int, int]):
     must use the whole image's, or the tiled CRF would differ from the untiled one. The
     CRF's own settings are restored on exit.
     """
-    from .ops.crf import PacCRF
+    from densepac.ops.crf import PacCRF
 
     saved = []
     for crf in model.modules():
@@ -373,7 +373,7 @@ def _check_image(model: nn.Module, image: np.ndarray, task: str, what: str) -> n
 
 def _check_upsample_inputs(model: nn.Module, depth_lr: np.ndarray, guide: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Validated (depth (h, w) float32 metres, guide (H, W, 3) float32) for :func:`upsample_depth`."""
-    from .data.io import validate_depth
+    from densepac.data.io import validate_depth
 
     guide = _check_image(model, guide, "depth", "guide")
     if isinstance(depth_lr, torch.Tensor):

@@ -14,13 +14,13 @@ from typing import Any
 
 import torch
 
-from .data.sources import make_depth_dataset
-from .engine.checkpoint import load_checkpoint
-from .engine.compare import compare_depth_models
-from .engine.tasks import DepthTask
-from .engine.trainer import FitResult, Trainer
-from .errors import InputError
-from .models import create_model, get_entry, save_weights
+from densepac.data.sources import make_depth_dataset
+from densepac.engine.checkpoint import load_checkpoint
+from densepac.engine.compare import compare_depth_models
+from densepac.engine.tasks import DepthTask
+from densepac.engine.trainer import FitResult, Trainer
+from densepac.errors import InputError
+from densepac.models import create_model, get_entry, save_weights
 
 BASELINES = ("bicubic", "guided_filter", "joint_bilateral")
 
@@ -74,7 +74,7 @@ class DepthTrainConfig:
         return model
 
     def datasets(self, scale: int):
-        from .data.transforms import DepthTransform
+        from densepac.data.transforms import DepthTransform
 
         if self.crop % scale:
             raise InputError(f"--crop {self.crop} is not a multiple of the scale {scale}")

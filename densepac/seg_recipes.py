@@ -31,16 +31,16 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from .data.sources import SYNTHETIC_TEST_SEED_OFFSET
-from .engine.checkpoint import MODEL_FILE, load_checkpoint, load_state_dict_safe, resolve_checkpoint
-from .engine.tasks import SegmentationTask
-from .engine.trainer import FitResult, Trainer, evaluate
-from .errors import InputError, WeightsError
-from .models import create_model, get_entry, save_weights, swapped_layers
-from .models.adapters import TorchvisionFCN
-from .models.fcn import FCN8s, load_vgg16_backbone, to_pac_fcn8s
-from .models.weights import state_dict_mismatch
-from .ops.crf import CRFWrapped, PacCRF
+from densepac.data.sources import SYNTHETIC_TEST_SEED_OFFSET
+from densepac.engine.checkpoint import MODEL_FILE, load_checkpoint, load_state_dict_safe, resolve_checkpoint
+from densepac.engine.tasks import SegmentationTask
+from densepac.engine.trainer import FitResult, Trainer, evaluate
+from densepac.errors import InputError, WeightsError
+from densepac.models import create_model, get_entry, save_weights, swapped_layers
+from densepac.models.adapters import TorchvisionFCN
+from densepac.models.fcn import FCN8s, load_vgg16_backbone, to_pac_fcn8s
+from densepac.models.weights import state_dict_mismatch
+from densepac.ops.crf import CRFWrapped, PacCRF
 
 __all__ = [
     "SEG_DATA_KINDS",
@@ -95,8 +95,8 @@ def make_seg_dataset(spec: str, split: str, *, num_classes: int = 21, size: int 
     train_aug for "train"), ``folder:ROOT`` (``ROOT/<split>/`` if it exists, else ``ROOT``).
     Labels must lie in ``[0, num_classes)`` or be 255.
     """
-    from .data.seg_datasets import FolderSegmentation, VOCSegmentation
-    from .data.synthetic_seg import SyntheticSegmentation
+    from densepac.data.seg_datasets import FolderSegmentation, VOCSegmentation
+    from densepac.data.synthetic_seg import SyntheticSegmentation
 
     if split not in ("train", "val", "test"):
         raise InputError(f"split {split!r} is unknown; use train, val or test")
@@ -209,7 +209,7 @@ class SegFinetuneConfig:
 
     def datasets(self) -> tuple[Dataset, Dataset]:
         """(train set with random crops / flips / colour jitter, untouched val set)."""
-        from .data.transforms import SegTransform
+        from densepac.data.transforms import SegTransform
 
         common = dict(num_classes=self.num_classes, size=self.scene_size, seed=self.seed)
         train = make_seg_dataset(self.data, "train", num_scenes=self.train_size,

@@ -42,7 +42,7 @@ import torch
 # also what scripts/bench_pac.py counts memory with.
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .errors import InputError
+from densepac.errors import InputError
 
 _log = logging.getLogger(__name__)
 

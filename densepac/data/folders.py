@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import InputError
+from densepac.errors import InputError
 
 MAX_LISTED = 8
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from ..errors import InputError
+from densepac.errors import InputError
 
 DATA_KINDS = ("synthetic", "folder", "nyu", "middlebury")
 # Held-out synthetic scenes come from another seed stream than any training run uses.
@@ -41,7 +41,7 @@ def make_depth_dataset(spec: str, split: str, scale: int, *, protocol: str = "po
     NYU: the standard split (val = test). Middlebury: every scene (for evaluation).
     ``scene_options``: keyword options of ``make_rgbd_scene`` (synthetic only).
     """
-    from .depth_datasets import FolderDepth, MiddleburyDepth, NYUv2Depth, SyntheticDepth
+    from densepac.data.depth_datasets import FolderDepth, MiddleburyDepth, NYUv2Depth, SyntheticDepth
 
     if split not in ("train", "val", "test"):
         raise InputError(f"split {split!r} is unknown; use train, val or test")

@@ -1,9 +1,9 @@
 """One training engine for both tasks: trainer, task adapters, metrics, checkpoints."""
 
-from .checkpoint import load_checkpoint, load_state_dict_safe, save_checkpoint
-from .metrics import ConfusionMatrix, DepthMetrics, SegmentationMetrics, depth_metrics
-from .tasks import DepthTask, SegmentationTask
-from .trainer import Trainer, evaluate
+from densepac.engine.checkpoint import load_checkpoint, load_state_dict_safe, save_checkpoint
+from densepac.engine.metrics import ConfusionMatrix, DepthMetrics, SegmentationMetrics, depth_metrics
+from densepac.engine.tasks import DepthTask, SegmentationTask
+from densepac.engine.trainer import Trainer, evaluate
 
 __all__ = [
     "ConfusionMatrix",

@@ -12,8 +12,8 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .metrics import DepthMetrics
-from .trainer import show_progress
+from densepac.engine.metrics import DepthMetrics
+from densepac.engine.trainer import show_progress
 
 COLUMNS = (("model", "model"), ("rmse_cm", "RMSE (cm)"), ("mae_cm", "MAE (cm)"), ("absrel", "AbsRel"),
            ("delta1", "δ<1.25"), ("sec_per_mp", "s / MP"))

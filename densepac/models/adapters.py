@@ -21,9 +21,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputError
-from .registry import register_model
-from .seg_base import SegmentationModel
+from densepac.errors import InputError
+from densepac.models.registry import register_model
+from densepac.models.seg_base import SegmentationModel
 
 #: Side multiple every smp encoder of depth <= 5 accepts (also a multiple of 16 and 8).
 SMP_MULTIPLE = 32

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from ..ops.fill import fill_holes, valid_mask
-from ..ops.guided import depth_range, guided_filter_upsample, joint_bilateral_upsample, upsample_filled
-from .depth_base import DepthModel
-from .registry import register_model
+from densepac.ops.fill import fill_holes, valid_mask
+from densepac.ops.guided import depth_range, guided_filter_upsample, joint_bilateral_upsample, upsample_filled
+from densepac.models.depth_base import DepthModel
+from densepac.models.registry import register_model
 
 
 class _Baseline(DepthModel):

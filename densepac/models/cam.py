@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError
+from densepac.errors import InputError
 
 __all__ = ["attention_map", "class_activation_maps", "feature_layer"]
 

@@ -7,8 +7,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..ops.fill import fill_holes, valid_mask
-from ..ops.guided import depth_range
+from densepac.ops.fill import fill_holes, valid_mask
+from densepac.ops.guided import depth_range
 
 _RGB_MEAN = (0.485, 0.456, 0.406)
 _RGB_STD = (0.229, 0.224, 0.225)

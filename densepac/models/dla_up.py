@@ -48,13 +48,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError
-from ..ops.layers import PacConvTranspose2d
-from .adapters import pad_to_multiple
-from .encoders import build_encoder
-from .fcn import bilinear_kernel
-from .registry import register_model
-from .seg_base import SegmentationModel
+from densepac.errors import InputError
+from densepac.ops.layers import PacConvTranspose2d
+from densepac.models.adapters import pad_to_multiple
+from densepac.models.encoders import build_encoder
+from densepac.models.fcn import bilinear_kernel
+from densepac.models.registry import register_model
+from densepac.models.seg_base import SegmentationModel
 
 #: Strides of the finest aggregated level that DLA-Up accepts (the paper's ``down_ratio``).
 OUTPUT_STRIDES: tuple[int, ...] = (2, 4, 8, 16)

@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError
-from .adapters import SMP_MULTIPLE, _check_classes, pad_to_multiple
-from .encoders import build_encoder
-from .registry import register_model
-from .seg_base import SegmentationModel
+from densepac.errors import InputError
+from densepac.models.adapters import SMP_MULTIPLE, _check_classes, pad_to_multiple
+from densepac.models.encoders import build_encoder
+from densepac.models.registry import register_model
+from densepac.models.seg_base import SegmentationModel
 
 
 def _resize(x: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tensor:

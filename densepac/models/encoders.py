@@ -15,8 +15,8 @@ from typing import Any, Sequence
 
 from torch import nn
 
-from ..errors import InputError
-from .registry import create_model, list_models
+from densepac.errors import InputError
+from densepac.models.registry import create_model, list_models
 
 
 def build_encoder(name: str | nn.Module, in_channels: int = 3, depth: int = 5, **kwargs: Any) -> nn.Module:

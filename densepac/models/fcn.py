@@ -32,11 +32,11 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from ..errors import InputError, WeightsError
-from .adapters import pad_to_multiple
-from .hotswap import GuidedConv2d, hot_swap
-from .registry import register_model
-from .seg_base import SegmentationModel
+from densepac.errors import InputError, WeightsError
+from densepac.models.adapters import pad_to_multiple
+from densepac.models.hotswap import GuidedConv2d, hot_swap
+from densepac.models.registry import register_model
+from densepac.models.seg_base import SegmentationModel
 
 #: Convolutions per VGG16 stage.
 VGG16_STAGES: tuple[int, ...] = (2, 2, 3, 3, 3)

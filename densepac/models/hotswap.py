@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.kernels import get_kernel
-from ..ops.layers import PacConv2d
+from densepac.ops.kernels import get_kernel
+from densepac.ops.layers import PacConv2d
 
 RESIZE_MODES = ("bilinear", "bicubic", "nearest", "area", "none")
 

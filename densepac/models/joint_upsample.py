@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops import PacConvTranspose2d
-from ..ops.guided import joint_bilateral_upsample
-from .depth_base import NormalisedDepthModel
-from .registry import register_model
+from densepac.ops import PacConvTranspose2d
+from densepac.ops.guided import joint_bilateral_upsample
+from densepac.models.depth_base import NormalisedDepthModel
+from densepac.models.registry import register_model
 
 
 def _conv_stack(in_ch: int, width: int, out_ch: int, layers: int, k: int) -> nn.Sequential:

@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.sample_pac import at_samples, gaussian_spatial_logits, sample_pac_upsample
-from .depth_base import NormalisedDepthModel
-from .joint_upsample import _conv_stack
-from .registry import register_model
+from densepac.ops.sample_pac import at_samples, gaussian_spatial_logits, sample_pac_upsample
+from densepac.models.depth_base import NormalisedDepthModel
+from densepac.models.joint_upsample import _conv_stack
+from densepac.models.registry import register_model
 
 
 def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:

@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 from torch import nn
 
-from ..errors import InputError
-from .weights import load_weights_into, shipped_card
+from densepac.errors import InputError
+from densepac.models.weights import load_weights_into, shipped_card
 
 #: ``encoder``: a feature pyramid backbone (smp encoder protocol, see :mod:`densepac.models.encoders`).
 TASKS = ("depth", "segmentation", "encoder")
@@ -130,7 +130,7 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
     if card is not None:
         load_weights_into(model, card.weights_path, expected_sha256=card.sha256)
     if adl:
-        from ..ops.adl import insert_adl
+        from densepac.ops.adl import insert_adl
 
         stages = model.adl_stages() if adl is True else list(adl)
         try:
@@ -140,7 +140,7 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
     # Weights without the wrappers' keys belong to the model inside them: load them there.
     wrapped_keys = _wrapper_prefixes(Path(weights)) if weights is not None and (stn or crf) else set()
     if stn:
-        from .stn import wrap_stn
+        from densepac.models.stn import wrap_stn
 
         if weights is not None and not wrapped_keys:
             load_weights_into(model, Path(weights))
@@ -148,7 +148,7 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
         model = wrap_stn(model, stn, **stn_kwargs)
         model.task, model.model_name = "segmentation", f"{name}+stn_{stn}"
     if crf:
-        from ..ops.crf import CRFWrapped, PacCRF
+        from densepac.ops.crf import CRFWrapped, PacCRF
 
         if weights is not None and "crf" not in wrapped_keys:
             load_weights_into(model, Path(weights))
@@ -163,7 +163,7 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
 
 def _wrapper_prefixes(path: Path) -> set[str]:
     """Which wrappers (``crf``, ``stn``) the weights file holds parameters of."""
-    from ..engine.checkpoint import load_state_dict_safe
+    from densepac.engine.checkpoint import load_state_dict_safe
 
     keys = list(load_state_dict_safe(path))
     return {w for w in ("crf", "stn") if any(k.startswith(f"{w}.") or f".{w}." in k for k in keys)}

@@ -6,8 +6,8 @@ import re
 
 import torch
 
-from ..errors import InputError
-from ..ops.labels import PredictsLabels
+from densepac.errors import InputError
+from densepac.ops.labels import PredictsLabels
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

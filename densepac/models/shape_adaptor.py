@@ -71,8 +71,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError
-from .registry import register_model
+from densepac.errors import InputError
+from densepac.models.registry import register_model
 
 SIZE_RULES = ("local", "global")
 #: Initial alpha is kept in [ALPHA_INIT_MIN, 1 - ALPHA_INIT_MIN]: at a saturated sigmoid alpha would barely learn.

@@ -56,8 +56,8 @@ from kornia.geometry.grid import create_meshgrid
 from kornia.geometry.transform import get_tps_transform, warp_points_tps
 from torch import nn
 
-from ..errors import InputError
-from .seg_base import SegmentationModel
+from densepac.errors import InputError
+from densepac.models.seg_base import SegmentationModel
 
 #: Transform kinds and how many parameters the localisation net regresses for each
 #: (``tps``: 2 per control point).

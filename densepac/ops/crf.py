@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .kernels import get_kernel
-from .labels import PredictsLabels
-from .pac import pac_conv2d
+from densepac.ops.kernels import get_kernel
+from densepac.ops.labels import PredictsLabels
+from densepac.ops.pac import pac_conv2d
 
 GUIDE_FEATURES = ("rgb", "rgbxy")
 SPATIAL_INITS = ("gaussian", "uniform")

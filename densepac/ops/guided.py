@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from kornia.filters import guided_blur
 
-from .pac import pac_conv_transpose2d
+from densepac.ops.pac import pac_conv_transpose2d
 
 
 def depth_range(depth: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

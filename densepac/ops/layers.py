@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from torch.nn.modules.utils import _pair
 
-from .kernels import get_kernel
-from .pac import IntOr2, pac_conv2d, pac_conv_transpose2d, pac_pool2d
+from densepac.ops.kernels import get_kernel
+from densepac.ops.pac import IntOr2, pac_conv2d, pac_conv_transpose2d, pac_pool2d
 
 
 def _int_padding(conv: nn.Module) -> tuple[int, int]:

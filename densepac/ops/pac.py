@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.utils import _pair
 
-from .kernels import get_kernel
+from densepac.ops.kernels import get_kernel
 
 IntOr2 = int | tuple[int, int]
 

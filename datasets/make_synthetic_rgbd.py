@@ -1,4 +1,4 @@
-"""Write procedural RGB-D scenes in the folder layout read by ``densepac.data.FolderDepth``.
+"""Write procedural RGB-D scenes in the folder layout read by ``densepac.depth.datasets.FolderDepth``.
 
 Examples::
 
@@ -40,8 +40,9 @@ def _parse_size(ctx: click.Context, param: click.Parameter, value: str) -> tuple
 
 def write_sample(out_dir: Path, overwrite: bool) -> list[Path]:
     """Write the demo trio (scene_rgb.png, scene_depth_gt.png, scene_depth_lr.png) to ``out_dir``."""
-    from densepac.data.io import write_depth, write_image
-    from densepac.data.synthetic import make_demo_sample
+    from densepac.depth.synthetic import make_demo_sample
+    from densepac.io.depth import write_depth
+    from densepac.io.images import write_image
 
     sample = make_demo_sample()
     paths = [out_dir / "scene_rgb.png", out_dir / "scene_depth_gt.png", out_dir / "scene_depth_lr.png"]
@@ -65,10 +66,12 @@ def write_scenes(
     """Write ``num`` scenes as rgb/<i>.png + depth/<i>.png (+ depth_lr/<i>.png)."""
     from tqdm import tqdm
 
-    from densepac.data.degrade import check_scale, simulate_lr
-    from densepac.data.io import write_depth, write_image
-    from densepac.data.synthetic import make_rgbd_scene, scene_seed
+    from densepac.data.procedural import scene_seed
+    from densepac.depth.degrade import check_scale, simulate_lr
+    from densepac.depth.synthetic import make_rgbd_scene
     from densepac.errors import InputError
+    from densepac.io.depth import write_depth
+    from densepac.io.images import write_image
 
     if lr_scale is not None:
         lr_scale = check_scale(lr_scale)

@@ -6,7 +6,7 @@ Examples::
     python datasets/make_synthetic_seg.py data/synthetic_seg --num 200 --val 0.2 --seed 0
 
     # read them back
-    from densepac.data.seg_datasets import VOCSegmentation
+    from densepac.segmentation.datasets import VOCSegmentation
     train = VOCSegmentation("data/synthetic_seg", "train", num_classes=5)
 
 Layout (VOC folder names, so every VOC reader and recipe works unchanged)::
@@ -59,10 +59,11 @@ def write_voc_scenes(out_dir: Path, num: int, val: float, seed: int, size: tuple
     """Write ``num`` scenes in the VOC layout; the last ones form the val split. Returns (train, val) counts."""
     from tqdm import tqdm
 
-    from densepac.data.io import atomic_write, write_image, write_label
-    from densepac.data.synthetic import scene_seed
-    from densepac.data.synthetic_seg import make_seg_scene
+    from densepac.data.procedural import scene_seed
     from densepac.errors import InputError
+    from densepac.io.files import atomic_write
+    from densepac.io.images import write_image, write_label
+    from densepac.segmentation.synthetic import make_seg_scene
 
     n_train, n_val = split_counts(num, val)
     # Fail on bad scene arguments before any file is written.

@@ -258,11 +258,13 @@ def upsample(depth: Path, guide: Path, output: Path, model_name: str | None, wei
              device: str, overwrite: bool) -> None:
     """Upsample a low-resolution DEPTH map to the resolution of the RGB GUIDE image."""
     _quiet_opencv()
-    from densepac.data.io import (DEPTH_EXTENSIONS, IMAGE_EXTENSIONS, check_output, read_depth, read_image, validate_depth,
-                          write_depth, write_image)
-    from densepac.data.visualize import depth_preview
+    from densepac.depth.inference import check_scale, default_depth_model, upsample_depth
     from densepac.errors import InputError
-    from densepac.inference import check_scale, default_depth_model, load_model_for_inference, resolve_device, upsample_depth
+    from densepac.inference import load_model_for_inference, resolve_device
+    from densepac.io.depth import DEPTH_EXTENSIONS, read_depth, validate_depth, write_depth
+    from densepac.io.files import check_output
+    from densepac.io.images import IMAGE_EXTENSIONS, read_image, write_image
+    from densepac.io.visualize import depth_preview
 
     for path, flag in ((output, "-o"), (preview, "--preview")):
         if path is not None and path.exists() and not path.is_dir() and not overwrite:
@@ -326,10 +328,11 @@ def segment(images: tuple[Path, ...], output_dir: Path, model_name: str | None, 
 
     from tqdm.auto import tqdm
 
-    from densepac.data.io import IMAGE_EXTENSIONS, image_to_tensor, read_image, write_image, write_label
-    from densepac.data.visualize import heatmap_overlay, overlay_mask
-    from densepac.inference import load_model_for_inference, resolve_device, segment_image
-    from densepac.models.cam import attention_map
+    from densepac.inference import load_model_for_inference, resolve_device
+    from densepac.io.images import IMAGE_EXTENSIONS, image_to_tensor, read_image, write_image, write_label
+    from densepac.io.visualize import heatmap_overlay, overlay_mask
+    from densepac.segmentation.cam import attention_map
+    from densepac.segmentation.inference import segment_image
 
     if not images:
         raise BadInput("no IMAGE given; pass one or more image files")
@@ -419,8 +422,8 @@ def _parse_kwargs(pairs: tuple[str, ...]) -> dict:
 def train(model_name, model_args, data, protocol, train_size, val_size, crop, noise, holes, epochs, batch_size, lr,
           loss, weight_decay, seed, workers, amp, out, resume, export_dir, export_name, mark_default, device) -> None:
     """Train a depth model; runs under `torchrun --nproc_per_node N` as well (DDP)."""
+    from densepac.depth.recipe import DepthTrainConfig, export_depth_weights, train_depth
     from densepac.inference import resolve_device
-    from densepac.recipes import DepthTrainConfig, export_depth_weights, train_depth
 
     cfg = DepthTrainConfig(model=model_name, out=str(out), data=data, protocol=protocol, train_size=train_size,
                            val_size=val_size, crop=crop, noise=noise, holes=holes, epochs=epochs,
@@ -462,7 +465,7 @@ def finetune(model_name, weights, hot_swap, crf, stage, data, num_classes, crop,
              crf_args, out, resume, export_dir, device) -> None:
     """Fine-tune a (hot-swapped, CRF-wrapped) segmentation model; DDP under torchrun."""
     from densepac.inference import resolve_device
-    from densepac.seg_recipes import SegFinetuneConfig, export_seg_weights, finetune_segmentation
+    from densepac.segmentation.recipe import SegFinetuneConfig, export_seg_weights, finetune_segmentation
 
     cfg = SegFinetuneConfig(model=model_name, out=str(out), weights=None if weights is None else str(weights),
                             hot_swap=hot_swap, crf=crf, stage=stage, data=data, num_classes=num_classes, crop=crop,
@@ -496,10 +499,10 @@ def finetune(model_name, weights, hot_swap, crf, stage, data, num_classes, crop,
 def eval_cmd(model_names, weight_files, data, split, scale, protocol, num_scenes, crop, markdown, csv_path,
              device, overwrite) -> None:
     """Evaluate depth models side by side: RMSE / MAE (cm), AbsRel, delta, time per megapixel."""
-    from densepac.data.io import check_output
-    from densepac.data.sources import make_depth_dataset
-    from densepac.engine.compare import compare_depth_models, format_table
+    from densepac.depth.datasets import make_depth_dataset
+    from densepac.depth.evaluate import compare_depth_models, format_table
     from densepac.inference import load_model_for_inference, resolve_device
+    from densepac.io.files import check_output
 
     weights = {}
     for pair in weight_files:
@@ -508,8 +511,8 @@ def eval_cmd(model_names, weight_files, data, split, scale, protocol, num_scenes
             raise BadInput(f"--weights {pair!r} is not NAME=FILE; e.g. --weights pac_jointupsample_x8=run/best.safetensors")
         weights[name] = Path(file)
     if model_names is None:
-        from densepac.inference import default_depth_model
-        from densepac.recipes import BASELINES
+        from densepac.depth.inference import default_depth_model
+        from densepac.depth.recipe import BASELINES
 
         model_names = ",".join(dict.fromkeys([*BASELINES, default_depth_model(scale)]))
     names = [n for n in model_names.split(",") if n] + [n for n in weights if n not in model_names.split(",")]
@@ -541,7 +544,7 @@ def eval_cmd(model_names, weight_files, data, split, scale, protocol, num_scenes
 
 
 def _write_text(path: Path, text: str, overwrite: bool) -> None:
-    from densepac.data.io import atomic_write
+    from densepac.io.files import atomic_write
 
     with atomic_write(path, overwrite=overwrite) as tmp:
         tmp.write_text(text)

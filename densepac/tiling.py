@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
+
 # The base class torch's own docs use for __torch_dispatch__ modes (no public alias yet);
 # also what scripts/bench_pac.py counts memory with.
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -58,19 +59,19 @@ def parse_memory(text: str) -> int:
 
     ``KiB``/``MiB``/``GiB`` and the bare ``K``/``M``/``G`` are powers of 1024; ``KB``/``MB``/``GB``
     powers of 1000; a plain number is MiB. Case and a space before the unit do not matter.
-    Raises ValueError.
+    Raises InputError.
     """
     if not isinstance(text, str):
-        raise ValueError(f"memory size must be a string like 2GiB, got {text!r}")
+        raise InputError(f"memory size must be a string like 2GiB, got {text!r}")
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([A-Za-z]*)\s*", text)
     if m is None:
-        raise ValueError(f"{text!r} is not a memory size; write e.g. 2GiB, 1500MB or 800 (MiB)")
+        raise InputError(f"{text!r} is not a memory size; write e.g. 2GiB, 1500MB or 800 (MiB)")
     unit = m.group(2).lower()
     if unit not in _UNITS:
-        raise ValueError(f"{text!r}: unknown unit {m.group(2)!r}; use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB")
+        raise InputError(f"{text!r}: unknown unit {m.group(2)!r}; use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB")
     size = float(m.group(1)) * _UNITS[unit]
     if not math.isfinite(size) or size < 1:
-        raise ValueError(f"{text!r} is not a positive memory size; write e.g. 2GiB, 1500MB or 800 (MiB)")
+        raise InputError(f"{text!r} is not a positive memory size; write e.g. 2GiB, 1500MB or 800 (MiB)")
     return int(size)
 
 
@@ -78,7 +79,7 @@ def budget_bytes(max_memory: int | str) -> int:
     """A memory budget in bytes: an int is bytes already, a string goes through :func:`parse_memory`."""
     if isinstance(max_memory, int) and not isinstance(max_memory, bool):
         if max_memory < 1:
-            raise ValueError(f"memory budget must be a positive number of bytes, got {max_memory}")
+            raise InputError(f"memory budget must be a positive number of bytes, got {max_memory}")
         return max_memory
     return parse_memory(max_memory)
 
@@ -357,3 +358,15 @@ def _round_up(n: int, multiple: int) -> int:
 def _balanced(extent: int, count: int, align: int) -> int:
     """Tile size splitting ``extent`` into ``count`` near-equal tiles, rounded up to ``align``."""
     return extent if count == 1 else _round_up(-(-extent // count), align)
+
+
+# Memory models measured per model object (activations do not depend on the weights' values).
+_MEMORY_MODELS: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def cached_memory_model(model: torch.nn.Module, key: tuple, measure: Callable[[], "MemoryModel"]) -> "MemoryModel":
+    """``measure()`` once per model object and ``key`` (device, scale, ...); later calls reuse it."""
+    cached = _MEMORY_MODELS.setdefault(model, {})
+    if key not in cached:
+        cached[key] = measure()
+    return cached[key]

@@ -33,7 +33,7 @@ def _rss_mib() -> float:
 def _run_case(name: str, size: int, classes: int, repeats: int, threads: int, queue: mp.Queue) -> None:
     import torch
 
-    from densepac.engine.compare import median_seconds
+    from densepac.engine.report import median_seconds
     from densepac.models import create_model
 
     torch.set_num_threads(threads)

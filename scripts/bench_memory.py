@@ -63,7 +63,7 @@ def depth_inputs(tmp: Path, width: int, height: int, scale: int) -> list[str]:
     import cv2
     import numpy as np
 
-    from densepac.data.synthetic import make_rgbd_scene
+    from densepac.depth.synthetic import make_rgbd_scene
 
     scene = make_rgbd_scene(0, height, width)
     cv2.imwrite(str(tmp / "guide.png"), (scene["rgb"][..., ::-1] * 255).astype(np.uint8))

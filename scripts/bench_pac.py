@@ -13,7 +13,7 @@ import click
 import torch
 import torch.nn.functional as F
 
-from densepac.engine.compare import median_seconds
+from densepac.engine.report import median_seconds
 from densepac.ops import PacConv2d
 from densepac.tiling import LiveTensorBytes
 

@@ -14,10 +14,11 @@ from pathlib import Path
 import click
 import torch
 
-from densepac.data.sources import make_depth_dataset
-from densepac.engine.compare import compare_depth_models, median_seconds
+from densepac.depth.datasets import make_depth_dataset
+from densepac.depth.evaluate import compare_depth_models
+from densepac.depth.recipe import BASELINES
+from densepac.engine.report import median_seconds
 from densepac.models import create_model, list_weights
-from densepac.recipes import BASELINES
 
 
 def time_640x480(model: torch.nn.Module, scale: int) -> float:

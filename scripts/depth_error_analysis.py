@@ -21,9 +21,9 @@ from __future__ import annotations
 import click
 import torch
 
-from densepac.data.sources import make_depth_dataset
+from densepac.depth.datasets import make_depth_dataset
+from densepac.depth.models.base import normalise_depth
 from densepac.models import create_model, list_weights
-from densepac.models.depth_base import normalise_depth
 from densepac.ops.sample_pac import at_samples, gaussian_spatial_logits, sample_pac_upsample
 
 ORACLE = "mixing guided by true depth"

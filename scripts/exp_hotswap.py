@@ -26,12 +26,13 @@ from pathlib import Path
 import click
 import torch
 
-from densepac.engine.compare import markdown_table, median_seconds
+from densepac.engine.report import markdown_table, median_seconds
 from densepac.engine.tasks import SegmentationTask
 from densepac.engine.trainer import evaluate
 from densepac.ops import GuidedRefined
-from densepac.seg_recipes import (SegFinetuneConfig, build_seg_architecture, finetune_segmentation,
-                                  load_pretrained, make_seg_dataset)
+from densepac.segmentation.datasets import make_seg_dataset
+from densepac.segmentation.pretrained import load_pretrained
+from densepac.segmentation.recipe import SegFinetuneConfig, build_seg_architecture, finetune_segmentation
 
 #: The paper's best PAC-CRF: two 5x5 kernels at dilations 64 and 16 for 512-pixel images,
 #: rescaled to the image size.

@@ -27,13 +27,13 @@ import torch
 from torch import nn
 
 from densepac import create_model
-from densepac.data.synthetic_seg import SyntheticSegmentation
-from densepac.data.transforms import SegTransform
-from densepac.engine.compare import markdown_table, median_seconds
+from densepac.engine.report import markdown_table, median_seconds
 from densepac.engine.tasks import SegmentationTask
 from densepac.engine.trainer import Trainer, evaluate
-from densepac.models.shape_adaptor import shape_adaptor_param_groups
 from densepac.ops import GuidedRefined
+from densepac.plugins.shape_adaptor import shape_adaptor_param_groups
+from densepac.segmentation.synthetic import SyntheticSegmentation
+from densepac.segmentation.transforms import SegTransform
 
 TEST_SEED = 104_729  # far from the training seeds
 

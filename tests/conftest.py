@@ -14,3 +14,10 @@ def device(request) -> torch.device:
 @pytest.fixture(params=[torch.float32, torch.float64], ids=["f32", "f64"])
 def dtype(request) -> torch.dtype:
     return request.param
+
+
+@pytest.fixture
+def nothing_in_use(monkeypatch):
+    """Plan as if the process held no memory, so budgets in tests do not depend on pytest's own."""
+    for module in ("densepac.depth.inference", "densepac.segmentation.inference"):
+        monkeypatch.setattr(f"{module}.memory_in_use", lambda device: 0)

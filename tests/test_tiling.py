@@ -7,8 +7,18 @@ import pytest
 import torch
 
 from densepac.errors import InputError
-from densepac.tiling import (LiveTensorBytes, MemoryModel, Tile, budget_bytes, measure_memory, parse_memory, plan_tiles,
-                             run_tiles, tiles_for_budget, warn_if_over)
+from densepac.tiling import (
+    LiveTensorBytes,
+    MemoryModel,
+    Tile,
+    budget_bytes,
+    measure_memory,
+    parse_memory,
+    plan_tiles,
+    run_tiles,
+    tiles_for_budget,
+    warn_if_over,
+)
 
 MiB, KiB = 2**20, 2**10
 

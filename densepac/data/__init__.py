@@ -1,1 +1,1 @@
-"""."""
+"""Dataset plumbing both tasks share: folder pairing, seeded joint transforms, procedural textures."""

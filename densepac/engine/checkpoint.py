@@ -39,8 +39,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 
-from densepac.data.io import fsync_dir
 from densepac.errors import InputError, WeightsError
+from densepac.io.files import fsync_dir
 
 __all__ = [
     "Checkpoint",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import importlib
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from torch import nn
 from densepac.errors import InputError
 from densepac.models.weights import load_weights_into, shipped_card
 
-#: ``encoder``: a feature pyramid backbone (smp encoder protocol, see :mod:`densepac.models.encoders`).
+#: ``encoder``: a feature pyramid backbone (smp encoder protocol, see :mod:`densepac.segmentation.models.encoders`).
 TASKS = ("depth", "segmentation", "encoder")
 
 
@@ -34,19 +35,31 @@ class ModelEntry:
 
 
 _MODELS: dict[str, ModelEntry] = {}
+#: Modules whose import registers the models; imported on the first lookup, so that the
+#: registry can be imported by the model files themselves.
+MODEL_MODULES = ("densepac.depth.models", "densepac.segmentation.models", "densepac.plugins.shape_adaptor")
 
 
-def register_model(name: str | None = None, *, task: str | None = None, **defaults: Any) -> Callable:
-    """Register a model class or factory under ``name`` (default: its lower-case name).
+def _import_models() -> None:
+    for module in MODEL_MODULES:
+        importlib.import_module(module)
 
-    ``task`` defaults to the ``task`` attribute of the class (or of the factory's return
-    annotation). Extra keyword arguments become defaults passed to the factory, so one
-    class can be registered under several names (``pac_jointupsample_x4``, ``..._x8``).
+
+def register_model(name: str | Callable[..., nn.Module] | None = None, *, task: str | None = None,
+                   **defaults: Any) -> Callable:
+    """Register a model factory (or class) under ``name``; used bare, as ``@register_model``, or called.
+
+    Bare, the name is the factory's own (``def pac_learned_jbu_x8(...)`` registers
+    ``pac_learned_jbu_x8``); called with a ``name``, a class may be registered under another
+    name than its own. ``task`` defaults to the ``task`` attribute of the class (or of the
+    factory's return annotation). Extra keyword arguments become defaults passed to the factory.
     """
+    if callable(name):  # bare @register_model
+        return register_model()(name)
 
     def decorator(obj: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         key = name or obj.__name__.lower()
-        target = obj if inspect.isclass(obj) else inspect.signature(obj).return_annotation
+        target = obj if inspect.isclass(obj) else inspect.signature(obj, eval_str=True).return_annotation
         model_task = task or getattr(target, "task", None)
         if model_task not in TASKS:
             raise ValueError(f"model {key!r}: task must be one of {TASKS}, got {model_task!r}")
@@ -63,6 +76,7 @@ def list_models(pattern: str | None = None, task: str | None = None) -> list[str
     """Sorted registered names, optionally filtered by a wildcard ``pattern`` and ``task``."""
     if task is not None and task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    _import_models()
     names = (n for n, e in _MODELS.items() if task is None or e.task == task)
     return sorted(n for n in names if pattern is None or fnmatch.fnmatch(n, pattern))
 
@@ -71,6 +85,7 @@ def get_entry(name: str) -> ModelEntry:
     """The registry entry for ``name``; an unknown name lists the closest ones."""
     if not isinstance(name, str):
         raise TypeError(f"model name must be a str such as 'fcn8s_vgg16', got {type(name).__name__}")
+    _import_models()
     try:
         return _MODELS[name]
     except KeyError:
@@ -130,7 +145,7 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
     if card is not None:
         load_weights_into(model, card.weights_path, expected_sha256=card.sha256)
     if adl:
-        from densepac.ops.adl import insert_adl
+        from densepac.plugins.adl import insert_adl
 
         stages = model.adl_stages() if adl is True else list(adl)
         try:
@@ -140,7 +155,7 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
     # Weights without the wrappers' keys belong to the model inside them: load them there.
     wrapped_keys = _wrapper_prefixes(Path(weights)) if weights is not None and (stn or crf) else set()
     if stn:
-        from densepac.models.stn import wrap_stn
+        from densepac.plugins.stn import wrap_stn
 
         if weights is not None and not wrapped_keys:
             load_weights_into(model, Path(weights))

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from densepac.data.io import atomic_write
 from densepac.engine.checkpoint import load_state_dict_safe
 from densepac.errors import WeightsError
+from densepac.io.files import atomic_write
 
 WEIGHTS_PACKAGE = "densepac.weights"
 

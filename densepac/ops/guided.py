@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from kornia.filters import guided_blur
+from torch import nn
 
 from densepac.ops.pac import pac_conv_transpose2d
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch.utils.data
 
-from densepac.data.transforms import DepthTransform, SegTransform
+from densepac.depth.transforms import DepthTransform
 from densepac.errors import InputError
+from densepac.segmentation.transforms import SegTransform
 
 
 def _pair(h: int = 40, w: int = 48, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

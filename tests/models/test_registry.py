@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 import densepac
-from densepac.errors import InputError, WeightsError
+from densepac.depth.models.base import DepthModel
 from densepac.engine.checkpoint import load_state_dict_safe
+from densepac.errors import InputError, WeightsError
 from densepac.models import create_model, list_models, load_weights_into, register_model, save_weights
-from densepac.models.depth_base import DepthModel
 
 
 @register_model("_test_tiny_depth", width=3)
@@ -148,7 +148,7 @@ def test_crf_suffix_wraps_segmentation_models(tmp_path):
 
 
 def test_shipped_weights_load_and_pass_their_checksum():
-    from densepac.inference import default_depth_model
+    from densepac.depth.inference import default_depth_model
     from densepac.models import list_weights
     from densepac.models.weights import sha256_file, shipped_card
 

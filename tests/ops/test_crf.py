@@ -9,8 +9,7 @@ from torch import nn
 from torch.autograd import gradcheck
 from torch.func import functional_call
 
-from densepac.ops.crf import (CRFWrapped, PacCRF, crf_guide_features, pac_crf, pac_crf_message,
-                              scaled_dilation)
+from densepac.ops.crf import CRFWrapped, PacCRF, crf_guide_features, pac_crf, pac_crf_message, scaled_dilation
 from densepac.ops.pac import pac_conv2d
 
 

@@ -7,8 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd import gradcheck
 
-from densepac.ops import (PacConv2d, PacConvTranspose2d, PacPool2d, pac_conv2d, pac_conv_transpose2d,
-                          pac_pool2d)
+from densepac.ops import PacConv2d, PacConvTranspose2d, PacPool2d, pac_conv2d, pac_conv_transpose2d, pac_pool2d
 from densepac.ops.kernels import get_kernel
 
 

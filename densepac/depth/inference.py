@@ -1,0 +1,196 @@
+"""Upsampling a user's depth map with a trained model (numpy in, numpy out), tiled and memory-bounded."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from densepac.check import check_model_task, check_rgb_array
+from densepac.depth.models.base import infer_scale
+from densepac.errors import InputError
+from densepac.tiling import (
+    MemoryModel,
+    Tile,
+    budget_bytes,
+    cached_memory_model,
+    largest_tensor_bytes,
+    measure_memory,
+    memory_in_use,
+    run_tiles,
+    tiles_for_budget,
+    warn_if_over,
+)
+
+MAX_SCALE = 64
+
+
+FALLBACK_DEPTH_MODEL = "joint_bilateral"
+
+
+def check_scale(lr_shape: tuple[int, int], guide_shape: tuple[int, int], scale: int | None) -> int:
+    """The upsampling factor, inferred from the shapes or checked against ``scale``."""
+    (h, w), (H, W) = lr_shape, guide_shape
+    if scale is not None and not (2 <= scale <= MAX_SCALE):
+        raise InputError(f"scale {scale} is out of range; use an integer factor between 2 and {MAX_SCALE}")
+    try:
+        inferred = infer_scale((h, w), (H, W))
+    except ValueError:
+        s = scale or max(2, round(H / h))
+        raise InputError(f"guide {H}x{W} is not {s}x the depth {h}x{w}; expected a guide of {h * s}x{w * s} "
+                         "(crop or resize the guide, or pass the depth that belongs to it)") from None
+    if scale is not None and inferred != scale:
+        raise InputError(f"guide {H}x{W} is {inferred}x the depth {h}x{w}, not --scale {scale}; "
+                         "drop --scale or pass the matching files")
+    if not (2 <= inferred <= MAX_SCALE):
+        raise InputError(f"guide {H}x{W} and depth {h}x{w} give scale x{inferred}; "
+                         f"densepac upsamples by factors 2 to {MAX_SCALE}")
+    return inferred
+
+
+def auto_tile(scale: int, max_hr_tile: int = 1024) -> int:
+    """LR tile size whose HR tile is about ``max_hr_tile`` pixels wide (bounds memory)."""
+    return max(8, max_hr_tile // scale)
+
+
+def upsample_depth(model: nn.Module, depth_lr: np.ndarray, guide: np.ndarray,
+                   device: torch.device | str = "cpu", tile: int | None = None,
+                   max_memory: int | str | None = None, progress: bool = False) -> np.ndarray:
+    """Upsample one depth map, in tiles when it is large.
+
+    Args:
+        model: a registry depth model.
+        depth_lr: (h, w) float32 metres, 0 = missing.
+        guide: (H, W, 3) float32 RGB in [0, 1], H = s*h, W = s*w.
+        tile: LR tile size; None picks :func:`auto_tile`, 0 disables tiling. Tiled and
+            untiled results are the same (each tile carries ``model.tile_margin`` context).
+        max_memory: instead of ``tile``, a budget (bytes, or a string such as ``"2GiB"``, see
+            :func:`~densepac.tiling.parse_memory`) for the process's peak memory (resident
+            set on CPU, allocated device memory on CUDA): the largest tiles that fit, no
+            tiling when the whole image does (:func:`depth_tiles_for_budget`).
+        progress: a tqdm bar over the tiles (on a terminal, with several tiles).
+
+    Returns:
+        (H, W) float32 metres.
+
+    Raises:
+        InputError: depth not 2-D, negative or all missing; guide not (H, W, 3) (uint8 and
+            uint16 guides are scaled to [0, 1]) or not an integer multiple of the depth.
+        TypeError: ``model`` is not a depth model, or an argument is not a numpy array.
+    """
+    depth_lr, guide = _check_upsample_inputs(model, depth_lr, guide)
+    device = torch.device(device)
+    model = model.to(device).eval()
+    d = torch.from_numpy(np.ascontiguousarray(depth_lr, dtype=np.float32))[None, None].to(device)
+    g = torch.from_numpy(np.ascontiguousarray(guide, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
+    scale = infer_scale(tuple(d.shape[-2:]), tuple(g.shape[-2:]))
+    if tile is not None and max_memory is not None:
+        raise InputError("give a tile size or a memory budget, not both (the budget picks the tiles)")
+    with torch.inference_mode():
+        if max_memory is not None:
+            tile = depth_tiles_for_budget(model, d, g, max_memory) or 0
+        elif tile is None:
+            tile = auto_tile(scale)
+        if tile:
+            out = tiled_upsample(model, d, g, tile=tile, margin=model.tile_margin, progress=progress)
+        else:
+            out = model(d, g)
+    return out[0, 0].float().cpu().numpy()
+
+
+def default_depth_model(scale: int) -> str:
+    """The shipped depth model marked default for ``scale`` in its card, else joint bilateral."""
+    from densepac.models.weights import list_weights, shipped_card
+
+    for name in list_weights():
+        card = shipped_card(name)
+        if card.default and card.kwargs.get("scale") == scale:
+            return name
+    return FALLBACK_DEPTH_MODEL
+
+
+def tiled_upsample(model: nn.Module, depth_lr: torch.Tensor, guide: torch.Tensor,
+                   tile: int | tuple[int, int] = 128, margin: int = 16, progress: bool = False) -> torch.Tensor:
+    """Run a depth model tile by tile so memory depends on ``tile``, not on the image.
+
+    The model's global step (:meth:`DepthModel.prepare`) runs once; its local ``core`` runs
+    on LR tiles of ``tile`` pixels plus ``margin`` pixels of context on each side, of which
+    only the centre is kept (:func:`densepac.tiling.run_tiles`). With a margin beyond the
+    model's receptive field the result equals untiled inference.
+
+    Args:
+        depth_lr: (N, 1, h, w) metres; guide: (N, 3, h*s, w*s) RGB in [0, 1].
+        tile: LR tile size, or (th, tw); margin: in LR pixels.
+    """
+    th, tw = (tile, tile) if isinstance(tile, int) else tile
+    if th < 1 or tw < 1 or margin < 0:
+        raise InputError(f"tile={tile} and margin={margin} must be positive and non-negative")
+    scale = model.check_inputs(depth_lr, guide)
+    h, w = depth_lr.shape[-2:]
+    if h <= th and w <= tw:
+        return model(depth_lr, guide)
+    inputs, restore = model.prepare(depth_lr)
+
+    def run(t: Tile) -> torch.Tensor:
+        return model.core(*(x[(..., *t.window())] for x in inputs), guide[(..., *t.window(scale))])
+
+    return restore(run_tiles(run, (h, w), (th, tw), margin, scale=scale, progress=progress, desc="upsample tiles"))
+
+
+#: Smallest kept tile a memory budget may ask for (LR pixels for depth, pixels for segmentation).
+MIN_DEPTH_TILE = 8
+
+
+def depth_memory_model(model: nn.Module, scale: int, device: torch.device | str = "cpu") -> MemoryModel:
+    """Peak bytes of ``model.core`` on an LR window, per LR pixel (see :mod:`densepac.tiling`).
+
+    Measured once per model, scale and device on windows of about 64 and 128 HR pixels.
+    """
+    device = torch.device(device)
+    side = max(4, 64 // scale)
+
+    def make_inputs(h: int, w: int) -> tuple:
+        inputs, _ = model.prepare(torch.rand(1, 1, h, w, device=device) + 1)
+        return (*inputs, torch.rand(1, 3, h * scale, w * scale, device=device))
+
+    def measure() -> MemoryModel:
+        with torch.inference_mode():
+            return measure_memory(make_inputs, model.core, [(side, side), (2 * side, 2 * side)],
+                                  fixed=largest_tensor_bytes(model))
+
+    return cached_memory_model(model, ("depth", scale, device.type), measure)
+
+
+def depth_tiles_for_budget(model: nn.Module, depth_lr: torch.Tensor, guide: torch.Tensor,
+                           max_memory: int | str) -> tuple[int, int] | None:
+    """LR tile (th, tw) for :func:`tiled_upsample` under ``max_memory``, or None: untiled fits.
+
+    Raises InputError when even the smallest tile does not fit (the message gives the budget
+    that would).
+    """
+    budget = budget_bytes(max_memory)
+    warn_if_over(budget, depth_lr.device)
+    scale = model.check_inputs(depth_lr, guide)
+    n, _, h, w = depth_lr.shape
+    memory = depth_memory_model(model, scale, depth_lr.device)
+    # Stitching holds the HR output and its restored copy; prepare() adds a few LR maps.
+    outputs = n * h * w * 4 * (2 * scale * scale + 8)
+    return tiles_for_budget((h, w), budget, memory_in_use(depth_lr.device), outputs, memory, model.tile_margin,
+                            min_tile=MIN_DEPTH_TILE, what=getattr(model, "model_name", type(model).__name__),
+                            unit=f"LR px (x{scale})")
+
+
+def _check_upsample_inputs(model: nn.Module, depth_lr: np.ndarray, guide: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validated (depth (h, w) float32 metres, guide (H, W, 3) float32) for :func:`upsample_depth`."""
+    from densepac.io.depth import validate_depth
+
+    check_model_task(model, "depth")
+    guide = check_rgb_array(guide, "guide")
+    if isinstance(depth_lr, torch.Tensor):
+        raise TypeError("depth_lr must be a numpy (h, w) array, got a torch.Tensor; pass tensor.numpy()")
+    depth_lr = validate_depth(depth_lr, "depth_lr")
+    try:
+        infer_scale(depth_lr.shape, guide.shape[:2])
+    except ValueError as e:
+        raise InputError(f"{e}; crop or resize the guide to an integer multiple of the depth") from None
+    return depth_lr, guide

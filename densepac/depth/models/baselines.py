@@ -1,0 +1,84 @@
+"""Classical depth upsampling baselines as registry models (no learned parameters)."""
+
+from __future__ import annotations
+
+import torch
+
+from densepac.depth.models.base import DepthModel
+from densepac.models.registry import register_model
+from densepac.ops.fill import fill_holes, valid_mask
+from densepac.ops.guided import depth_range, guided_filter_upsample, joint_bilateral_upsample, upsample_filled
+
+
+class _Baseline(DepthModel):
+    """Baselines share the whole-image step: hole filling and the valid depth range."""
+
+    tile_margin = 4  # bicubic reach (2 LR px) plus the filters' radius below
+
+    def forward(self, depth_lr: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+        self.check_inputs(depth_lr, guide)
+        return self.core(*self.prepare(depth_lr)[0], guide)
+
+    def prepare(self, depth_lr: torch.Tensor):
+        valid = valid_mask(depth_lr)
+        lo, hi = depth_range(depth_lr, valid)
+        # The range is expanded to LR maps so that tiles can slice it like the other inputs.
+        return [depth_lr, valid, fill_holes(depth_lr, valid), lo.expand_as(depth_lr), hi.expand_as(depth_lr)], \
+            lambda y: y
+
+    def scale_of(self, depth_lr: torch.Tensor, guide: torch.Tensor) -> int:
+        return guide.shape[-1] // depth_lr.shape[-1]
+
+
+@register_model("bicubic")
+class Bicubic(_Baseline):
+    """Bicubic interpolation of the hole-filled depth (no guidance)."""
+
+    def core(self, depth_lr, valid, filled, lo, hi, guide):
+        return upsample_filled(filled, tuple(guide.shape[-2:]), lo[..., :1, :1], hi[..., :1, :1])
+
+
+@register_model("guided_filter")
+class GuidedFilter(_Baseline):
+    """Guided filter (He et al.) of the bicubic upsampling, guided by the RGB image.
+
+    Args:
+        radius: window radius in LR pixels (scaled by the upsampling factor).
+        eps: regulariser in squared RGB units (RGB in [0, 1]).
+    """
+
+    def __init__(self, radius: float = 1.0, eps: float = 1e-3) -> None:
+        super().__init__()
+        self.radius, self.eps = radius, eps
+        self.tile_margin = 4 + int(radius)
+
+    def core(self, depth_lr, valid, filled, lo, hi, guide):
+        r = max(1, round(self.radius * self.scale_of(depth_lr, guide)))
+        return guided_filter_upsample(filled, guide, lo[..., :1, :1], hi[..., :1, :1], r, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"radius={self.radius}, eps={self.eps}"
+
+
+@register_model("joint_bilateral")
+class JointBilateral(_Baseline):
+    """Joint bilateral upsampling (Kopf et al.): colour and position kernel over the LR samples.
+
+    Args:
+        sigma_spatial: spatial sigma in LR pixels.
+        sigma_color: colour sigma in RGB units (RGB in [0, 1]).
+        radius: window radius in LR pixels.
+    """
+
+    def __init__(self, sigma_spatial: float = 1.0, sigma_color: float = 0.1, radius: int = 2) -> None:
+        super().__init__()
+        self.sigma_spatial, self.sigma_color, self.radius = sigma_spatial, sigma_color, radius
+        self.tile_margin = 4 + radius
+
+    def core(self, depth_lr, valid, filled, lo, hi, guide):
+        s = self.scale_of(depth_lr, guide)
+        return joint_bilateral_upsample(depth_lr, valid, filled, guide, lo[..., :1, :1], hi[..., :1, :1], s,
+                                        self.sigma_spatial * s, self.sigma_color, self.radius)
+
+    def extra_repr(self) -> str:
+        return f"sigma_spatial={self.sigma_spatial}, sigma_color={self.sigma_color}, radius={self.radius}"

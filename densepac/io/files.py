@@ -1,0 +1,215 @@
+"""Writing files safely and reading them checked: the layer every other module writes through.
+
+Every writer goes through :func:`atomic_write`, so an interrupted or failed write never
+leaves a partial file at the target path; :func:`check_output` refuses an unusable output
+path before any work is done. Bad files raise :class:`densepac.errors.InputError` with a
+one-line message naming the file and the fix. OpenCV may also log its own decoder warnings
+to stderr; applications that want a quiet stderr (the CLI) lower ``cv2.utils.logging`` at
+start-up, a library must not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+from typing import Iterator, Sequence, Union
+
+import cv2
+import numpy as np
+
+from densepac.errors import InputError
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _check_target(path: Path, overwrite: bool) -> None:
+    """Raise InputError when ``path`` cannot be (re)written."""
+    parent = path.parent
+    if not parent.is_dir():
+        raise InputError(
+            f"cannot write {path}: directory {parent} does not exist; create it first "
+            "or choose another output path"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(
+            f"cannot write {path}: directory {parent} is not writable; fix its "
+            "permissions or choose another output path"
+        )
+    if path.is_dir():
+        raise InputError(f"cannot write {path}: it is a directory; give a file name instead")
+    if path.exists() and not overwrite:
+        raise InputError(
+            f"{path} already exists; choose another output path or allow overwriting "
+            "(overwrite=True, --overwrite)"
+        )
+
+
+def check_output(
+    path: PathLike,
+    extensions: Sequence[str] | None = None,
+    kind: str = "output",
+    overwrite: bool = True,
+) -> Path:
+    """Raise InputError now if ``path`` could not be written later; return it as a Path.
+
+    Checks, in this order: ``path`` is not a directory, its extension is one of
+    ``extensions`` (when given), its directory exists and is writable, and it does not exist
+    unless ``overwrite``. Commands call this for every output before any slow work, so a
+    bad output path fails at once and never after another output has been written.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"cannot write {p}: it is a directory; give a file name instead")
+    if extensions is not None:
+        require_extension(p, extensions, kind)
+    _check_target(p, overwrite)
+    return p
+
+
+def fsync_dir(directory: Path) -> None:
+    """Flush a directory entry so a completed rename survives a crash (POSIX only)."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        # Some filesystems (network mounts) refuse fsync on directories; the data is
+        # already safe in the file, so this is best effort.
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(path: PathLike, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; move it onto ``path`` when the block succeeds.
+
+    The temporary name is ``.<stem>.tmp<random><suffix>`` in the same directory, so writers
+    that pick a format from the extension still work and the final ``os.replace`` stays on
+    one filesystem (atomic). The file is fsynced before the rename. On any exception the
+    temporary file is removed and the target is left untouched.
+
+    Raises InputError when the parent directory is missing or not writable, when ``path``
+    is a directory, or when ``path`` exists and ``overwrite`` is False.
+    """
+    target = Path(path)
+    _check_target(target, overwrite)
+    # Created with O_EXCL and mode 0o666 so the final file gets the user's umask, unlike
+    # tempfile.mkstemp's private 0o600.
+    while True:
+        tmp = target.with_name(f".{target.stem}.tmp{secrets.token_hex(4)}{target.suffix}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise InputError(
+                f"cannot write {target}: {exc.strerror}; check the directory's "
+                "permissions and free space"
+            ) from exc
+        os.close(fd)
+        break
+    try:
+        yield tmp
+        # Reopened read-write because Windows refuses fsync on read-only handles.
+        with open(tmp, "r+b") as handle:
+            os.fsync(handle.fileno())
+        if not overwrite and target.exists():
+            # Something created the target while we were writing.
+            raise InputError(
+                f"{target} appeared while it was being written; choose another output "
+                "path or allow overwriting (overwrite=True, --overwrite)"
+            )
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    fsync_dir(target.parent)
+
+
+def write_bytes(path: Path, payload: bytes, overwrite: bool) -> None:
+    with atomic_write(path, overwrite=overwrite) as tmp:
+        tmp.write_bytes(payload)
+
+
+def _suffix(path: Path) -> str:
+    return path.suffix.lower()
+
+
+def require_extension(path: Path, extensions: Sequence[str], kind: str) -> str:
+    suffix = _suffix(path)
+    if suffix not in extensions:
+        raise InputError(
+            f"{path}: unsupported {kind} file extension '{suffix or '(none)'}'; "
+            f"use one of {', '.join(extensions)}"
+        )
+    return suffix
+
+
+def read_bytes(path: PathLike, extensions: Sequence[str], kind: str) -> tuple[Path, str, bytes]:
+    """Check that ``path`` is an existing, non-empty file with a known extension; read it."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such {kind} file; check the path")
+    if p.is_dir():
+        raise InputError(
+            f"{p} is a directory, not a {kind} file; give the path of one "
+            f"{'/'.join(extensions)} file"
+        )
+    suffix = require_extension(p, extensions, kind)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise InputError(
+            f"{p}: cannot read the {kind} file ({exc.strerror}); check its permissions"
+        ) from exc
+    if not data:
+        raise InputError(f"{p}: the {kind} file is empty; re-export or re-download it")
+    return p, suffix, data
+
+
+def corrupt_file_error(path: Path, kind: str, what: str) -> InputError:
+    return InputError(
+        f"{path}: cannot decode the {kind} file as {what} (truncated or corrupt); "
+        "re-export or re-download it"
+    )
+
+
+def cv2_decode(path: Path, data: bytes, kind: str, what: str) -> np.ndarray:
+    try:
+        arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise corrupt_file_error(path, kind, what) from exc
+    if arr is None or arr.size == 0:
+        raise corrupt_file_error(path, kind, what)
+    return arr
+
+
+def cv2_encode(path: Path, suffix: str, arr: np.ndarray, params: Sequence[int] = ()) -> bytes:
+    try:
+        ok, buf = cv2.imencode(suffix, arr, list(params))
+    except cv2.error as exc:
+        raise InputError(
+            f"cannot encode {path} as {suffix} ({arr.dtype}, shape {arr.shape}); "
+            "choose another file format"
+        ) from exc
+    if not ok:
+        raise InputError(f"cannot encode {path} as {suffix}; choose another file format")
+    return buf.tobytes()
+
+
+UINT16_MAX = 65535
+
+
+def finite_or_zero(arr: np.ndarray) -> np.ndarray:
+    """float32 copy of ``arr`` with non-finite values replaced by 0 (missing)."""
+    out = np.array(arr, dtype=np.float32, copy=True)
+    out[~np.isfinite(out)] = 0.0
+    return out

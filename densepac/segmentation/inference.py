@@ -1,0 +1,149 @@
+"""Segmenting a user's image with a trained model (numpy in, numpy out), tiled and memory-bounded."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from torch import nn
+
+from densepac.check import check_model_task, check_rgb_array
+from densepac.errors import InputError
+from densepac.tiling import (
+    MemoryModel,
+    Tile,
+    budget_bytes,
+    cached_memory_model,
+    largest_tensor_bytes,
+    measure_memory,
+    memory_in_use,
+    run_tiles,
+    tiles_for_budget,
+    warn_if_over,
+)
+
+
+def segment_image(model: nn.Module, image: np.ndarray, device: torch.device | str = "cpu",
+                  max_memory: int | str | None = None, tile: int | None = None,
+                  progress: bool = False) -> np.ndarray:
+    """Labels (H, W) int64 of one RGB image (H, W, 3) float32 in [0, 1] (uint8 / uint16 are scaled).
+
+    Args:
+        max_memory: a budget (bytes, or a string such as ``"2GiB"``) for the process's peak
+            memory (resident set on CPU, allocated device memory on CUDA): the image is
+            segmented whole when it fits, else in the largest tiles that fit
+            (:func:`segmentation_tiles_for_budget`, :func:`tiled_segment`).
+        tile: instead of ``max_memory``, a tile size in pixels (None or 0: whole image).
+        progress: a tqdm bar over the tiles (on a terminal, with several tiles).
+
+    Whole-image results are exactly those of ``model(image)``; tiled ones agree with them
+    except near tile seams of models whose receptive field exceeds the tile margin.
+
+    Raises InputError for an image that is not (H, W, 3), TypeError for a non-segmentation model.
+    """
+    check_model_task(model, "segmentation")
+    image = check_rgb_array(image, "image")
+    if tile is not None and max_memory is not None:
+        raise InputError("give a tile size or a memory budget, not both (the budget picks the tiles)")
+    device = torch.device(device)
+    model = model.to(device).eval()
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
+    with torch.inference_mode():
+        if max_memory is not None:
+            tile = segmentation_tiles_for_budget(model, x, max_memory)
+        if tile:
+            return tiled_segment(model, x, tile, labels=True, progress=progress)[0].cpu().numpy()
+        return model(x).argmax(1)[0].cpu().numpy()
+
+
+#: Pixels of context a segmentation tile gets beyond any PAC-CRF's reach: three strides of 32.
+#: FCN receptive fields span hundreds of pixels, so seams stay close, not exact (tested).
+SEG_TILE_MARGIN = 96
+
+
+#: Tile edges lie on this grid, the output stride of FCN-8s and of the smp encoders, so a
+#: tile pools its pixels exactly as the whole image does.
+SEG_TILE_ALIGN = 32
+
+
+MIN_SEG_TILE = SEG_TILE_ALIGN
+
+
+def segmentation_memory_model(model: nn.Module, device: torch.device | str = "cpu") -> MemoryModel:
+    """Peak bytes of ``model(image)`` on a window, per pixel; measured once at 64 and 128 px squares."""
+    device = torch.device(device)
+
+    def measure() -> MemoryModel:
+        with torch.inference_mode():
+            return measure_memory(lambda h, w: (torch.rand(1, 3, h, w, device=device),), model,
+                                  [(64, 64), (128, 128)], fixed=largest_tensor_bytes(model))
+
+    return cached_memory_model(model, ("segmentation", device.type), measure)
+
+
+def segmentation_tile_margin(model: nn.Module, size: tuple[int, int]) -> int:
+    """:data:`SEG_TILE_MARGIN` plus the reach of every PAC-CRF in ``model`` on an image of ``size``.
+
+    A CRF's reach is ``num_steps`` kernel radii at the dilation it uses for the whole image.
+    """
+    from densepac.ops.crf import PacCRF
+
+    reach = [crf.num_steps * max(d * (k // 2) for (k, _), d in zip(crf.kernels, crf.dilations(size)))
+             for crf in model.modules() if isinstance(crf, PacCRF)]
+    return SEG_TILE_MARGIN + max(reach, default=0)
+
+
+def segmentation_tiles_for_budget(model: nn.Module, image: torch.Tensor,
+                                  max_memory: int | str) -> tuple[int, int] | None:
+    """Tile (th, tw) for :func:`tiled_segment` (labels) under ``max_memory``, or None: untiled fits."""
+    budget = budget_bytes(max_memory)
+    warn_if_over(budget, image.device)
+    n, _, h, w = image.shape
+    memory = segmentation_memory_model(model, image.device)
+    return tiles_for_budget((h, w), budget, memory_in_use(image.device), n * h * w * 8, memory,
+                            segmentation_tile_margin(model, (h, w)), SEG_TILE_ALIGN, MIN_SEG_TILE,
+                            what=getattr(model, "model_name", type(model).__name__))
+
+
+@contextmanager
+def whole_image_crf(model: nn.Module, size: tuple[int, int]):
+    """Inside ``with``, every PAC-CRF of ``model`` uses the dilations of an image of ``size``.
+
+    A CRF with ``dilation_reference`` scales its dilation with the size of its input; a tile
+    must use the whole image's, or the tiled CRF would differ from the untiled one. The
+    CRF's own settings are restored on exit.
+    """
+    from densepac.ops.crf import PacCRF
+
+    saved = []
+    for crf in model.modules():
+        if isinstance(crf, PacCRF) and crf.dilation_reference is not None:
+            saved.append((crf, crf.kernels, crf.dilation_reference))
+            crf.kernels = [(k, d) for (k, _), d in zip(crf.kernels, crf.dilations(size))]
+            crf.dilation_reference = None
+    try:
+        yield model
+    finally:
+        for crf, kernels, reference in saved:
+            crf.kernels, crf.dilation_reference = kernels, reference
+
+
+def tiled_segment(model: nn.Module, image: torch.Tensor, tile: int | tuple[int, int], margin: int | None = None,
+                  labels: bool = False, progress: bool = False) -> torch.Tensor:
+    """Segment ``image`` (N, 3, H, W) tile by tile: logits (N, K, H, W), or labels (N, H, W) int64.
+
+    Tiles (kept ``tile`` pixels, on the :data:`SEG_TILE_ALIGN` grid) see ``margin`` pixels of
+    context (default :func:`segmentation_tile_margin`); PAC-CRFs use the whole image's
+    dilation (:func:`whole_image_crf`). With ``labels`` only each tile's argmax is kept, so
+    the whole image's logits never exist. A tile as large as the image gives ``model(image)``.
+    """
+    h, w = image.shape[-2:]
+    margin = segmentation_tile_margin(model, (h, w)) if margin is None else margin
+
+    def run(t: Tile) -> torch.Tensor:
+        out = model(image[(..., *t.window())])
+        return out.argmax(1) if labels else out
+
+    with whole_image_crf(model, (h, w)):
+        return run_tiles(run, (h, w), tile, margin, SEG_TILE_ALIGN, progress=progress, desc="segment tiles")

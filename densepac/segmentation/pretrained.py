@@ -1,0 +1,215 @@
+"""Pretrained segmentation weights, recognised by their keys and loaded into registry models.
+
+:func:`load_pretrained` takes a torchvision ``vgg16`` state dict (ImageNet backbone of
+FCN-8s), a torchvision ``fcn_resnet50/101`` or ImageNet ``resnet50/101`` state dict (for the
+``fcn_resnet*`` models), or anything densepac wrote: a run folder, a checkpoint root or
+folder, a ``.safetensors`` / ``.pt`` weights file, of a plain, hot-swapped or CRF-wrapped
+model. Nothing is unpickled: safetensors, or ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from densepac.engine.checkpoint import MODEL_FILE, load_state_dict_safe, resolve_checkpoint
+from densepac.errors import InputError, WeightsError
+from densepac.models.weights import state_dict_mismatch
+from densepac.ops.crf import CRFWrapped
+from densepac.segmentation.models.fcn import FCN8s, load_vgg16_backbone
+from densepac.segmentation.models.torchvision_fcn import TorchvisionFCN
+
+#: torchvision ``vgg16().features`` indices of the 13 convolutions.
+_VGG16_CONV_INDICES = frozenset((0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28))
+
+
+#: Bottleneck blocks in ``layer3`` of torchvision's ResNet-50 / ResNet-101.
+_RESNET_LAYER3_BLOCKS = {6: 50, 23: 101}
+
+
+def read_pretrained(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
+    """(state dict, where it came from) of a weights file or a densepac run / checkpoint folder.
+
+    A folder may be a run (holding ``checkpoints/``), a checkpoint root or one checkpoint;
+    from a root the ``best`` checkpoint is taken, else the ``last``.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"weights {p} do not exist; give a weights file or a densepac run/checkpoint folder")
+    if not p.is_dir():
+        return load_state_dict_safe(p), str(p)
+    root = p / "checkpoints" if (p / "checkpoints").is_dir() else p
+    folder = resolve_checkpoint(root, "best") or resolve_checkpoint(root, "last")
+    if folder is None:
+        raise InputError(f"{p} holds no densepac checkpoint; give a run folder, a checkpoint folder or a weights file")
+    return load_state_dict_safe(folder / MODEL_FILE), str(folder)
+
+
+def detect_weights_format(state: Mapping[str, torch.Tensor]) -> str:
+    """Which kind of state dict ``state`` is, from its keys.
+
+    Returns:
+        ``"vgg16"`` (torchvision VGG: ``features.<i>.*``), ``"torchvision_fcn"``
+        (``backbone.*`` + ``classifier.4.*``), ``"resnet"`` (torchvision ImageNet ResNet:
+        ``conv1``, ``layer4``, ``fc``) or ``"densepac"`` (anything else: a densepac model).
+    """
+    keys = [k[len("module."):] if k.startswith("module.") else k for k in state]
+    if any(re.fullmatch(r"features\.\d+\.weight", k) for k in keys):
+        return "vgg16"
+    if any(k.startswith("backbone.") for k in keys) and "classifier.4.weight" in keys:
+        return "torchvision_fcn"
+    if "conv1.weight" in keys and "fc.weight" in keys and any(k.startswith("layer4.") for k in keys):
+        return "resnet"
+    return "densepac"
+
+
+def _base(model: nn.Module) -> nn.Module:
+    return model.model if isinstance(model, CRFWrapped) else model
+
+
+def _name(model: nn.Module) -> str:
+    return str(getattr(model, "model_name", type(model).__name__))
+
+
+def _class_mismatch(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], k: int) -> int | None:
+    """The class count of ``state`` when every shape mismatch is a class axis (``k`` in the model), else None."""
+    found: set[int] = set()
+    for key, target in own.items():
+        source = state.get(key)
+        if source is None or source.shape == target.shape:
+            continue
+        if source.dim() != target.dim():
+            return None
+        axes = [i for i in range(target.dim()) if source.shape[i] != target.shape[i]]
+        if any(target.shape[i] != k for i in axes):
+            return None
+        found.update(int(source.shape[i]) for i in axes)
+    return found.pop() if len(found) == 1 else None
+
+
+def _check_classes(model: nn.Module, state: Mapping[str, torch.Tensor], source: str,
+                   own: Mapping[str, torch.Tensor] | None = None) -> None:
+    k = getattr(model, "num_classes", None)
+    if not isinstance(k, int):
+        return
+    n = _class_mismatch(own if own is not None else model.state_dict(), state, k)
+    if n is not None:
+        raise InputError(f"{source} predicts {n} classes but the model has {k}; "
+                         f"set num_classes={n} or start from weights without the class layers")
+
+
+def load_exact(model: nn.Module, state: Mapping[str, torch.Tensor], source: str, kind: str) -> None:
+    """Strict ``load_state_dict`` whose failure names the class counts, or the keys and shapes at fault."""
+    own = model.state_dict()
+    _check_classes(model, state, source, own)
+    problem = state_dict_mismatch(own, state)
+    if problem:
+        raise WeightsError(f"{kind} weights {source} do not fit model {_name(model)!r}: {problem}; "
+                           "pick the model these weights were trained for")
+    model.load_state_dict(state)
+
+
+def _load_vgg16(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    base = _base(model)
+    if not isinstance(base, FCN8s):
+        raise WeightsError(f"{source} holds torchvision VGG16 weights, which fit fcn8s_vgg16 / pac_fcn8s_vgg16, "
+                           f"not {_name(base)!r}; pick an FCN-8s model or other weights")
+    keys = {k[len("module."):] if k.startswith("module.") else k for k in state}
+    if any(k.startswith("features.") and k.endswith(("running_mean", "running_var")) for k in keys):
+        raise WeightsError(f"{source} holds a batch-norm VGG (vgg16_bn); give plain torchvision vgg16 weights")
+    convs = {int(m.group(1)) for k in keys if (m := re.fullmatch(r"features\.(\d+)\.weight", k))}
+    if convs != _VGG16_CONV_INDICES:
+        raise WeightsError(f"{source} holds a VGG with {len(convs)} convolutions, not VGG16's 13; "
+                           "give torchvision vgg16 weights")
+    load_vgg16_backbone(base, state, load_fc="classifier.0.weight" in keys)
+
+
+def _resnet_depth(state: Mapping[str, torch.Tensor], prefix: str) -> int | None:
+    blocks = {int(m.group(1)) for k in state if (m := re.match(re.escape(prefix) + r"layer3\.(\d+)\.", k))}
+    return _RESNET_LAYER3_BLOCKS.get(max(blocks) + 1) if blocks else None
+
+
+def _load_torchvision(model: nn.Module, state: Mapping[str, torch.Tensor], source: str, fmt: str) -> None:
+    base = _base(model)
+    title = "torchvision FCN-ResNet" if fmt == "torchvision_fcn" else "torchvision ImageNet ResNet"
+    if not isinstance(base, TorchvisionFCN):
+        raise WeightsError(f"{source} holds {title} weights, which fit fcn_resnet50 / fcn_resnet101, "
+                           f"not {_name(base)!r}; pick an fcn_resnet model or other weights")
+    prefix = "backbone." if fmt == "torchvision_fcn" else ""
+    depth = _resnet_depth(state, prefix)
+    if depth is not None and depth != base.depth:
+        raise WeightsError(f"{source} holds ResNet-{depth} weights but the model is fcn_resnet{base.depth}; "
+                           f"use model fcn_resnet{depth}")
+    if fmt == "resnet":  # ImageNet classifier: backbone only, the FCN heads keep their initialisation
+        backbone = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        load_exact(base.net.backbone, backbone, source, title)
+        return
+    n = int(state["classifier.4.weight"].shape[0])
+    if n != base.num_classes:
+        raise InputError(f"{source} predicts {n} classes but the model has {base.num_classes}; "
+                         f"set num_classes={n} or start from ImageNet ResNet weights")
+    has_aux = any(k.startswith("aux_classifier.") for k in state)
+    if base.aux_loss and not has_aux:
+        raise WeightsError(f"{source} has no auxiliary head but the model was built with aux_loss=True; "
+                           "build it with aux_loss=False")
+    # COCO/VOC checkpoints carry the auxiliary head; a model without one ignores it.
+    kept = {k: v for k, v in state.items() if base.aux_loss or not k.startswith("aux_classifier.")}
+    load_exact(base.net, kept, source, title)
+
+
+def _align_pac_keys(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor],
+                    source: str) -> dict[str, torch.Tensor]:
+    """Rename plain-conv keys to the ``.pac.`` keys of a hot-swapped model; refuse the reverse."""
+    out = dict(state)
+    for key in own:
+        if ".pac." in key and key not in out:
+            plain = key.replace(".pac.", ".")
+            if plain in out:
+                out[key] = out.pop(plain)
+    stray = [k for k in out if ".pac." in k and k not in own and k.replace(".pac.", ".") in own]
+    if stray:
+        raise WeightsError(f"{source} comes from a hot-swapped PAC model (e.g. {stray[0]}); "
+                           "set hot_swap=True (--hot-swap) or use pac_fcn8s_vgg16")
+    return out
+
+
+def _load_densepac(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    has_crf = any(k.startswith("crf.") for k in state)
+    if isinstance(model, CRFWrapped) and not has_crf:
+        _load_densepac(model.model, state, source)  # weights of the base model; the CRF keeps its init
+        return
+    if has_crf and not isinstance(model, CRFWrapped):
+        raise WeightsError(f"{source} holds a model with a PAC-CRF (crf.* keys); set crf=True (--crf)")
+    load_exact(model, _align_pac_keys(state, model.state_dict(), source), source, "densepac")
+
+
+def load_pretrained(model: nn.Module, path: str | Path) -> str:
+    """Load pretrained weights into ``model`` (in place), recognising their format by the keys.
+
+    - torchvision ``vgg16`` state dict -> the FCN-8s backbone and fc6/fc7
+      (:func:`~densepac.segmentation.models.fcn.load_vgg16_backbone`); the score layers keep their init.
+    - torchvision ``fcn_resnet50/101`` state dict -> a ``fcn_resnet*`` adapter (its auxiliary
+      head is dropped when the model has none); ImageNet ``resnet50/101`` -> its backbone.
+    - densepac weights (file, run, checkpoint root or folder) of the same architecture;
+      plain-FCN weights also load into a hot-swapped model (the PAC layers take the conv
+      weights), base-model weights into a CRF-wrapped one (the CRF keeps its init).
+
+    ``model`` may be wrapped in :class:`CRFWrapped`. Returns the detected format.
+
+    Raises:
+        InputError: the path does not exist, or the weights predict another number of classes.
+        WeightsError: the weights belong to another architecture (the message names it).
+    """
+    state, source = read_pretrained(path)
+    fmt = detect_weights_format(state)
+    if fmt == "vgg16":
+        _load_vgg16(model, state, source)
+    elif fmt in ("torchvision_fcn", "resnet"):
+        _load_torchvision(model, state, source, fmt)
+    else:
+        _load_densepac(model, state, source)
+    return fmt

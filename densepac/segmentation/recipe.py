@@ -1,0 +1,239 @@
+"""Segmentation fine-tuning recipe: pretrained FCN -> (PAC hot-swap) -> (PAC-CRF) -> training.
+
+One :class:`SegFinetuneConfig` describes a run; :func:`finetune_segmentation` trains it and
+:func:`export_seg_weights` ships its best checkpoint with a model card. The staged schedule
+of the PAC paper (Su et al., CVPR 2019) is two runs::
+
+    stage1 = SegFinetuneConfig("fcn8s_vgg16", out="runs/crf", weights="vgg16.pth", hot_swap=True,
+                               crf=True, stage="crf_only")
+    finetune_segmentation(stage1)            # backbone frozen, only the PAC-CRF learns
+    stage2 = dataclasses.replace(stage1, out="runs/joint", weights="runs/crf", stage="joint")
+    finetune_segmentation(stage2)            # everything learns, the CRF at its own crf_lr
+
+Pretrained weights are read by :mod:`densepac.segmentation.pretrained`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from densepac.engine.checkpoint import load_checkpoint
+from densepac.engine.tasks import SegmentationTask
+from densepac.engine.trainer import FitResult, Trainer, evaluate
+from densepac.errors import InputError
+from densepac.models import create_model, get_entry, save_weights, swapped_layers
+from densepac.ops.crf import CRFWrapped, PacCRF
+from densepac.segmentation.datasets import make_seg_dataset
+from densepac.segmentation.models.fcn import FCN8s, to_pac_fcn8s
+from densepac.segmentation.pretrained import load_exact, load_pretrained
+
+__all__ = [
+    "SEG_DATA_KINDS",
+    "STAGES",
+    "SegFinetuneConfig",
+    "build_seg_architecture",
+    "build_seg_model",
+    "build_seg_trainer",
+    "detect_weights_format",
+    "export_seg_weights",
+    "finetune_segmentation",
+    "load_pretrained",
+    "make_seg_dataset",
+    "read_pretrained",
+]
+
+
+STAGES = ("joint", "crf_only")
+
+
+@dataclass
+class SegFinetuneConfig:
+    """Everything that defines a segmentation fine-tuning run (stored in every checkpoint).
+
+    ``model``: registry segmentation model. ``weights``: pretrained weights to start from
+    (see :func:`load_pretrained`) or None. ``hot_swap``: turn ``fcn8s_vgg16`` into the PAC
+    paper's PAC-FCN (conv3_3/4_3/5_3 guided by conv2_2). ``crf``: append a trainable
+    :class:`PacCRF` (``crf_kwargs`` are its arguments). ``stage``: "joint" trains everything
+    (CRF parameters at ``crf_lr``), "crf_only" freezes all but the CRF. ``data``: see
+    :func:`make_seg_dataset`; ``scene_size``: side of synthetic scenes, ``crop``: training
+    crop side.
+    """
+
+    model: str
+    out: str
+    weights: str | None = None
+    hot_swap: bool = False
+    crf: bool = False
+    stage: str = "joint"
+    data: str = "synthetic"
+    num_classes: int = 21
+    crop: int = 128
+    scene_size: int = 160
+    train_size: int = 2000
+    val_size: int = 50
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 1e-4
+    crf_lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adam"
+    scheduler: str = "cosine"
+    seed: int = 0
+    device: str = "cpu"
+    workers: int = 0
+    amp: bool = False
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    crf_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise InputError for settings that cannot make a run."""
+        if "+crf" in self.model:
+            raise InputError(f"model {self.model!r}: give the base name and crf=True (--crf) instead of '+crf'")
+        if get_entry(self.model).task != "segmentation":
+            raise InputError(f"model {self.model!r} is not a segmentation model; "
+                             "see `densepac models --task segmentation`")
+        if self.stage not in STAGES:
+            raise InputError(f"stage={self.stage!r} is unknown; use one of {', '.join(STAGES)}")
+        if self.stage == "crf_only" and not self.crf:
+            raise InputError("stage='crf_only' trains the PAC-CRF alone; also set crf=True (--crf)")
+        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) \
+                or not 2 <= self.num_classes <= 255:
+            raise InputError(f"num_classes={self.num_classes!r}; give an integer in [2, 255] (21 for PASCAL VOC)")
+        for key in ("num_classes", "crf"):
+            if key in self.model_kwargs:
+                raise InputError(f"model_kwargs sets {key!r}; use the config field {key} (--{key.replace('_', '-')})")
+        for name in ("crop", "scene_size"):
+            if getattr(self, name) < 16:
+                raise InputError(f"{name}={getattr(self, name)}; use at least 16 pixels")
+        for name in ("train_size", "val_size"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name}={getattr(self, name)}; use at least 1 scene")
+        if not self.crf_lr > 0:
+            raise InputError(f"crf_lr={self.crf_lr!r}; give a positive learning rate for the CRF")
+
+    def arch(self) -> str:
+        """Registry name of the trained architecture (``pac_...`` once hot-swapped, ``+crf`` with a CRF)."""
+        name = "pac_fcn8s_vgg16" if self.hot_swap and self.model == "fcn8s_vgg16" else self.model
+        return name + ("+crf" if self.crf else "")
+
+    def command(self, export: str | Path | None = None) -> str:
+        """The `densepac finetune` command line that reproduces this run."""
+        flags = {"model": self.model, "data": self.data, "num-classes": self.num_classes, "stage": self.stage,
+                 "crop": self.crop, "scene-size": self.scene_size, "train-size": self.train_size,
+                 "val-size": self.val_size, "epochs": self.epochs, "batch-size": self.batch_size, "lr": self.lr,
+                 "crf-lr": self.crf_lr, "weight-decay": self.weight_decay, "optimizer": self.optimizer,
+                 "scheduler": self.scheduler, "seed": self.seed, "workers": self.workers, "device": self.device,
+                 "out": self.out}
+        parts = ["densepac", "finetune"] + [f"--{k} {shlex.quote(str(v))}" for k, v in flags.items()]
+        parts += [f"--weights {shlex.quote(str(self.weights))}"] if self.weights is not None else []
+        parts += ["--hot-swap"] if self.hot_swap else []
+        parts += ["--crf"] if self.crf else []
+        parts += ["--amp"] if self.amp else []
+        parts += [f"--arg {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in self.model_kwargs.items()]
+        parts += [f"--crf-arg {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in self.crf_kwargs.items()]
+        parts += [f"--export {shlex.quote(str(export))}"] if export is not None else []
+        return " ".join(parts)
+
+    def datasets(self) -> tuple[Dataset, Dataset]:
+        """(train set with random crops / flips / colour jitter, untouched val set)."""
+        from densepac.segmentation.transforms import SegTransform
+
+        common = dict(num_classes=self.num_classes, size=self.scene_size, seed=self.seed)
+        train = make_seg_dataset(self.data, "train", num_scenes=self.train_size,
+                                 transform=SegTransform(crop=(self.crop, self.crop)), **common)
+        val = make_seg_dataset(self.data, "val", num_scenes=self.val_size, **common)
+        return train, val
+
+
+def build_seg_architecture(cfg: SegFinetuneConfig) -> nn.Module:
+    """The untrained network of ``cfg``: registry model, hot-swapped if asked, CRF-wrapped if asked."""
+    cfg.validate()
+    torch.manual_seed(cfg.seed)  # the initialisation is part of the run
+    model = create_model(cfg.model, num_classes=cfg.num_classes, **cfg.model_kwargs)
+    if cfg.hot_swap and not swapped_layers(model):
+        if not isinstance(model, FCN8s):
+            raise InputError(f"hot_swap has a recipe for FCN-8s only, not {cfg.model!r}; use fcn8s_vgg16, or "
+                             "densepac.models.hot_swap(model, targets, guide) with your own layer names")
+        to_pac_fcn8s(model)
+    model.model_name = cfg.arch().removesuffix("+crf")
+    if cfg.crf:
+        try:
+            crf = PacCRF(cfg.num_classes, **cfg.crf_kwargs)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"crf_kwargs {cfg.crf_kwargs!r} are invalid ({e}); see densepac.ops.PacCRF") from None
+        model = CRFWrapped(model, crf)
+        model.model_name = cfg.arch()
+    return model
+
+
+def build_seg_model(cfg: SegFinetuneConfig) -> nn.Module:
+    """:func:`build_seg_architecture` + ``cfg.weights`` loaded + the backbone frozen for ``crf_only``."""
+    model = build_seg_architecture(cfg)
+    if cfg.weights is not None:
+        load_pretrained(model, cfg.weights)
+    if cfg.stage == "crf_only" and isinstance(model, CRFWrapped):  # validate() ensured crf=True
+        model.freeze_backbone()
+    return model
+
+
+def _task(cfg: SegFinetuneConfig) -> SegmentationTask:
+    return SegmentationTask(cfg.num_classes)
+
+
+def build_seg_trainer(cfg: SegFinetuneConfig, progress: bool | None = None) -> Trainer:
+    """The :class:`Trainer` of ``cfg``: cross-entropy, mIoU picks the best checkpoint, CRF at ``crf_lr``."""
+    model = build_seg_model(cfg)
+    train, val = cfg.datasets()
+    groups = None
+    if isinstance(model, CRFWrapped):
+        groups = [{"params": list(model.crf.parameters()), "lr": cfg.crf_lr, "weight_decay": 0.0}]
+    return Trainer(model, _task(cfg), train, val, out_dir=cfg.out, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                   lr=cfg.lr, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer, scheduler=cfg.scheduler,
+                   param_groups=groups, num_workers=cfg.workers, seed=cfg.seed, device=cfg.device, amp=cfg.amp,
+                   config=dataclasses.asdict(cfg), progress=progress)
+
+
+def finetune_segmentation(cfg: SegFinetuneConfig, resume: bool = False, progress: bool | None = None) -> FitResult:
+    """Fine-tune (or resume) a segmentation model; checkpoints and ``log.jsonl`` go to ``cfg.out``."""
+    return build_seg_trainer(cfg, progress).fit(resume=resume)
+
+
+def _rounded(metrics: Mapping[str, Any]) -> dict[str, float]:
+    return {k: round(float(v), 5) for k, v in metrics.items() if isinstance(v, float)}
+
+
+def export_seg_weights(cfg: SegFinetuneConfig, out_dir: str | Path, name: str | None = None,
+                       default: bool = False, device: str = "cpu") -> Path:
+    """Write the best checkpoint of ``cfg.out`` as ``out_dir/NAME.safetensors`` + model card.
+
+    The card holds the architecture (``cfg.arch()``) and its arguments, the data, seed, the
+    reproducing command and the validation metrics (mIoU, boundary mIoU, pixel accuracy) of
+    the fine-tuned model and, when the run started from ``cfg.weights``, of that start.
+    """
+    model = build_seg_architecture(cfg)
+    ckpt = load_checkpoint(Path(cfg.out) / "checkpoints", which="best")
+    load_exact(model, ckpt.model, str(ckpt.path), "checkpoint")
+    _, val = cfg.datasets()
+    task = _task(cfg)
+    metrics = {cfg.arch(): _rounded(evaluate(model.to(device), task, val, device=device, seed=cfg.seed))}
+    if cfg.weights is not None and Path(cfg.weights).exists():
+        start = build_seg_model(dataclasses.replace(cfg, stage="joint")).to(device)
+        metrics["start"] = _rounded(evaluate(start, task, val, device=device, seed=cfg.seed))
+    card: dict[str, Any] = dict(
+        kwargs={"num_classes": cfg.num_classes, **cfg.model_kwargs}, default=default, seed=cfg.seed,
+        command=cfg.command(out_dir), steps=ckpt.step, metrics=metrics,
+        data=f"{cfg.data} ({cfg.train_size} scenes/epoch, {cfg.crop}px crops, {cfg.num_classes} classes); "
+             f"validated on {cfg.val_size} held-out scenes",
+        start=str(cfg.weights) if cfg.weights is not None else None, stage=cfg.stage)
+    if cfg.crf_kwargs:
+        card["kwargs"]["crf_kwargs"] = dict(cfg.crf_kwargs)  # so create_model rebuilds the same CRF
+    return save_weights(model.cpu(), name or cfg.arch().replace("+", "_"), cfg.arch(), out_dir, **card)

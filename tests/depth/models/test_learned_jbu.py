@@ -1,0 +1,85 @@
+"""Learned joint bilateral upsampling: starts as the JBU baseline, metres in/out, tiling, gradients."""
+
+import pytest
+import torch
+
+from densepac.depth.inference import tiled_upsample
+from densepac.models import create_model, list_models
+
+
+def test_registered_at_every_scale():
+    assert {f"pac_learned_jbu_x{s}" for s in (4, 8, 16)} <= set(list_models("pac_learned_jbu*"))
+
+
+@pytest.mark.parametrize("scale", [4, 8])
+def test_starts_as_joint_bilateral_upsampling(scale):
+    """With the learned terms at zero the kernel is the JBU baseline's colour x spatial kernel."""
+    torch.manual_seed(0)
+    # radius 2: the baseline's 5x5 samples.
+    m = create_model(f"pac_learned_jbu_x{scale}", radius=2, depth_weight=0.0).double().eval()
+    torch.nn.init.zeros_(m.features.head.weight)
+    lr = torch.rand(2, 1, 6, 5, dtype=torch.float64) * 3 + 1
+    lr[0, 0, 2, 2] = 0
+    # A smooth guide, so the baseline never falls back to bicubic (its weights stay > 1e-8).
+    rgb = torch.nn.functional.interpolate(torch.rand(2, 3, 3, 3, dtype=torch.float64), size=(6 * scale, 5 * scale),
+                                          mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        torch.testing.assert_close(m(lr, rgb), create_model("joint_bilateral").double()(lr, rgb))
+
+
+def test_metres_in_metres_out_and_holes():
+    torch.manual_seed(1)
+    m = create_model("pac_learned_jbu_x4").double().eval()
+    lr = torch.rand(2, 1, 5, 7, dtype=torch.float64) * 2 + 1
+    lr[0, 0, 1, 2], lr[1, 0, 3, 3] = 0, float("nan")
+    rgb = torch.rand(2, 3, 20, 28, dtype=torch.float64)
+    with torch.no_grad():
+        out = m(lr, rgb)
+        assert out.shape == (2, 1, 20, 28) and torch.isfinite(out).all()
+        torch.testing.assert_close(m(lr * 10, rgb), out * 10)
+        torch.testing.assert_close(m(torch.where(lr > 0, lr + 5, lr), rgb), out + 5)
+    # A convex combination of the measured samples (holes are never used while a sample is near).
+    valid = torch.isfinite(lr) & (lr > 0)
+    assert out.min() >= lr[valid].min() - 1e-9 and out.max() <= lr[valid].max() + 1e-9
+
+
+def test_gradients_reach_every_parameter():
+    torch.manual_seed(2)
+    m = create_model("pac_learned_jbu_x4")
+    for p in (m.features.head.weight, m.sample_branch[-1].weight):  # as after some training
+        torch.nn.init.normal_(p, std=0.1)
+    m(torch.rand(1, 1, 4, 4) + 1, torch.rand(1, 3, 16, 16)).square().mean().backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("scale", [4, 16])
+def test_tiled_equals_untiled(scale):
+    torch.manual_seed(3)
+    m = create_model(f"pac_learned_jbu_x{scale}").double().eval()
+    for p in (m.features.head.weight, m.sample_branch[-1].weight):
+        torch.nn.init.normal_(p, std=0.3)  # make the learned features matter
+    h, w = (28, 35) if scale < 16 else (20, 23)
+    lr = torch.rand(1, 1, h, w, dtype=torch.float64) + 1
+    lr[0, 0, 3:7, 20:23] = 0
+    rgb = torch.rand(1, 3, h * scale, w * scale, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(tiled_upsample(m, lr, rgb, tile=9, margin=m.tile_margin), m(lr, rgb))
+
+
+@pytest.mark.parametrize("scale", [2, 6])
+def test_scale_not_a_multiple_of_four_refused(scale):
+    with pytest.raises(ValueError, match="multiple of 4"):
+        create_model("pac_learned_jbu_x4", scale=scale)
+
+
+def test_refine_head_starts_at_zero_and_learns():
+    torch.manual_seed(4)
+    lr, rgb = torch.rand(1, 1, 4, 5) + 1, torch.rand(1, 3, 16, 20)
+    torch.manual_seed(5)
+    plain = create_model("pac_learned_jbu_x4")
+    torch.manual_seed(5)
+    refined = create_model("pac_learned_jbu_x4", refine=True)
+    torch.testing.assert_close(refined(lr, rgb), plain(lr, rgb))
+    refined(lr, rgb).sub(2).square().mean().backward()
+    assert refined.refine[-1].weight.grad.abs().sum() > 0

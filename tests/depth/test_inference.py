@@ -1,0 +1,88 @@
+"""Depth inference on numpy arrays: scale checks, tiling, memory budgets."""
+
+import numpy as np
+import pytest
+import torch
+
+from densepac.depth.inference import (
+    check_scale,
+    default_depth_model,
+    depth_memory_model,
+    depth_tiles_for_budget,
+    upsample_depth,
+)
+from densepac.errors import InputError
+from densepac.models import create_model
+from densepac.tiling import plan_tiles
+
+
+def test_check_scale():
+    assert check_scale((30, 40), (240, 320), None) == 8
+    assert check_scale((30, 40), (240, 320), 8) == 8
+    with pytest.raises(InputError, match="240x320 is 8x the depth 30x40, not --scale 4"):
+        check_scale((30, 40), (240, 320), 4)
+    with pytest.raises(InputError, match="expected a guide of 240x320"):
+        check_scale((30, 40), (241, 320), None)
+    with pytest.raises(InputError, match="factors 2 to"):
+        check_scale((30, 40), (30, 40), None)
+
+
+def test_upsample_depth_tiling_matches_untiled():
+    rng = np.random.default_rng(0)
+    lr = (rng.random((20, 30)) + 1).astype(np.float32)
+    rgb = rng.random((80, 120, 3)).astype(np.float32)
+    m = create_model("joint_bilateral")
+    np.testing.assert_allclose(upsample_depth(m, lr, rgb, tile=7), upsample_depth(m, lr, rgb, tile=0), atol=1e-5)
+
+
+def test_default_model_is_a_depth_model():
+    assert create_model(default_depth_model(8)).task == "depth"
+
+
+def test_tile_with_no_valid_depth_is_filled_from_the_image():
+    rng = np.random.default_rng(1)
+    lr = (rng.random((24, 24)) + 1).astype(np.float32)
+    lr[:12, :12] = 0  # the whole first tile (and its margin's inner part) is missing
+    rgb = rng.random((96, 96, 3)).astype(np.float32)
+    for name in ("bicubic", "pac_jointupsample_x4"):
+        m = create_model(name)
+        tiled = upsample_depth(m, lr, rgb, tile=8)
+        assert np.isfinite(tiled).all()
+        np.testing.assert_allclose(tiled, upsample_depth(m, lr, rgb, tile=0), atol=1e-4)
+    assert (upsample_depth(create_model("bicubic"), lr, rgb, tile=8)[:48, :48] >= 1).all()  # filled, not zero
+
+
+
+def _depth_pair(h=24, w=40, s=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.random((h, w)) + 1).astype(np.float32), rng.random((h * s, w * s, 3)).astype(np.float32)
+
+
+def test_depth_budget_tiles_equal_untiled(nothing_in_use):
+    lr, rgb = _depth_pair()
+    m = create_model("joint_bilateral")
+    d, g = torch.from_numpy(lr)[None, None], torch.from_numpy(rgb).permute(2, 0, 1)[None]
+    memory = depth_memory_model(m, 4)
+    whole = memory(24 * 40)
+    assert depth_tiles_for_budget(m, d, g, whole) is None  # fits: untiled
+    budget = memory(20 * 20) + 24 * 40 * 4 * (2 * 16 + 8)  # windows of 20 LR px: 8 kept + 2 x 6 margin
+    tile = depth_tiles_for_budget(m, d, g, budget)
+    assert tile == (8, 8) and len(plan_tiles((24, 40), tile, m.tile_margin)) == 15
+    untiled = upsample_depth(m, lr, rgb, tile=0)
+    np.testing.assert_allclose(upsample_depth(m, lr, rgb, max_memory=budget), untiled, atol=1e-5)
+    np.testing.assert_array_equal(upsample_depth(m, lr, rgb, max_memory=whole), untiled)
+    with pytest.raises(InputError, match="give a tile size or a memory budget, not both"):
+        upsample_depth(m, lr, rgb, tile=8, max_memory=budget)
+
+
+def test_depth_budget_too_small_names_the_minimum():
+    lr, rgb = _depth_pair()
+    with pytest.raises(InputError, match=r"budget of 1 MiB is too small for joint_bilateral on a 40x24 LR px \(x4\) "
+                                         r"image: give at least \d+ MiB"):
+        upsample_depth(create_model("joint_bilateral"), lr, rgb, max_memory="1MiB")
+
+
+def test_depth_budget_in_a_real_process():
+    lr, rgb = _depth_pair()
+    m = create_model("joint_bilateral")
+    np.testing.assert_array_equal(upsample_depth(m, lr, rgb, max_memory="64GiB"), upsample_depth(m, lr, rgb, tile=0))

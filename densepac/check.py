@@ -12,22 +12,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from densepac.errors import InputError
+from densepac.errors import InputError, InputTypeError
 
 
 def check_model_task(model: nn.Module, task: str) -> None:
     """Refuse anything but a model of ``task`` (``"depth"`` or ``"segmentation"``)."""
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if getattr(model, "task", task) != task:
-        raise TypeError(f"{getattr(model, 'model_name', type(model).__name__)!r} is a {model.task} model, "
+        raise InputTypeError(f"{getattr(model, 'model_name', type(model).__name__)!r} is a {model.task} model, "
                         f"not a {task} model; see densepac.list_models(task={task!r})")
 
 
 def check_rgb_array(image: np.ndarray, what: str) -> np.ndarray:
     """float32 (H, W, 3) in [0, 1] from an RGB array (uint8, uint16 or float); anything else is refused."""
     if isinstance(image, torch.Tensor):
-        raise TypeError(f"{what} must be a numpy (H, W, 3) array, got a torch.Tensor; call the model directly "
+        raise InputTypeError(f"{what} must be a numpy (H, W, 3) array, got a torch.Tensor; call the model directly "
                         "for tensors, or pass tensor.permute(1, 2, 0).numpy()")
     arr = np.asarray(image)
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
@@ -38,7 +38,7 @@ def check_rgb_array(image: np.ndarray, what: str) -> np.ndarray:
     if arr.dtype == np.uint16:
         return arr.astype(np.float32) / 65535.0
     if arr.dtype.kind != "f":
-        raise TypeError(f"{what} has dtype {arr.dtype}; give float32 RGB in [0, 1] (or uint8 / uint16)")
+        raise InputTypeError(f"{what} has dtype {arr.dtype}; give float32 RGB in [0, 1] (or uint8 / uint16)")
     return arr.astype(np.float32, copy=False)
 
 

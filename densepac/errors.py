@@ -1,4 +1,10 @@
-"""Exception types shared by the library and the CLI."""
+"""Exception types shared by the library and the CLI.
+
+One policy: every mistake a user can make (a file, an array, an argument, a model name)
+raises :class:`InputError` (or its :class:`InputTypeError` for a wrong type), with one
+sentence naming the input and the fix; the CLI prints it and exits with code 2. Other
+exceptions are failures of the run (exit code 1).
+"""
 
 
 class DensepacError(Exception):
@@ -11,6 +17,10 @@ class InputError(DensepacError, ValueError):
     The message is one sentence that names the input and says how to fix it; the CLI
     prints it as is and exits with code 2.
     """
+
+
+class InputTypeError(InputError, TypeError):
+    """A user-supplied argument has the wrong type (also a TypeError, as Python's own checks raise)."""
 
 
 class WeightsError(DensepacError, ValueError):

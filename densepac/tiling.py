@@ -139,7 +139,7 @@ def plan_tiles(size: tuple[int, int], tile: int | Sequence[int], margin: int = 0
     """
     (h, w), (th, tw) = size, _pair(tile)
     if h < 1 or w < 1:
-        raise ValueError(f"image size must be positive, got {h}x{w}")
+        raise InputError(f"image size must be positive, got {h}x{w}")
     if th < 1 or tw < 1 or margin < 0 or align < 1:
         raise InputError(f"tile={tile} must be positive, margin={margin} non-negative and align={align} positive")
     th = h if th >= h else max(align, th // align * align)

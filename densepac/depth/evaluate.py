@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from densepac.engine.metrics import DepthMetrics
 from densepac.engine.report import markdown_table, synchronize
 from densepac.engine.trainer import show_progress
+from densepac.errors import InputError
 
 COLUMNS = (("model", "model"), ("rmse_cm", "RMSE (cm)"), ("mae_cm", "MAE (cm)"), ("absrel", "AbsRel"),
            ("delta1", "δ<1.25"), ("sec_per_mp", "s / MP"))
@@ -62,7 +63,7 @@ def format_table(rows: Iterable[dict[str, Any]], fmt: str = "markdown") -> str:
             writer.writerow([r[key] if key == "model" else f"{r[key]:.6g}" for key, _ in COLUMNS])
         return buf.getvalue()
     if fmt != "markdown":
-        raise ValueError(f"table format {fmt!r} is unknown; use markdown or csv")
+        raise InputError(f"table format {fmt!r} is unknown; use markdown or csv")
     cells = ([r["model"], f"{r['rmse_cm']:.2f}", f"{r['mae_cm']:.2f}", f"{r['absrel']:.4f}", f"{r['delta1']:.4f}",
               f"{r['sec_per_mp']:.3f}"] for r in rows)
     return "\n".join(markdown_table([title for _, title in COLUMNS], cells)) + "\n"

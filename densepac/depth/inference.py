@@ -8,7 +8,7 @@ from torch import nn
 
 from densepac.check import check_model_task, check_rgb_array
 from densepac.depth.models.base import infer_scale
-from densepac.errors import InputError
+from densepac.errors import InputError, InputTypeError
 from densepac.tiling import (
     MemoryModel,
     Tile,
@@ -187,7 +187,7 @@ def _check_upsample_inputs(model: nn.Module, depth_lr: np.ndarray, guide: np.nda
     check_model_task(model, "depth")
     guide = check_rgb_array(guide, "guide")
     if isinstance(depth_lr, torch.Tensor):
-        raise TypeError("depth_lr must be a numpy (h, w) array, got a torch.Tensor; pass tensor.numpy()")
+        raise InputTypeError("depth_lr must be a numpy (h, w) array, got a torch.Tensor; pass tensor.numpy()")
     depth_lr = validate_depth(depth_lr, "depth_lr")
     try:
         infer_scale(depth_lr.shape, guide.shape[:2])

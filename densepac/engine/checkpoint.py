@@ -39,7 +39,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 
-from densepac.errors import InputError, WeightsError
+from densepac.errors import InputError, InputTypeError, WeightsError
 from densepac.io.files import fsync_dir
 
 __all__ = [
@@ -194,7 +194,7 @@ def _safetensors_dict(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
         if not isinstance(value, torch.Tensor):
-            raise TypeError(
+            raise InputTypeError(
                 f"model state entry {key!r} is a {type(value).__name__}, not a tensor; "
                 "safetensors stores tensors only"
             )

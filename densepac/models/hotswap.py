@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from densepac.errors import InputError, InputTypeError
 from densepac.ops.kernels import get_kernel
 from densepac.ops.layers import PacConv2d
 
@@ -69,7 +70,7 @@ class _CaptureGuide:
 
     def __call__(self, module: nn.Module, args: tuple, output: object) -> None:
         if not isinstance(output, torch.Tensor) or output.dim() != 4:
-            raise TypeError(f"guide layer {self.store.guide_name!r} must output an (N, C, H, W) tensor, got "
+            raise InputTypeError(f"guide layer {self.store.guide_name!r} must output an (N, C, H, W) tensor, got "
                             f"{tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__}")
         self.store.features = output
 
@@ -95,7 +96,7 @@ class GuidedConv2d(nn.Module):
                  resize: str = "bilinear") -> None:
         super().__init__()
         if resize not in RESIZE_MODES:
-            raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
+            raise InputError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
         self.pac = pac
         self.store = store
         self.guide_scale = float(guide_scale)
@@ -109,11 +110,11 @@ class GuidedConv2d(nn.Module):
                 f"guide layer {self.store.guide_name!r} has produced no features in this forward pass before "
                 "a swapped layer ran; pick a guide layer that runs before every target layer")
         if feats.shape[0] != x.shape[0]:
-            raise ValueError(f"guide features batch {feats.shape[0]} != input batch {x.shape[0]}")
+            raise InputError(f"guide features batch {feats.shape[0]} != input batch {x.shape[0]}")
         size = tuple(x.shape[-2:])
         if tuple(feats.shape[-2:]) != size:
             if self.resize == "none":
-                raise ValueError(f"guide features {tuple(feats.shape[-2:])} differ from the input size {size}; "
+                raise InputError(f"guide features {tuple(feats.shape[-2:])} differ from the input size {size}; "
                                  "pass resize='bilinear' (or another mode) to hot_swap")
             if self.resize in ("bilinear", "bicubic"):
                 shrink = feats.shape[-2] > size[0] or feats.shape[-1] > size[1]
@@ -170,43 +171,43 @@ def hot_swap(model: nn.Module, targets: Sequence[str] | str, guide: str, *, guid
         targets = [targets]
     targets = list(targets)
     if not targets or not all(isinstance(t, str) for t in targets):
-        raise TypeError(f"targets must be a non-empty sequence of module names, got {targets!r}")
+        raise InputTypeError(f"targets must be a non-empty sequence of module names, got {targets!r}")
     if not isinstance(guide, str):
-        raise TypeError(f"guide must be a module name, got {type(guide).__name__}")
+        raise InputTypeError(f"guide must be a module name, got {type(guide).__name__}")
     if resize not in RESIZE_MODES:
-        raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
+        raise InputError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
     get_kernel(kernel_type)
     if not guide_scale > 0:
-        raise ValueError(f"guide_scale must be > 0, got {guide_scale}")
+        raise InputError(f"guide_scale must be > 0, got {guide_scale}")
 
     # remove_duplicate=False: a layer registered under two names is reachable by either.
     modules = dict(model.named_modules(remove_duplicate=False))
     convs = [n for n, m in modules.items() if isinstance(m, nn.Conv2d)]
     dupes = sorted({t for t in targets if targets.count(t) > 1})
     if dupes:
-        raise ValueError(f"targets name {dupes} more than once")
+        raise InputError(f"targets name {dupes} more than once")
     for t in targets:
         if t == "":
-            raise ValueError("targets must name layers inside the model; the model itself cannot be swapped in place")
+            raise InputError("targets must name layers inside the model; the model itself cannot be swapped in place")
         m = modules.get(t)
         if m is None:
-            raise ValueError(f"no module named {t!r} in {type(model).__name__}; {_close(t, convs)}")
+            raise InputError(f"no module named {t!r} in {type(model).__name__}; {_close(t, convs)}")
         if isinstance(m, GuidedConv2d):
-            raise ValueError(f"{t!r} is already swapped for a PAC layer; swap each layer once")
+            raise InputError(f"{t!r} is already swapped for a PAC layer; swap each layer once")
         if not isinstance(m, nn.Conv2d):
-            raise ValueError(f"{t!r} is a {type(m).__name__}, not an nn.Conv2d; {_close(t, convs)}")
+            raise InputError(f"{t!r} is a {type(m).__name__}, not an nn.Conv2d; {_close(t, convs)}")
         if m.padding_mode != "zeros":
-            raise ValueError(f"{t!r} uses padding_mode={m.padding_mode!r}; PAC layers support 'zeros' only")
+            raise InputError(f"{t!r} uses padding_mode={m.padding_mode!r}; PAC layers support 'zeros' only")
     if guide == "":
-        raise ValueError("guide must name a layer inside the model, not the model itself (its output comes last)")
+        raise InputError("guide must name a layer inside the model, not the model itself (its output comes last)")
     if guide not in modules:
-        raise ValueError(f"no guide module named {guide!r} in {type(model).__name__}; "
+        raise InputError(f"no guide module named {guide!r} in {type(model).__name__}; "
                          f"{_close(guide, [n for n in modules if n])}")
     if any(modules[guide] is modules[t] for t in targets):
-        raise ValueError(f"guide {guide!r} is also a target; guide the swap with a different layer")
+        raise InputError(f"guide {guide!r} is also a target; guide the swap with a different layer")
     inside = [t for t in targets if t.startswith(guide + ".")]
     if inside:
-        raise ValueError(f"guide {guide!r} contains targets {inside}; its output is only ready after they ran")
+        raise InputError(f"guide {guide!r} contains targets {inside}; its output is only ready after they ran")
 
     # Validated; from here on nothing fails half-way.
     store = GuideStore(guide)

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from densepac.errors import InputError
+from densepac.errors import InputError, InputTypeError
 from densepac.models.weights import load_weights_into, shipped_card
 
 #: ``encoder``: a feature pyramid backbone (smp encoder protocol, see :mod:`densepac.segmentation.models.encoders`).
@@ -75,7 +75,7 @@ def register_model(name: str | Callable[..., nn.Module] | None = None, *, task: 
 def list_models(pattern: str | None = None, task: str | None = None) -> list[str]:
     """Sorted registered names, optionally filtered by a wildcard ``pattern`` and ``task``."""
     if task is not None and task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        raise InputError(f"task must be one of {TASKS}, got {task!r}")
     _import_models()
     names = (n for n, e in _MODELS.items() if task is None or e.task == task)
     return sorted(n for n in names if pattern is None or fnmatch.fnmatch(n, pattern))
@@ -84,7 +84,7 @@ def list_models(pattern: str | None = None, task: str | None = None) -> list[str
 def get_entry(name: str) -> ModelEntry:
     """The registry entry for ``name``; an unknown name lists the closest ones."""
     if not isinstance(name, str):
-        raise TypeError(f"model name must be a str such as 'fcn8s_vgg16', got {type(name).__name__}")
+        raise InputTypeError(f"model name must be a str such as 'fcn8s_vgg16', got {type(name).__name__}")
     _import_models()
     try:
         return _MODELS[name]

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from densepac.errors import InputError, InputTypeError
 from densepac.ops.kernels import get_kernel
 from densepac.ops.labels import PredictsLabels
 from densepac.ops.pac import pac_conv2d
@@ -47,25 +48,25 @@ def scaled_dilation(dilation: int, image_size: int | tuple[int, int], reference:
     ``sqrt(H * W)``. The result is rounded and at least 1.
     """
     if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation < 1:
-        raise ValueError(f"dilation must be a positive int, got {dilation!r}")
+        raise InputError(f"dilation must be a positive int, got {dilation!r}")
     if isinstance(reference, bool) or not isinstance(reference, int) or reference < 1:
-        raise ValueError(f"reference must be a positive int, got {reference!r}")
+        raise InputError(f"reference must be a positive int, got {reference!r}")
     if isinstance(image_size, int):
         size = float(image_size)
     elif isinstance(image_size, Sequence) and len(image_size) == 2:
         size = math.sqrt(int(image_size[0]) * int(image_size[1]))
     else:
-        raise ValueError(f"image_size must be an int or (H, W), got {image_size!r}")
+        raise InputError(f"image_size must be an int or (H, W), got {image_size!r}")
     if size <= 0:
-        raise ValueError(f"image_size must be positive, got {image_size!r}")
+        raise InputError(f"image_size must be positive, got {image_size!r}")
     return max(1, round(dilation * size / reference))
 
 
 def _check_4d(name: str, t: torch.Tensor, what: str) -> None:
     if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor {what}, got {type(t).__name__}")
+        raise InputTypeError(f"{name} must be a torch.Tensor {what}, got {type(t).__name__}")
     if t.dim() != 4:
-        raise ValueError(f"{name} must be {what}, got shape {tuple(t.shape)}")
+        raise InputError(f"{name} must be {what}, got shape {tuple(t.shape)}")
 
 
 def pixel_positions(height: int, width: int, *, dtype: torch.dtype | None = None,
@@ -100,7 +101,7 @@ def crf_guide_features(guide: torch.Tensor, guide_scale: torch.Tensor, pos_scale
 
 def _centre_masked(spatial_weight: torch.Tensor) -> torch.Tensor:
     if spatial_weight.dim() != 2 or spatial_weight.shape[0] % 2 == 0 or spatial_weight.shape[1] % 2 == 0:
-        raise ValueError(f"spatial_weight must be (kH, kW) with odd sizes, got {tuple(spatial_weight.shape)}")
+        raise InputError(f"spatial_weight must be (kH, kW) with odd sizes, got {tuple(spatial_weight.shape)}")
     mask = torch.ones_like(spatial_weight, requires_grad=False)
     mask[spatial_weight.shape[0] // 2, spatial_weight.shape[1] // 2] = 0
     return spatial_weight * mask
@@ -134,7 +135,7 @@ def pac_crf_message(q: torch.Tensor, features: torch.Tensor, spatial_weight: tor
 def apply_compatibility(messages: torch.Tensor, compat: torch.Tensor) -> torch.Tensor:
     """``out[l] = sum_l' compat[l, l'] * messages[l']``: (N, L, H, W), (L, L) -> (N, L, H, W)."""
     if compat.dim() != 2 or compat.shape[0] != compat.shape[1] or compat.shape[0] != messages.shape[1]:
-        raise ValueError(f"compat must be (L, L) with L={messages.shape[1]}, got {tuple(compat.shape)}")
+        raise InputError(f"compat must be (L, L) with L={messages.shape[1]}, got {tuple(compat.shape)}")
     return F.conv2d(messages, compat.to(messages.dtype)[:, :, None, None])
 
 
@@ -153,7 +154,7 @@ def pac_crf_step(unary: torch.Tensor, q: torch.Tensor, features: Sequence[torch.
         (N, L, H, W) logits; ``softmax`` of them is the next ``q``.
     """
     if not (len(features) == len(spatial_weights) == len(compats) == len(dilations)):
-        raise ValueError("features, spatial_weights, compats and dilations need one entry per kernel, got "
+        raise InputError("features, spatial_weights, compats and dilations need one entry per kernel, got "
                          f"{len(features)}, {len(spatial_weights)}, {len(compats)}, {len(dilations)}")
     logits = unary
     for f, w, mu, d in zip(features, spatial_weights, compats, dilations):
@@ -170,11 +171,11 @@ def pac_crf(unary: torch.Tensor, features: Sequence[torch.Tensor], spatial_weigh
     """
     _check_4d("unary", unary, "(N, L, H, W) logits")
     if num_steps < 0:
-        raise ValueError(f"num_steps must be >= 0, got {num_steps}")
+        raise InputError(f"num_steps must be >= 0, got {num_steps}")
     for k, f in enumerate(features):
         _check_4d(f"features[{k}]", f, "(N, Cf, H, W)")
         if f.shape[0] != unary.shape[0] or f.shape[-2:] != unary.shape[-2:]:
-            raise ValueError(f"features[{k}] must be (N={unary.shape[0]}, Cf, {unary.shape[2]}, {unary.shape[3]}) "
+            raise InputError(f"features[{k}] must be (N={unary.shape[0]}, Cf, {unary.shape[2]}, {unary.shape[3]}) "
                              f"like the unary, got {tuple(f.shape)}")
     logits = unary
     for _ in range(num_steps):
@@ -204,12 +205,12 @@ def _check_kernels(kernels: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     try:
         out = [(int(k), int(d)) for k, d in kernels]
     except (TypeError, ValueError):
-        raise ValueError(f"kernels must be a sequence of (kernel_size, dilation) pairs, got {kernels!r}") from None
+        raise InputError(f"kernels must be a sequence of (kernel_size, dilation) pairs, got {kernels!r}") from None
     if not out:
-        raise ValueError("kernels must hold at least one (kernel_size, dilation) pair")
+        raise InputError("kernels must hold at least one (kernel_size, dilation) pair")
     for k, d in out:
         if k < 3 or k % 2 == 0 or d < 1:
-            raise ValueError(f"each kernel needs an odd kernel_size >= 3 and a dilation >= 1, got ({k}, {d})")
+            raise InputError(f"each kernel needs an odd kernel_size >= 3 and a dilation >= 1, got ({k}, {d})")
     return out
 
 
@@ -244,17 +245,17 @@ class PacCRF(nn.Module):
                  kernel_type: str = "gaussian", dilation_reference: int | None = None) -> None:
         super().__init__()
         if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+            raise InputError(f"num_classes must be >= 1, got {num_classes}")
         if num_steps < 0:
-            raise ValueError(f"num_steps must be >= 0, got {num_steps}")
+            raise InputError(f"num_steps must be >= 0, got {num_steps}")
         if guide_features not in GUIDE_FEATURES:
-            raise ValueError(f"guide_features must be one of {GUIDE_FEATURES}, got {guide_features!r}")
+            raise InputError(f"guide_features must be one of {GUIDE_FEATURES}, got {guide_features!r}")
         if spatial_init not in SPATIAL_INITS:
-            raise ValueError(f"spatial_init must be one of {SPATIAL_INITS}, got {spatial_init!r}")
+            raise InputError(f"spatial_init must be one of {SPATIAL_INITS}, got {spatial_init!r}")
         if guide_scale <= 0 or pos_scale <= 0:
-            raise ValueError(f"guide_scale and pos_scale must be > 0, got {guide_scale}, {pos_scale}")
+            raise InputError(f"guide_scale and pos_scale must be > 0, got {guide_scale}, {pos_scale}")
         if dilation_reference is not None and dilation_reference < 1:
-            raise ValueError(f"dilation_reference must be a positive int or None, got {dilation_reference}")
+            raise InputError(f"dilation_reference must be a positive int or None, got {dilation_reference}")
         get_kernel(kernel_type)
         self.kernels = _check_kernels(kernels)
         self.num_classes, self.num_steps = num_classes, num_steps
@@ -286,12 +287,12 @@ class PacCRF(nn.Module):
         _check_4d("unary", unary, f"(N, {self.num_classes}, H, W) logits")
         _check_4d("guide", guide, "(N, C, H, W)")
         if unary.shape[1] != self.num_classes:
-            raise ValueError(f"unary must be (N, {self.num_classes}, H, W) logits, got {tuple(unary.shape)}")
+            raise InputError(f"unary must be (N, {self.num_classes}, H, W) logits, got {tuple(unary.shape)}")
         if guide.shape[0] != unary.shape[0]:
-            raise ValueError(f"guide batch {guide.shape[0]} != unary batch {unary.shape[0]}; expected "
+            raise InputError(f"guide batch {guide.shape[0]} != unary batch {unary.shape[0]}; expected "
                              f"({unary.shape[0]}, C, H, W)")
         if not unary.is_floating_point():
-            raise TypeError(f"unary must be floating point, got {unary.dtype}")
+            raise InputTypeError(f"unary must be floating point, got {unary.dtype}")
         size = tuple(unary.shape[-2:])
         # Half/bfloat16 logits are refined in float32 and returned in their own dtype: scaled
         # guide features (guide * s_k) and their squared differences overflow float16 long
@@ -328,17 +329,17 @@ class CRFWrapped(PredictsLabels):
     def __init__(self, model: nn.Module, crf: PacCRF) -> None:
         super().__init__()
         if not isinstance(crf, PacCRF):
-            raise TypeError(f"crf must be a PacCRF, got {type(crf).__name__}")
+            raise InputTypeError(f"crf must be a PacCRF, got {type(crf).__name__}")
         model_classes = getattr(model, "num_classes", None)
         if model_classes is not None and model_classes != crf.num_classes:
-            raise ValueError(f"model predicts {model_classes} classes but the CRF expects {crf.num_classes}")
+            raise InputError(f"model predicts {model_classes} classes but the CRF expects {crf.num_classes}")
         self.model, self.crf = model, crf
         self.num_classes = crf.num_classes
         self.backbone_frozen = False
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[1] != 3:
-            raise ValueError(f"image must be (N, 3, H, W) RGB in [0, 1], got {tuple(getattr(image, 'shape', ()))}")
+            raise InputError(f"image must be (N, 3, H, W) RGB in [0, 1], got {tuple(getattr(image, 'shape', ()))}")
         return self.crf(self.model(image), image)
 
     def freeze_backbone(self, freeze: bool = True) -> "CRFWrapped":

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from kornia.filters import guided_blur
 from torch import nn
 
+from densepac.errors import InputError
 from densepac.ops.pac import pac_conv_transpose2d
 
 
@@ -87,10 +88,10 @@ def guided_refine(logits: torch.Tensor, image: torch.Tensor, radius: int = 4, ep
     regulariser on luminance variance. Returns log-probabilities (N, K, H, W), usable as logits.
     """
     if logits.dim() != 4 or image.dim() != 4 or logits.shape[-2:] != image.shape[-2:]:
-        raise ValueError(f"logits {tuple(logits.shape)} and image {tuple(image.shape)} must be (N, K, H, W) and "
+        raise InputError(f"logits {tuple(logits.shape)} and image {tuple(image.shape)} must be (N, K, H, W) and "
                          "(N, 3, H, W) of one size")
     if radius < 1 or eps <= 0:
-        raise ValueError(f"radius {radius} must be >= 1 and eps {eps} > 0")
+        raise InputError(f"radius {radius} must be >= 1 and eps {eps} > 0")
     k = 2 * radius + 1
     probs = guided_blur(image.mean(1, keepdim=True).to(logits.dtype), logits.softmax(1), (k, k), eps)
     return probs.clamp_min(torch.finfo(logits.dtype).tiny).log()

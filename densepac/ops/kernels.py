@@ -17,6 +17,8 @@ from typing import Callable
 
 import torch
 
+from densepac.errors import InputError
+
 KernelFn = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -51,7 +53,7 @@ def get_kernel(kernel_type: str) -> KernelFn:
     try:
         return KERNELS[kernel_type]
     except KeyError:
-        raise ValueError(
+        raise InputError(
             f"unknown kernel_type {kernel_type!r}; choose one of {', '.join(KERNEL_TYPES)}"
         ) from None
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn.modules.utils import _pair
 
+from densepac.errors import InputError, InputTypeError
 from densepac.ops.kernels import get_kernel
 from densepac.ops.pac import IntOr2, pac_conv2d, pac_conv_transpose2d, pac_pool2d
 
@@ -21,7 +22,7 @@ def _int_padding(conv: nn.Module) -> tuple[int, int]:
         k, d = _pair(conv.kernel_size), _pair(conv.dilation)
         total = [di * (ki - 1) for ki, di in zip(k, d)]
         if any(t % 2 for t in total):
-            raise ValueError(f"cannot convert asymmetric padding='same' of {conv} to a PAC layer")
+            raise InputError(f"cannot convert asymmetric padding='same' of {conv} to a PAC layer")
         return (total[0] // 2, total[1] // 2)
     return _pair(pad)
 
@@ -36,7 +37,7 @@ class _PacConvBase(nn.Module):
         _check_padding_mode(padding_mode)
         get_kernel(kernel_type)
         if groups < 1 or in_channels % groups or out_channels % groups:
-            raise ValueError(f"in_channels {in_channels} and out_channels {out_channels} must divide by groups {groups}")
+            raise InputError(f"in_channels {in_channels} and out_channels {out_channels} must divide by groups {groups}")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size, self.stride = _pair(kernel_size), _pair(stride)
         self.padding, self.dilation = _pair(padding), _pair(dilation)
@@ -77,7 +78,7 @@ class _PacConvBase(nn.Module):
 
 def _check_padding_mode(padding_mode: str) -> None:
     if padding_mode != "zeros":
-        raise ValueError(f"PAC layers support padding_mode='zeros' only, got {padding_mode!r}")
+        raise InputError(f"PAC layers support padding_mode='zeros' only, got {padding_mode!r}")
 
 
 class PacConv2d(_PacConvBase):
@@ -98,7 +99,7 @@ class PacConv2d(_PacConvBase):
     def from_conv(cls, conv: nn.Conv2d, kernel_type: str = "gaussian", normalize: bool = False) -> "PacConv2d":
         """A PAC layer with ``conv``'s geometry and an exact copy of its weights."""
         if not isinstance(conv, nn.Conv2d):
-            raise TypeError(f"expected nn.Conv2d, got {type(conv).__name__}")
+            raise InputTypeError(f"expected nn.Conv2d, got {type(conv).__name__}")
         _check_padding_mode(conv.padding_mode)
         layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, _int_padding(conv),
                     conv.dilation, conv.groups, conv.bias is not None, device=conv.weight.device,
@@ -133,7 +134,7 @@ class PacConvTranspose2d(_PacConvBase):
         op = tuple(g - b for g, b in zip(guide.shape[-2:], base))
         limit = tuple(max(s, d) for s, d in zip(self.stride, self.dilation))
         if any(o < 0 or o >= m for o, m in zip(op, limit)):
-            raise ValueError(f"guide size {tuple(guide.shape[-2:])} does not fit input {tuple(input.shape[-2:])}: "
+            raise InputError(f"guide size {tuple(guide.shape[-2:])} does not fit input {tuple(input.shape[-2:])}: "
                              f"expected {base} plus at most {tuple(m - 1 for m in limit)}")
         return pac_conv_transpose2d(input, guide, self.weight, self.bias, self.stride, self.padding, op,
                                     self.dilation, self.kernel_type, self.normalize, groups=self.groups)
@@ -143,7 +144,7 @@ class PacConvTranspose2d(_PacConvBase):
                   normalize: bool = False) -> "PacConvTranspose2d":
         """A PAC layer with ``conv``'s geometry and an exact copy of its weights."""
         if not isinstance(conv, nn.ConvTranspose2d):
-            raise TypeError(f"expected nn.ConvTranspose2d, got {type(conv).__name__}")
+            raise InputTypeError(f"expected nn.ConvTranspose2d, got {type(conv).__name__}")
         _check_padding_mode(conv.padding_mode)
         layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                     conv.output_padding, conv.groups, conv.bias is not None, conv.dilation,

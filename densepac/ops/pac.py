@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.utils import _pair
 
+from densepac.errors import InputError, InputTypeError
 from densepac.ops.kernels import get_kernel
 
 IntOr2 = int | tuple[int, int]
@@ -269,25 +270,25 @@ def _check_common(input: torch.Tensor, guide: torch.Tensor, weight: torch.Tensor
                   kernel_type: str) -> None:
     for name, t in (("input", input), ("guide", guide), ("weight", weight)):
         if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+            raise InputTypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
         if t.dim() != 4:
-            raise ValueError(f"{name} must be 4-D, got shape {tuple(t.shape)}")
+            raise InputError(f"{name} must be 4-D, got shape {tuple(t.shape)}")
     if guide.shape[0] != input.shape[0]:
-        raise ValueError(f"guide batch {guide.shape[0]} != input batch {input.shape[0]}")
+        raise InputError(f"guide batch {guide.shape[0]} != input batch {input.shape[0]}")
     if bias is not None and (bias.dim() != 1):
-        raise ValueError(f"bias must be 1-D, got shape {tuple(bias.shape)}")
+        raise InputError(f"bias must be 1-D, got shape {tuple(bias.shape)}")
     get_kernel(kernel_type)
 
 
 def _check_positive(name: str, v: tuple[int, int], allow_zero: bool = False) -> None:
     lo = 0 if allow_zero else 1
     if any(int(x) != x or x < lo for x in v):
-        raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'} integers, got {v}")
+        raise InputError(f"{name} must be {'non-negative' if allow_zero else 'positive'} integers, got {v}")
 
 
 def _check_bias_length(bias: torch.Tensor | None, cout: int) -> None:
     if bias is not None and bias.shape[0] != cout:
-        raise ValueError(f"bias has {bias.shape[0]} values but the weight gives {cout} output channels")
+        raise InputError(f"bias has {bias.shape[0]} values but the weight gives {cout} output channels")
 
 
 def pac_conv2d(input: torch.Tensor, guide: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
@@ -312,12 +313,12 @@ def pac_conv2d(input: torch.Tensor, guide: torch.Tensor, weight: torch.Tensor, b
     _check_positive("padding", p, allow_zero=True)
     n, cin, h, w = input.shape
     if guide.shape[-2:] != input.shape[-2:]:
-        raise ValueError(f"guide size {tuple(guide.shape[-2:])} must equal input size {(h, w)}")
+        raise InputError(f"guide size {tuple(guide.shape[-2:])} must equal input size {(h, w)}")
     if groups < 1 or cin % groups or weight.shape[0] % groups or weight.shape[1] * groups != cin:
-        raise ValueError(f"weight {tuple(weight.shape)} with groups={groups} does not fit {cin} input channels")
+        raise InputError(f"weight {tuple(weight.shape)} with groups={groups} does not fit {cin} input channels")
     ho, wo = _conv_out_size(h, k[0], s[0], p[0], d[0]), _conv_out_size(w, k[1], s[1], p[1], d[1])
     if ho < 1 or wo < 1:
-        raise ValueError(f"input {(h, w)} is too small for kernel {k} with padding {p}, dilation {d}")
+        raise InputError(f"input {(h, w)} is too small for kernel {k} with padding {p}, dilation {d}")
     cout = weight.shape[0]
     _check_bias_length(bias, cout)
     guide = guide.to(_compute_dtype(input.dtype))
@@ -376,16 +377,16 @@ def pac_conv_transpose2d(input: torch.Tensor, guide: torch.Tensor, weight: torch
     _check_positive("padding", p, allow_zero=True)
     _check_positive("output_padding", op, allow_zero=True)
     if op[0] >= max(s[0], d[0]) or op[1] >= max(s[1], d[1]):
-        raise ValueError(f"output_padding {op} must be smaller than stride {s} or dilation {d}")
+        raise InputError(f"output_padding {op} must be smaller than stride {s} or dilation {d}")
     n, cin, h, w = input.shape
     if groups < 1 or cin % groups or weight.shape[0] != cin:
-        raise ValueError(f"weight {tuple(weight.shape)} with groups={groups} does not fit {cin} input channels")
+        raise InputError(f"weight {tuple(weight.shape)} with groups={groups} does not fit {cin} input channels")
     ho = _transpose_out_size(h, k[0], s[0], p[0], op[0], d[0])
     wo = _transpose_out_size(w, k[1], s[1], p[1], op[1], d[1])
     if ho < 1 or wo < 1:
-        raise ValueError(f"input {(h, w)} gives an empty output with kernel {k}, padding {p}")
+        raise InputError(f"input {(h, w)} gives an empty output with kernel {k}, padding {p}")
     if tuple(guide.shape[-2:]) != (ho, wo):
-        raise ValueError(f"guide size {tuple(guide.shape[-2:])} must equal the output size {(ho, wo)}")
+        raise InputError(f"guide size {tuple(guide.shape[-2:])} must equal the output size {(ho, wo)}")
     cin_g, cout_g = cin // groups, weight.shape[1]
     cout = cout_g * groups
     _check_bias_length(bias, cout)
@@ -423,7 +424,7 @@ def pac_pool2d(input: torch.Tensor, guide: torch.Tensor, kernel_size: IntOr2, st
         ``F.avg_pool2d(..., count_include_pad=False)`` for the same window.
     """
     if not isinstance(input, torch.Tensor) or input.dim() != 4:
-        raise ValueError(f"input must be a 4-D tensor, got {getattr(input, 'shape', type(input))}")
+        raise InputError(f"input must be a 4-D tensor, got {getattr(input, 'shape', type(input))}")
     c = input.shape[1]
     weight = input.new_ones((c, 1, *_pair(kernel_size)))
     return pac_conv2d(input, guide, weight, None, stride, padding, dilation, kernel_type, normalize=True,

@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from densepac.errors import InputError
+
 __all__ = ["sample_pac_upsample", "gaussian_spatial_logits", "lr_neighbours", "at_samples"]
 
 # Added to the logit of a missing sample: exp(-1e4) is 0 in every float type, yet when
@@ -84,12 +86,12 @@ def sample_pac_upsample(values: torch.Tensor, feats_hr: torch.Tensor, feats_lr: 
     c, hh, ww = feats_hr.shape[1:]
     k2 = (2 * radius + 1) ** 2
     if feats_lr.shape != (n, c, h, w):
-        raise ValueError(f"feats_lr must be {(n, c, h, w)}, got {tuple(feats_lr.shape)}")
+        raise InputError(f"feats_lr must be {(n, c, h, w)}, got {tuple(feats_lr.shape)}")
     if feats_hr.shape[0] != n or hh % h or ww % w or hh // h != ww // w:
-        raise ValueError(f"feats_hr {tuple(feats_hr.shape)} is not an integer upscale of values {tuple(values.shape)}")
+        raise InputError(f"feats_hr {tuple(feats_hr.shape)} is not an integer upscale of values {tuple(values.shape)}")
     s = hh // h
     if spatial_logits.shape != (k2, s, s):
-        raise ValueError(f"spatial_logits must be {(k2, s, s)} for scale {s}, radius {radius}, "
+        raise InputError(f"spatial_logits must be {(k2, s, s)} for scale {s}, radius {radius}, "
                          f"got {tuple(spatial_logits.shape)}")
     # Softmax and sums in at least float32: half precision loses the small weights.
     dtype = torch.promote_types(values.dtype, torch.float32)

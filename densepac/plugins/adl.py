@@ -14,6 +14,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from densepac.errors import InputError
+
 
 def adl(x: torch.Tensor, drop_rate: float = 0.75, threshold: float = 0.9, training: bool = True,
         generator: torch.Generator | None = None) -> torch.Tensor:
@@ -25,9 +27,9 @@ def adl(x: torch.Tensor, drop_rate: float = 0.75, threshold: float = 0.9, traini
         generator: RNG for the per-sample choice (default: torch's global one).
     """
     if x.dim() != 4:
-        raise ValueError(f"ADL expects (N, C, H, W) features, got shape {tuple(x.shape)}")
+        raise InputError(f"ADL expects (N, C, H, W) features, got shape {tuple(x.shape)}")
     if not 0.0 <= drop_rate <= 1.0 or not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"drop_rate {drop_rate} and threshold {threshold} must lie in [0, 1]")
+        raise InputError(f"drop_rate {drop_rate} and threshold {threshold} must lie in [0, 1]")
     if not training:
         return x
     attention = x.mean(1, keepdim=True)
@@ -44,7 +46,7 @@ class ADL(nn.Module):
     def __init__(self, drop_rate: float = 0.75, threshold: float = 0.9) -> None:
         super().__init__()
         if not 0.0 <= drop_rate <= 1.0 or not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"drop_rate {drop_rate} and threshold {threshold} must lie in [0, 1]")
+            raise InputError(f"drop_rate {drop_rate} and threshold {threshold} must lie in [0, 1]")
         self.drop_rate, self.threshold = drop_rate, threshold
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -67,7 +69,7 @@ class ADLHook:
 
     def __call__(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
         if not isinstance(output, torch.Tensor) or output.dim() != 4:
-            raise ValueError(f"ADL after {type(module).__name__}: its output must be (N, C, H, W) features; "
+            raise InputError(f"ADL after {type(module).__name__}: its output must be (N, C, H, W) features; "
                              "pick a layer or stage that returns a feature map")
         return adl(output, self.drop_rate, self.threshold, module.training)
 
@@ -90,11 +92,11 @@ def insert_adl(model: nn.Module, stages: Sequence[str], drop_rate: float = 0.75,
     modules = dict(model.named_modules())
     missing = [s for s in stages if s not in modules or s == ""]
     if missing:
-        raise ValueError(f"no submodule named {missing[0]!r} in {type(model).__name__}; "
+        raise InputError(f"no submodule named {missing[0]!r} in {type(model).__name__}; "
                          f"e.g. {', '.join(n for n in list(modules)[1:6])}")
     already = set(adl_layers(model)) & set(stages)
     if already:
-        raise ValueError(f"{sorted(already)[0]!r} already has ADL; insert it once per layer")
+        raise InputError(f"{sorted(already)[0]!r} already has ADL; insert it once per layer")
     hook = ADLHook(drop_rate, threshold)
     for name in stages:
         modules[name].register_forward_hook(hook)

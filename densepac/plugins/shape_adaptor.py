@@ -485,7 +485,7 @@ class ShapeAdaptorResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         if x.dim() != 4 or x.shape[1] != self._out_channels[0]:
-            raise ValueError(f"ShapeAdaptorResNet: input must be (N, {self._out_channels[0]}, H, W), "
+            raise InputError(f"ShapeAdaptorResNet: input must be (N, {self._out_channels[0]}, H, W), "
                              f"got {tuple(x.shape)}")
         sizes: Iterator[Size] = iter(self.output_sizes(tuple(x.shape[-2:])))
         features = [x]

@@ -73,17 +73,17 @@ _TPS_CLAMP = 3.0
 
 def _check_theta(theta: torch.Tensor) -> None:
     if theta.dim() != 3 or theta.shape[1:] != (2, 3):
-        raise ValueError(f"theta must be (N, 2, 3), got {tuple(theta.shape)}")
+        raise InputError(f"theta must be (N, 2, 3), got {tuple(theta.shape)}")
 
 
 def _check_padding(padding_mode: str) -> None:
     if padding_mode not in PADDING_MODES:
-        raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+        raise InputError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
 
 
 def _out_size(x: torch.Tensor, size: tuple[int, int] | None) -> tuple[int, int]:
     if x.dim() != 4:
-        raise ValueError(f"input must be (N, C, H, W), got {tuple(x.shape)}")
+        raise InputError(f"input must be (N, C, H, W), got {tuple(x.shape)}")
     return (int(x.shape[-2]), int(x.shape[-1])) if size is None else (int(size[0]), int(size[1]))
 
 
@@ -98,7 +98,7 @@ def affine_grid_sample(x: torch.Tensor, theta: torch.Tensor, size: tuple[int, in
     _check_padding(padding_mode)
     h, w = _out_size(x, size)
     if theta.shape[0] != x.shape[0]:
-        raise ValueError(f"theta batch {theta.shape[0]} differs from input batch {x.shape[0]}")
+        raise InputError(f"theta batch {theta.shape[0]} differs from input batch {x.shape[0]}")
     grid = F.affine_grid(theta.to(x.dtype), [x.shape[0], x.shape[1], h, w], align_corners=False)
     return F.grid_sample(x, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
 
@@ -122,7 +122,7 @@ def invert_affine(theta: torch.Tensor) -> torch.Tensor:
 def attention_theta(params: torch.Tensor) -> torch.Tensor:
     """``(s, tx, ty)`` (N, 3) -> ``theta`` (N, 2, 3) = ``[[s, 0, tx], [0, s, ty]]``."""
     if params.dim() != 2 or params.shape[1] != 3:
-        raise ValueError(f"attention params must be (N, 3) = (scale, tx, ty), got {tuple(params.shape)}")
+        raise InputError(f"attention params must be (N, 3) = (scale, tx, ty), got {tuple(params.shape)}")
     s, tx, ty = params.unbind(-1)
     zero = torch.zeros_like(s)
     return torch.stack([torch.stack([s, zero, tx], -1), torch.stack([zero, s, ty], -1)], dim=1)
@@ -141,11 +141,11 @@ def tps_control_points(grid_size: int, device: torch.device | str | None = None,
 def _check_ctrl(ctrl_out: torch.Tensor, ctrl_in: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Broadcast a shared (M, 2) ``ctrl_out`` to ``ctrl_in``'s (N, M, 2)."""
     if ctrl_in.dim() != 3 or ctrl_in.shape[-1] != 2 or ctrl_in.shape[0] != batch:
-        raise ValueError(f"ctrl_in must be (N={batch}, M, 2) as (x, y), got {tuple(ctrl_in.shape)}")
+        raise InputError(f"ctrl_in must be (N={batch}, M, 2) as (x, y), got {tuple(ctrl_in.shape)}")
     if ctrl_out.dim() == 2:
         ctrl_out = ctrl_out.unsqueeze(0).expand(batch, -1, -1)
     if ctrl_out.shape != ctrl_in.shape:
-        raise ValueError(f"ctrl_out {tuple(ctrl_out.shape)} must match ctrl_in {tuple(ctrl_in.shape)}")
+        raise InputError(f"ctrl_out {tuple(ctrl_out.shape)} must match ctrl_in {tuple(ctrl_in.shape)}")
     return ctrl_out, ctrl_in
 
 
@@ -271,7 +271,7 @@ class SpatialTransformer(nn.Module):
     def predict_transform(self, x: torch.Tensor) -> torch.Tensor:
         """Transform of each image of ``x`` (N, C, H, W); see the class docstring for its shape."""
         if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"STN input must be (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
+            raise InputError(f"STN input must be (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
         params = self.head(self.features(x))
         if self.kind == "affine":
             return params.view(-1, 2, 3)

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from densepac.errors import InputError
+from densepac.errors import InputError, InputTypeError
 
 __all__ = ["attention_map", "class_activation_maps", "feature_layer"]
 
@@ -44,16 +44,16 @@ _DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropou
 
 def _check(model: nn.Module, image: torch.Tensor) -> None:
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if getattr(model, "task", "segmentation") != "segmentation":
-        raise TypeError(f"{getattr(model, 'model_name', type(model).__name__)!r} is a {model.task} model; "
+        raise InputTypeError(f"{getattr(model, 'model_name', type(model).__name__)!r} is a {model.task} model; "
                         "attention and class activation maps need a segmentation model")
     if not isinstance(image, torch.Tensor):
-        raise TypeError(f"image must be a torch.Tensor (N, 3, H, W), got {type(image).__name__}")
+        raise InputTypeError(f"image must be a torch.Tensor (N, 3, H, W), got {type(image).__name__}")
     if image.dim() != 4 or image.shape[1] != 3 or image.shape[-2] < 1 or image.shape[-1] < 1:
         raise InputError(f"image must be (N, 3, H, W) RGB in [0, 1], got shape {tuple(image.shape)}")
     if not image.is_floating_point():
-        raise TypeError(f"image must be a float tensor in [0, 1], got {image.dtype}")
+        raise InputTypeError(f"image must be a float tensor in [0, 1], got {image.dtype}")
 
 
 def _module(model: nn.Module, layer: str) -> nn.Module:
@@ -102,7 +102,7 @@ def _forward_capture(model: nn.Module, image: torch.Tensor,
         for h in handles:
             h.remove()
     if not isinstance(logits, torch.Tensor) or logits.dim() != 4:
-        raise TypeError(f"{type(model).__name__} returned {type(logits).__name__}, not (N, K, H, W) logits")
+        raise InputTypeError(f"{type(model).__name__} returned {type(logits).__name__}, not (N, K, H, W) logits")
     found = captured.get("best") or captured.get("scores")
     if found is None and layer is not None:
         raise InputError(f"layer {layer!r} of {type(model).__name__} did not run or returned no tensor; "
@@ -194,7 +194,7 @@ def class_activation_maps(model: nn.Module, image: torch.Tensor, layer: str | No
         k = logits.shape[1]
         chosen = list(range(k)) if classes is None else [classes] if isinstance(classes, int) else list(classes)
         if not chosen or any(isinstance(c, bool) or not isinstance(c, int) for c in chosen):
-            raise TypeError(f"classes must be an int or a non-empty sequence of ints, got {classes!r}")
+            raise InputTypeError(f"classes must be an int or a non-empty sequence of ints, got {classes!r}")
         bad = [c for c in chosen if not 0 <= c < k]
         if bad:
             raise InputError(f"classes {bad} are not class indices of a {k}-class model; use 0 to {k - 1}")

@@ -7,6 +7,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from densepac.errors import InputError
 from densepac.ops.fill import fill_holes, valid_mask
 from densepac.ops.guided import depth_range
 
@@ -18,7 +19,7 @@ def infer_scale(lr_size: tuple[int, int], hr_size: tuple[int, int]) -> int:
     """Integer factor ``s`` with ``hr == lr * s`` on both axes, else ValueError naming both shapes."""
     (h, w), (H, W) = lr_size, hr_size
     if h < 1 or w < 1 or H % h or W % w or H // h != W // w or H // h < 1:
-        raise ValueError(f"guide {H}x{W} is not an integer multiple of depth {h}x{w} on both axes")
+        raise InputError(f"guide {H}x{W} is not an integer multiple of depth {h}x{w} on both axes")
     return H // h
 
 
@@ -37,14 +38,14 @@ class DepthModel(nn.Module):
     def check_inputs(self, depth_lr: torch.Tensor, guide: torch.Tensor) -> int:
         """Validate shapes and return the upsampling factor."""
         if depth_lr.dim() != 4 or depth_lr.shape[1] != 1:
-            raise ValueError(f"depth_lr must be (N, 1, h, w), got {tuple(depth_lr.shape)}")
+            raise InputError(f"depth_lr must be (N, 1, h, w), got {tuple(depth_lr.shape)}")
         if guide.dim() != 4 or guide.shape[1] != 3:
-            raise ValueError(f"guide must be (N, 3, H, W) RGB, got {tuple(guide.shape)}")
+            raise InputError(f"guide must be (N, 3, H, W) RGB, got {tuple(guide.shape)}")
         if guide.shape[0] != depth_lr.shape[0]:
-            raise ValueError(f"batch sizes differ: depth {depth_lr.shape[0]}, guide {guide.shape[0]}")
+            raise InputError(f"batch sizes differ: depth {depth_lr.shape[0]}, guide {guide.shape[0]}")
         scale = infer_scale(tuple(depth_lr.shape[-2:]), tuple(guide.shape[-2:]))
         if self.scales is not None and scale not in self.scales:
-            raise ValueError(f"{type(self).__name__} upsamples by {self.scales}, not x{scale}")
+            raise InputError(f"{type(self).__name__} upsamples by {self.scales}, not x{scale}")
         return scale
 
     def prepare(self, depth_lr: torch.Tensor) -> tuple[list[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:

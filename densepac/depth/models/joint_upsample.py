@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from densepac.depth.models.base import NormalisedDepthModel
+from densepac.errors import InputError
 from densepac.models.registry import register_model
 from densepac.ops import PacConvTranspose2d
 from densepac.ops.guided import joint_bilateral_upsample
@@ -56,9 +57,9 @@ class PacJointUpsample(NormalisedDepthModel):
                  base: str = "bicubic") -> None:
         super().__init__()
         if scale not in (2, 4, 8, 16):
-            raise ValueError(f"scale must be 2, 4, 8 or 16, got {scale}")
+            raise InputError(f"scale must be 2, 4, 8 or 16, got {scale}")
         if base not in ("bicubic", "joint_bilateral"):
-            raise ValueError(f"base must be 'bicubic' or 'joint_bilateral', got {base!r}")
+            raise InputError(f"base must be 'bicubic' or 'joint_bilateral', got {base!r}")
         self.scale = scale
         self.scales = (scale,)
         self.stages = int(math.log2(scale))

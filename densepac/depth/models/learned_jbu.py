@@ -27,6 +27,7 @@ from torch import nn
 
 from densepac.depth.models.base import NormalisedDepthModel
 from densepac.depth.models.joint_upsample import _conv_stack
+from densepac.errors import InputError
 from densepac.models.registry import register_model
 from densepac.ops.sample_pac import at_samples, gaussian_spatial_logits, sample_pac_upsample
 
@@ -85,7 +86,7 @@ class LearnedJBU(NormalisedDepthModel):
                  refine: bool = False) -> None:
         super().__init__()
         if scale < 4 or scale % 4:
-            raise ValueError(f"scale must be a multiple of 4, got {scale}")
+            raise InputError(f"scale must be a multiple of 4, got {scale}")
         self.scale, self.radius = scale, radius
         self.scales = (scale,)
         self.sigma_color = sigma_color

@@ -47,4 +47,4 @@ class SegmentationModel(PredictsLabels):
 
     def check_image(self, image: torch.Tensor) -> None:
         if image.dim() != 4 or image.shape[1] != 3:
-            raise ValueError(f"image must be (N, 3, H, W) RGB in [0, 1], got {tuple(image.shape)}")
+            raise InputError(f"image must be (N, 3, H, W) RGB in [0, 1], got {tuple(image.shape)}")

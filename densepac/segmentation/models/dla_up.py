@@ -170,7 +170,7 @@ class IDAUp(nn.Module):
             out = tuple(t if n <= t < n + f else n for t, n in zip(size, natural))
             if isinstance(up, PacConvTranspose2d):
                 if image is None:
-                    raise ValueError("a PAC IDAUp needs the normalised image: call forward(layers, image)")
+                    raise InputError("a PAC IDAUp needs the normalised image: call forward(layers, image)")
                 x = up(x, self.guides[i](image, out))
             else:
                 x = up(x, output_size=list(out))
@@ -181,7 +181,7 @@ class IDAUp(nn.Module):
     def forward(self, layers: Sequence[torch.Tensor],
                 image: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         if len(layers) != len(self.projs):
-            raise ValueError(f"IDAUp was built for {len(self.projs)} inputs, got {len(layers)}")
+            raise InputError(f"IDAUp was built for {len(self.projs)} inputs, got {len(layers)}")
         size = (layers[0].shape[-2], layers[0].shape[-1])
         x = self.projs[0](layers[0])
         outs: list[torch.Tensor] = []
@@ -223,7 +223,7 @@ class DLAUp(nn.Module):
 
     def forward(self, layers: Sequence[torch.Tensor], image: torch.Tensor | None = None) -> torch.Tensor:
         if len(layers) != len(self.channels):
-            raise ValueError(f"DLAUp was built for {len(self.channels)} levels, got {len(layers)}")
+            raise InputError(f"DLAUp was built for {len(self.channels)} levels, got {len(layers)}")
         layers = list(layers)
         x = layers[-1]
         for k, ida in enumerate(self.idas):

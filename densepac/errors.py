@@ -23,5 +23,5 @@ class InputTypeError(InputError, TypeError):
     """A user-supplied argument has the wrong type (also a TypeError, as Python's own checks raise)."""
 
 
-class WeightsError(DensepacError, ValueError):
+class WeightsError(InputError):
     """A weights file is missing, corrupt, unsafe or made for another architecture."""

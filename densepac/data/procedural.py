@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from densepac.errors import InputError
 
@@ -33,6 +34,9 @@ _NATURAL_IMAGE_SOURCES: tuple[tuple[str, str], ...] = (
 )
 
 
+#: Images never used as textures: the real RGB-D scene densepac validates on
+#: (scikit-image's Middlebury "Motorcycle", see densepac.depth.real) must not leak into training.
+_HELD_OUT_IMAGES = ("motorcycle_left", "motorcycle_right", "motorcycle_disp")
 _MIN_NATURAL_SIDE = 96
 
 
@@ -42,7 +46,8 @@ _MAX_NATURAL_SIDE = 384
 def find_natural_images() -> tuple[Path, ...]:
     """Paths of sample photographs shipped inside installed packages (may be empty).
 
-    Packages are located without importing them, so the lookup is cheap.
+    Packages are located without importing them, so the lookup is cheap. The real scene
+    densepac validates on is left out (``_HELD_OUT_IMAGES``).
     """
     found: list[Path] = []
     for package, sub in _NATURAL_IMAGE_SOURCES:
@@ -56,15 +61,21 @@ def find_natural_images() -> tuple[Path, ...]:
             folder = Path(location) / sub
             if folder.is_dir():
                 found.extend(
-                    p for p in sorted(folder.iterdir()) if p.suffix.lower() in _NATURAL_SUFFIXES
+                    p for p in sorted(folder.iterdir())
+                    if p.suffix.lower() in _NATURAL_SUFFIXES and p.stem not in _HELD_OUT_IMAGES
                 )
     return tuple(found)
 
 
 def _load_natural(path: Path) -> np.ndarray | None:
     """float32 (h, w, 3) RGB in [0, 1], at most 384 px a side; None when unusable."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None or min(bgr.shape[:2]) < _MIN_NATURAL_SIDE:
+    # PIL, not OpenCV: libpng prints warnings about some sample images' colour profiles on stderr.
+    try:
+        with Image.open(path) as im:
+            bgr = np.asarray(im.convert("RGB"))[..., ::-1]
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+    if min(bgr.shape[:2]) < _MIN_NATURAL_SIDE:
         return None
     # Grey or nearly grey pictures (plots, line art) make poor colour textures.
     if float(np.std(bgr.astype(np.float32), axis=2).mean()) < 4.0:

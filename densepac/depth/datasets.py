@@ -641,7 +641,9 @@ def make_depth_dataset(spec: str, split: str, scale: int, *, protocol: str = "po
         base = int(arg) if arg else seed
         if split != "train":
             base += SYNTHETIC_TEST_SEED_OFFSET * (2 if split == "test" else 1)
-        return SyntheticDepth(num_scenes, seed=base, size=size or (240, 320), scene_options=scene_options, **common)
+        if size is None:  # the default scene size, cropped to what the scale divides
+            size = (240 - 240 % scale, 320 - 320 % scale) if isinstance(scale, int) and scale > 0 else (240, 320)
+        return SyntheticDepth(num_scenes, seed=base, size=size, scene_options=scene_options, **common)
     if scene_options:
         raise InputError(f"scene_options apply to synthetic data only, not {kind!r}")
     if kind == "folder":

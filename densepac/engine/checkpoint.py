@@ -28,6 +28,7 @@ import random
 import re
 import shutil
 import uuid
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -399,12 +400,19 @@ def _load_safetensors(path: Path, map_location: str | torch.device) -> dict[str,
 
 
 def _first_line(exc: BaseException) -> str:
-    """The informative part of a (often multi-line) torch loading error."""
+    """The informative part of a (often multi-line) torch loading error.
+
+    torch's own text advises retrying with ``weights_only=False``, which would run whatever
+    the file holds; only the reason is kept, never that advice.
+    """
     text = str(exc)
-    found = re.search(r"Unsupported global: GLOBAL [\w.]+", text)
-    if found:
-        return found.group(0)
+    for pattern in (r"Unsupported global: GLOBAL [\w.]+", r"unsupported GLOBAL [\w.]+", r"Unsupported operand \d+"):
+        found = re.search(pattern, text)
+        if found:
+            return found.group(0)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    lines = [ln for ln in lines if "weights_only" not in ln and "WeightsUnpickler" not in ln
+             and not ln.startswith("Check the documentation")]
     return lines[0] if lines else type(exc).__name__
 
 
@@ -412,7 +420,9 @@ def _torch_load_weights_only(path: Path, map_location: str | torch.device) -> An
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist; check the path")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns on stderr about pickle protocols it may not support
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         raise WeightsError(
             f"{path} holds pickled Python objects that safe loading refuses ({_first_line(exc)}); "

@@ -34,6 +34,8 @@ from densepac.io.files import (
     write_bytes,
 )
 
+#: Largest depth accepted, in metres (100 km: far beyond LiDAR and stereo ranges).
+MAX_DEPTH = 1e5
 DEPTH_EXTENSIONS: tuple[str, ...] = (".npy", ".npz", ".pfm", ".png", ".tif", ".tiff", ".exr")
 
 
@@ -228,7 +230,8 @@ def validate_depth(depth: np.ndarray, name: str) -> np.ndarray:
     """Check a depth map and return it as float32 ``(H, W)`` metres, non-finite -> ``0``.
 
     ``name`` (a file name or argument name) is quoted in the error. Refuses arrays that are
-    not 2-D, not real numbers, have no valid pixel, or hold negative depths.
+    not 2-D, not real numbers, have no valid pixel, hold negative depths or depths beyond
+    :data:`MAX_DEPTH` (a unit mistake: such values also overflow float32 arithmetic).
     """
     arr = np.asarray(depth)
     if arr.ndim != 2 or arr.size == 0:
@@ -248,6 +251,11 @@ def validate_depth(depth: np.ndarray, name: str) -> np.ndarray:
         raise InputError(
             f"{name}: every depth pixel is missing (0 or non-finite); check the file and "
             "--depth-scale"
+        )
+    if out.max() > MAX_DEPTH:
+        raise InputError(
+            f"{name}: depth reaches {float(out.max()):.3g} m, beyond any sensor's range "
+            f"({MAX_DEPTH:g} m); depth must be metres: check the file and --depth-scale"
         )
     return out
 

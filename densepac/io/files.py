@@ -11,15 +11,17 @@ start-up, a library must not.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
+import stat
 from pathlib import Path
 from typing import Iterator, Sequence, Union
 
 import cv2
 import numpy as np
 
-from densepac.errors import InputError
+from densepac.errors import InputError, InputTypeError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -153,16 +155,41 @@ def require_extension(path: Path, extensions: Sequence[str], kind: str) -> str:
     return suffix
 
 
-def read_bytes(path: PathLike, extensions: Sequence[str], kind: str) -> tuple[Path, str, bytes]:
-    """Check that ``path`` is an existing, non-empty file with a known extension; read it."""
+def check_input_file(path: PathLike, kind: str, extensions: Sequence[str] = ()) -> Path:
+    """``path`` as a Path to an existing regular file; anything else is an InputError naming it.
+
+    Refused before anything opens it: a wrong type, a missing file or broken link, a symlink
+    loop, a folder, and special files (a named pipe would block the reader forever).
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputTypeError(f"{kind} path must be a str or os.PathLike, got {type(path).__name__}")
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such {kind} file; check the path")
-    if p.is_dir():
-        raise InputError(
-            f"{p} is a directory, not a {kind} file; give the path of one "
-            f"{'/'.join(extensions)} file"
-        )
+    try:
+        st = p.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError(f"{p}: the symlink loops back on itself; point it at a real {kind} file") from None
+        if p.is_symlink():
+            raise InputError(f"{p}: the symlink points to a missing file; fix the link or the path") from None
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise InputError(f"{p}: no such {kind} file; check the path") from None
+        raise InputError(f"{p}: cannot read the {kind} file ({exc.strerror}); check its permissions") from None
+    wanted = f"one {'/'.join(extensions)} file" if extensions else f"a {kind} file"
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{p} is a directory, not {_article(kind)} {kind} file; give the path of {wanted} inside it")
+    if not stat.S_ISREG(st.st_mode):
+        what = "a named pipe" if stat.S_ISFIFO(st.st_mode) else "a device or socket"
+        raise InputError(f"{p} is {what}, not a regular file; save the {kind} to a file and pass that")
+    return p
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+def read_bytes(path: PathLike, extensions: Sequence[str], kind: str) -> tuple[Path, str, bytes]:
+    """Check that ``path`` is an existing, non-empty regular file with a known extension; read it."""
+    p = check_input_file(path, kind, extensions)
     suffix = require_extension(p, extensions, kind)
     try:
         data = p.read_bytes()
@@ -182,7 +209,33 @@ def corrupt_file_error(path: Path, kind: str, what: str) -> InputError:
     )
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_is_complete(data: bytes) -> bool:
+    """Whether a PNG's chunks run whole from the signature to ``IEND``.
+
+    Checked before decoding because libpng reports a truncated file on stderr itself
+    ("libpng error: ...") before OpenCV returns, and a library must not write there.
+    """
+    if not data.startswith(_PNG_SIGNATURE):
+        return False
+    pos = len(_PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        chunk = data[pos + 4:pos + 8]
+        pos += 12 + length  # length, type, data, CRC
+        if pos > len(data):
+            return False
+        if chunk == b"IEND":
+            return True
+    return False
+
+
 def cv2_decode(path: Path, data: bytes, kind: str, what: str) -> np.ndarray:
+    """Decode an image file's bytes with OpenCV (any bit depth and channel count kept)."""
+    if data.startswith(_PNG_SIGNATURE) and not png_is_complete(data):
+        raise corrupt_file_error(path, kind, what)
     try:
         arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:

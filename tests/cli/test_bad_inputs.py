@@ -6,15 +6,15 @@ the file or option and the fix, no traceback anywhere, and a workspace left exac
 was: no output, no temporary file, no run folder, existing files untouched.
 
 Library cases (``test_library_bad_input``) each assert a typed ``ValueError`` /
-``TypeError`` (``densepac.errors.InputError`` is a ``ValueError``) whose message names the
-argument or file.
+``TypeError`` whose message names the argument or file, and that it is an
+:class:`~densepac.errors.InputError` (one error policy: the CLI maps it to exit code 2).
 
 Accepted conversions (``test_guides_that_are_converted``): a gray, RGBA or 16-bit guide or
 image file is read as RGB in [0, 1] (gray replicated, alpha dropped, 16 bits scaled), so
 it gives the result of its RGB twin. Array APIs (``upsample_depth``, ``segment_image``) take
 (H, W, 3) only and say how to convert anything else.
 
-Cases kept where they were, not repeated here: ``tests/test_cli.py``
+Cases kept where they were, not repeated here: ``tests/cli/test_upsample.py``
 (upsample: missing depth / guide, empty PNG guide, unknown extension, directory as depth,
 shape mismatch, ``--scale`` 2.5 / 1000 / disagreeing, all-missing and negative depth,
 2-channel depth, unknown model, missing weights, existing output, missing output folder,
@@ -42,6 +42,7 @@ from click.testing import CliRunner
 import densepac
 from densepac.cli import main
 from densepac.depth.inference import upsample_depth
+from densepac.errors import InputError
 from densepac.io.depth import read_depth, validate_depth
 from densepac.io.images import read_image, write_image, write_label
 from densepac.models import create_model, save_weights
@@ -611,8 +612,9 @@ LIBRARY_CASES = [
 
 @pytest.mark.parametrize("call, exc, match", LIBRARY_CASES)
 def test_library_bad_input(ws, call, exc, match):
-    with pytest.raises(exc, match=match):
+    with pytest.raises(exc, match=match) as info:
         call(ws)
+    assert isinstance(info.value, InputError), type(info.value)
 
 
 def test_library_matrix_is_big_enough():

@@ -118,6 +118,11 @@ def test_too_small():
         make_rgbd_scene(0, 4, 64)
 
 
+def test_the_real_validation_scene_is_never_a_texture():
+    names = {p.stem for p in find_natural_images()}
+    assert not any(n.startswith("motorcycle") for n in names)
+
+
 def test_find_natural_images_returns_existing_paths():
     for path in find_natural_images():
         assert path.is_file()

@@ -129,6 +129,14 @@ def ws(tmp_path_factory) -> Path:
     _png(w / "guide_square.png", np.zeros((32, 32, 3), np.uint8))
     _png(w / "guide_wide.png", np.zeros((32, 96, 3), np.uint8))
     (w / "guide_trunc.png").write_bytes((w / "guide.png").read_bytes()[:200])
+    # Cut inside the last image data chunk: libpng itself would print a line on stderr.
+    (w / "guide_trunc_late.png").write_bytes((w / "guide.png").read_bytes()[:-40])
+    (w / "photos").mkdir()
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(w / "fifo.npy")  # reading it would block forever
+    (w / "loop_a.npy").symlink_to(w / "loop_b.npy")
+    (w / "loop_b.npy").symlink_to(w / "loop_a.npy")
+    np.save(w / "huge.npy", np.full((8, 12), 1e30, np.float32))
     (w / "guide_garbage.jpg").write_text("this is not a JPEG")
     np.save(w / "guide.npy", np.zeros((32, 48, 3), np.float32))
     write_image(w / "img.png", rng.random((33, 40, 3)))
@@ -148,6 +156,8 @@ def ws(tmp_path_factory) -> Path:
     (w / "empty.safetensors").write_bytes(b"")
     (w / "garbage.pt").write_bytes(b"PK\x03\x04 not a torch zip")
     (w / "weights.txt").write_text("weights")
+    # A pickle whose loading would run a command: safe loading must refuse it without advice to unpickle.
+    (w / "pickled.pth").write_bytes(b"\x80\x02cposix\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03.")
     (w / "weightsdir.safetensors").mkdir()
     # Outputs that already exist, a plain file where a folder is expected, a folder named like a file.
     (w / "exists.npy").write_bytes(b"keep")
@@ -246,6 +256,15 @@ CLI_CASES = [
     case("upsample-guide-garbage-jpg", [*U[:2], "{w}/guide_garbage.jpg", *O], ("guide_garbage.jpg", "corrupt")),
     case("upsample-guide-npy", [*U[:2], "{w}/guide.npy", *O], ("guide.npy", "use one of")),
     case("upsample-guide-directory", [*U[:2], "{w}/imgdir.png", *O], ("imgdir.png", "directory")),
+    case("upsample-guide-folder-without-suffix", [*U[:2], "{w}/photos", *O], ("photos", "directory, not an image")),
+    case("upsample-guide-truncated-in-last-chunk", [*U[:2], "{w}/guide_trunc_late.png", *O],
+         ("guide_trunc_late.png", "truncated or corrupt")),
+    case("upsample-depth-named-pipe", ["upsample", "{w}/fifo.npy", "{w}/guide.png", *O], ("fifo.npy", "named pipe"),
+         marks=pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")),
+    case("upsample-depth-symlink-loop", ["upsample", "{w}/loop_a.npy", "{w}/guide.png", *O],
+         ("loop_a.npy", "loops back")),
+    case("upsample-depth-absurd-metres", ["upsample", "{w}/huge.npy", "{w}/guide.png", *O],
+         ("huge.npy", "beyond any sensor", "--depth-scale")),
     # ---- upsample: options
     case("upsample-scale-0", [*U, *O, "--scale", "0"], ("scale 0", "between 2 and")),
     case("upsample-scale-negative", [*U, *O, "--scale", "-4"], ("scale -4", "between 2 and")),
@@ -256,6 +275,8 @@ CLI_CASES = [
     case("upsample-tile-negative", [*U, *O, "--tile", "-1", "--model", "bicubic"], ("--tile", "0 to disable")),
     case("upsample-segmentation-model", [*U, *O, "--model", "fcn8s_vgg16"], ("fcn8s_vgg16", "--task depth")),
     # ---- upsample: weights
+    case("upsample-weights-pickled-code", [*U, *O, "--model", "pac_jointupsample_lite_x4", "--weights",
+                                           "{w}/pickled.pth"], ("pickled.pth", "refuses", "posix.system")),
     case("upsample-weights-other-architecture", [*U, *O, "--model", "pac_jointupsample_lite_x4", "--weights",
                                                  "{w}/tiny_fcn.safetensors"], ("tiny_fcn.safetensors", "do not fit")),
     case("upsample-weights-other-width", [*U, *O, "--model", "pac_jointupsample_lite_x8", "--weights",
@@ -629,3 +650,23 @@ def test_array_guides_convert_like_files():
     np.testing.assert_allclose(upsample_depth(m, _DEPTH, (np.round(_GUIDE * 255) * 257).astype(np.uint16)), ref,
                                atol=1e-5)
 
+
+
+def test_no_foreign_lines_on_the_real_stderr(ws):
+    """What C libraries write to file descriptor 2 (libpng) and torch's unpickling advice never reach the user.
+
+    CliRunner only sees Python's sys.stderr, so these run the real console entry point.
+    """
+    import subprocess
+    import sys
+
+    for args, needle in (
+        (["upsample", ws / "depth.npy", ws / "guide_trunc_late.png", "-o", ws / "x.npy"], "truncated or corrupt"),
+        (["upsample", ws / "depth.npy", ws / "guide.png", "-o", ws / "x.npy", "--model", "pac_jointupsample_lite_x4",
+          "--weights", ws / "pickled.pth"], "refuses"),
+    ):
+        r = subprocess.run([sys.executable, "-m", "densepac.cli", *map(str, args)], capture_output=True, text=True)
+        assert r.returncode == 2 and needle in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert "weights_only" not in r.stderr and "libpng" not in r.stderr, r.stderr
+    assert not (ws / "x.npy").exists()

@@ -370,3 +370,11 @@ def test_synthetic_errors(kwargs, match):
     args.update(kwargs)
     with pytest.raises(InputError, match=match):
         SyntheticDepth(**args)
+
+
+def test_default_synthetic_size_fits_any_scale():
+    """`densepac eval --scale 3` needs no size option: the default scene size is cropped to the scale."""
+    from densepac.depth.datasets import make_depth_dataset
+
+    item = make_depth_dataset("synthetic", "test", 3, num_scenes=1)[0]
+    assert tuple(item["depth"].shape[-2:]) == (240, 318) and tuple(item["depth_lr"].shape[-2:]) == (80, 106)

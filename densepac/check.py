@@ -6,7 +6,7 @@ Each check names the input, says what was expected and how to fix it, and raises
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -57,3 +57,25 @@ def check_num_classes(num_classes: Any, *, minimum: int = 1, maximum: int | None
         raise InputError(f"num_classes={num_classes!r} must be {what} (21 for PASCAL VOC)"
                          + (" or None" if allow_none else ""))
     return int(num_classes)
+
+
+def check_int(value: Any, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """``value`` as an int (bools refused) in ``[minimum, maximum]``; ``name`` is quoted in the error."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputTypeError(f"{name}={value!r} must be an integer")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        if maximum is None:
+            span = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        elif minimum is None:
+            span = f"an integer <= {maximum}"
+        else:
+            span = f"an integer in [{minimum}, {maximum}]"
+        raise InputError(f"{name}={value!r} must be {span}")
+    return int(value)
+
+
+def check_choice(value: Any, choices: Sequence[str], name: str) -> str:
+    """``value`` if it is one of ``choices``; the error lists them."""
+    if value not in choices:
+        raise InputError(f"{name}={value!r} is unknown; use one of {', '.join(map(str, choices))}")
+    return value

@@ -5,18 +5,17 @@ The CLI (``densepac train``) and ``scripts/train_depth.sh`` both go through here
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from densepac.check import check_choice
 from densepac.depth.datasets import make_depth_dataset
+from densepac.depth.degrade import PROTOCOLS
 from densepac.depth.evaluate import compare_depth_models
 from densepac.engine.checkpoint import load_checkpoint
+from densepac.engine.config import TrainConfig, option
 from densepac.engine.tasks import DepthTask
 from densepac.engine.trainer import FitResult, Trainer
 from densepac.errors import InputError
@@ -25,46 +24,35 @@ from densepac.models import create_model, get_entry, save_weights
 BASELINES = ("bicubic", "guided_filter", "joint_bilateral")
 
 
+LOSSES = ("l1", "l2", "charbonnier")
+
+
 @dataclass
-class DepthTrainConfig:
-    """Everything that defines a depth training run (stored in every checkpoint)."""
+class DepthTrainConfig(TrainConfig):
+    """Everything that defines a depth training run (stored in every checkpoint).
 
-    model: str
-    out: str
-    data: str = "synthetic"
-    protocol: str = "point"
-    train_size: int = 2000
-    val_size: int = 50
-    crop: int = 128
-    noise: float = 0.0
-    holes: float = 0.0
-    epochs: int = 10
-    batch_size: int = 8
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    optimizer: str = "adam"
-    scheduler: str = "cosine"
-    loss: str = "l1"
-    seed: int = 0
-    device: str = "cpu"
-    workers: int = 0
-    amp: bool = False
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    Beyond :class:`~densepac.engine.config.TrainConfig`: how the low-resolution input is
+    simulated (``protocol``, ``noise``, ``holes``, see :func:`densepac.depth.degrade.simulate_lr`)
+    and the training ``loss`` on valid pixels (``l2`` optimises RMSE).
+    """
 
-    def command(self, export: str | Path | None = None) -> str:
-        """The `densepac train` command line that reproduces this run."""
-        flags = {"model": self.model, "data": self.data, "protocol": self.protocol, "train-size": self.train_size,
-                 "val-size": self.val_size, "crop": self.crop, "noise": self.noise, "holes": self.holes,
-                 "epochs": self.epochs, "batch-size": self.batch_size, "lr": self.lr,
-                 "weight-decay": self.weight_decay, "loss": self.loss, "seed": self.seed, "workers": self.workers,
-                 "device": self.device, "out": self.out}
-        parts = ["densepac", "train"] + [f"--{k} {shlex.quote(str(v))}" for k, v in flags.items()]
-        parts += [f"--arg {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in self.model_kwargs.items()]
-        parts += ["--amp"] if self.amp else []
-        parts += [f"--export {shlex.quote(str(export))}"] if export is not None else []
-        return " ".join(parts)
+    data: str = option("synthetic", "synthetic | folder:PATH | nyu:FILE.mat | middlebury:PATH")
+    protocol: str = option("point", "How low-resolution depth is simulated.", choices=PROTOCOLS)
+    noise: float = option(0.0, "Depth noise sigma (m at 1 m, grows as z^2).")
+    holes: float = option(0.0, "Fraction of LR pixels made missing.")
+    loss: str = option("l1", "Training loss on valid pixels; l2 optimises RMSE.", choices=LOSSES)
+
+    def validate(self) -> None:
+        """Raise InputError for settings that cannot make a run."""
+        super().validate()
+        check_choice(self.protocol, PROTOCOLS, "protocol")
+        check_choice(self.loss, LOSSES, "loss")
+        if not (self.noise >= 0 and 0 <= self.holes < 1):
+            raise InputError(f"noise={self.noise!r} must be >= 0 and holes={self.holes!r} in [0, 1)")
 
     def build_model(self) -> torch.nn.Module:
+        """The untrained model of this run (seeded: the initialisation is part of the run)."""
+        self.validate()
         if get_entry(self.model).task != "depth":
             raise InputError(f"model {self.model!r} is not a depth model; see `densepac models --task depth`")
         torch.manual_seed(self.seed)  # the initialisation is part of the run
@@ -86,13 +74,10 @@ class DepthTrainConfig:
 
 
 def build_depth_trainer(cfg: DepthTrainConfig, progress: bool | None = None) -> Trainer:
-    """The :class:`Trainer` of ``cfg``: model, synthetic/real data, L1 on valid pixels."""
+    """The :class:`Trainer` of ``cfg``: model, synthetic/real data, ``cfg.loss`` on valid pixels."""
     model = cfg.build_model()
     train, val = cfg.datasets(model.scale)
-    return Trainer(model, DepthTask(loss=cfg.loss), train, val, out_dir=cfg.out, epochs=cfg.epochs,
-                   batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer,
-                   scheduler=cfg.scheduler, num_workers=cfg.workers, seed=cfg.seed, device=cfg.device, amp=cfg.amp,
-                   config=dataclasses.asdict(cfg), progress=progress)
+    return Trainer(model, DepthTask(loss=cfg.loss), train, val, progress=progress, **cfg.trainer_kwargs())
 
 
 def train_depth(cfg: DepthTrainConfig, resume: bool = False, progress: bool | None = None) -> FitResult:

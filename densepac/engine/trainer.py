@@ -45,16 +45,15 @@ from densepac.engine.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from densepac.engine.config import OPTIMIZERS, SCHEDULERS, TrainConfig
 from densepac.engine.tasks import Task
 from densepac.errors import InputError, WeightsError
 
 __all__ = ["Trainer", "FitResult", "evaluate", "seed_everything"]
 
-OPTIMIZERS = ("adamw", "adam", "sgd")
 # A second SIGINT/SIGTERM sooner than this is taken as a duplicate of the first, not as
 # "stop now": under torchrun each worker gets Ctrl-C from the terminal and from the agent.
 _REPEAT_GRACE_S = 2.0
-SCHEDULERS = ("cosine", "step", "poly", "none")
 
 
 def seed_everything(seed: int) -> None:
@@ -269,20 +268,20 @@ class Trainer:
         val_set: Dataset | None = None,
         *,
         out_dir: str | Path,
-        epochs: int = 1,
-        batch_size: int = 8,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        optimizer: str = "adamw",
-        scheduler: str = "cosine",
+        epochs: int = TrainConfig.epochs,
+        batch_size: int = TrainConfig.batch_size,
+        lr: float = TrainConfig.lr,
+        weight_decay: float = TrainConfig.weight_decay,
+        optimizer: str = TrainConfig.optimizer,
+        scheduler: str = TrainConfig.scheduler,
         param_groups: Sequence[Mapping[str, Any]] | None = None,
         step_epochs: int | None = None,
         gamma: float = 0.1,
         grad_clip: float | None = None,
-        num_workers: int = 0,
-        seed: int = 0,
+        num_workers: int = TrainConfig.workers,
+        seed: int = TrainConfig.seed,
         device: str | torch.device = "cpu",
-        amp: bool = False,
+        amp: bool = TrainConfig.amp,
         checkpoint_every: int | str = "epoch",
         keep_last: int = 3,
         eval_every: int = 1,

@@ -16,17 +16,17 @@ Pretrained weights are read by :mod:`densepac.segmentation.pretrained`.
 from __future__ import annotations
 
 import dataclasses
-import json
-import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from densepac.check import check_choice, check_int, check_num_classes
 from densepac.engine.checkpoint import load_checkpoint
+from densepac.engine.config import TrainConfig, option
 from densepac.engine.tasks import SegmentationTask
 from densepac.engine.trainer import FitResult, Trainer, evaluate
 from densepac.errors import InputError
@@ -56,67 +56,49 @@ STAGES = ("joint", "crf_only")
 
 
 @dataclass
-class SegFinetuneConfig:
+class SegFinetuneConfig(TrainConfig):
     """Everything that defines a segmentation fine-tuning run (stored in every checkpoint).
 
-    ``model``: registry segmentation model. ``weights``: pretrained weights to start from
-    (see :func:`load_pretrained`) or None. ``hot_swap``: turn ``fcn8s_vgg16`` into the PAC
-    paper's PAC-FCN (conv3_3/4_3/5_3 guided by conv2_2). ``crf``: append a trainable
-    :class:`PacCRF` (``crf_kwargs`` are its arguments). ``stage``: "joint" trains everything
-    (CRF parameters at ``crf_lr``), "crf_only" freezes all but the CRF. ``data``: see
-    :func:`make_seg_dataset`; ``scene_size``: side of synthetic scenes, ``crop``: training
-    crop side.
+    Beyond :class:`~densepac.engine.config.TrainConfig`: ``weights``: pretrained weights to
+    start from (see :func:`~densepac.segmentation.pretrained.load_pretrained`) or None.
+    ``hot_swap``: turn ``fcn8s_vgg16`` into the PAC paper's PAC-FCN (conv3_3/4_3/5_3 guided by
+    conv2_2). ``crf``: append a trainable :class:`PacCRF` (``crf_kwargs`` are its arguments).
+    ``stage``: "joint" trains everything (CRF parameters at ``crf_lr``), "crf_only" freezes
+    all but the CRF. ``data``: see :func:`make_seg_dataset`; ``scene_size``: side of
+    synthetic scenes, ``crop``: training crop side.
     """
 
-    model: str
-    out: str
-    weights: str | None = None
-    hot_swap: bool = False
-    crf: bool = False
-    stage: str = "joint"
-    data: str = "synthetic"
-    num_classes: int = 21
-    crop: int = 128
-    scene_size: int = 160
-    train_size: int = 2000
-    val_size: int = 50
-    epochs: int = 10
-    batch_size: int = 8
-    lr: float = 1e-4
-    crf_lr: float = 1e-3
-    weight_decay: float = 0.0
-    optimizer: str = "adam"
-    scheduler: str = "cosine"
-    seed: int = 0
-    device: str = "cpu"
-    workers: int = 0
-    amp: bool = False
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    crf_kwargs: dict[str, Any] = field(default_factory=dict)
+    COMMAND: ClassVar[str] = "finetune"
+
+    data: str = option("synthetic", "synthetic | voc:ROOT | voc_aug:ROOT | folder:ROOT")
+    lr: float = option(1e-4, "Learning rate.")
+    weights: str | None = option(None, "Start from: torchvision vgg16 / fcn_resnet50/101 state dict, or a densepac "
+                                       "weights file, run or checkpoint folder.")
+    hot_swap: bool = option(False, "Swap conv3_3/4_3/5_3 of FCN-8s for PAC guided by conv2_2.")
+    crf: bool = option(False, "Append a trainable PAC-CRF.")
+    stage: str = option("joint", "crf_only: train the CRF with the backbone frozen (the paper's first stage).",
+                        choices=STAGES)
+    num_classes: int = option(21, "Classes (21 for PASCAL VOC).")
+    scene_size: int = option(160, "Side of synthetic scenes.")
+    crf_lr: float = option(1e-3, "Learning rate of the CRF parameters.")
+    crf_kwargs: dict[str, Any] = option({}, "PacCRF argument key=value (repeatable).", flag="crf-arg")
 
     def validate(self) -> None:
         """Raise InputError for settings that cannot make a run."""
+        super().validate()
         if "+crf" in self.model:
             raise InputError(f"model {self.model!r}: give the base name and crf=True (--crf) instead of '+crf'")
         if get_entry(self.model).task != "segmentation":
             raise InputError(f"model {self.model!r} is not a segmentation model; "
                              "see `densepac models --task segmentation`")
-        if self.stage not in STAGES:
-            raise InputError(f"stage={self.stage!r} is unknown; use one of {', '.join(STAGES)}")
+        check_choice(self.stage, STAGES, "stage")
         if self.stage == "crf_only" and not self.crf:
             raise InputError("stage='crf_only' trains the PAC-CRF alone; also set crf=True (--crf)")
-        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) \
-                or not 2 <= self.num_classes <= 255:
-            raise InputError(f"num_classes={self.num_classes!r}; give an integer in [2, 255] (21 for PASCAL VOC)")
+        check_num_classes(self.num_classes, minimum=2, maximum=255)
         for key in ("num_classes", "crf"):
             if key in self.model_kwargs:
                 raise InputError(f"model_kwargs sets {key!r}; use the config field {key} (--{key.replace('_', '-')})")
-        for name in ("crop", "scene_size"):
-            if getattr(self, name) < 16:
-                raise InputError(f"{name}={getattr(self, name)}; use at least 16 pixels")
-        for name in ("train_size", "val_size"):
-            if getattr(self, name) < 1:
-                raise InputError(f"{name}={getattr(self, name)}; use at least 1 scene")
+        check_int(self.scene_size, "scene_size", minimum=16)
         if not self.crf_lr > 0:
             raise InputError(f"crf_lr={self.crf_lr!r}; give a positive learning rate for the CRF")
 
@@ -124,24 +106,6 @@ class SegFinetuneConfig:
         """Registry name of the trained architecture (``pac_...`` once hot-swapped, ``+crf`` with a CRF)."""
         name = "pac_fcn8s_vgg16" if self.hot_swap and self.model == "fcn8s_vgg16" else self.model
         return name + ("+crf" if self.crf else "")
-
-    def command(self, export: str | Path | None = None) -> str:
-        """The `densepac finetune` command line that reproduces this run."""
-        flags = {"model": self.model, "data": self.data, "num-classes": self.num_classes, "stage": self.stage,
-                 "crop": self.crop, "scene-size": self.scene_size, "train-size": self.train_size,
-                 "val-size": self.val_size, "epochs": self.epochs, "batch-size": self.batch_size, "lr": self.lr,
-                 "crf-lr": self.crf_lr, "weight-decay": self.weight_decay, "optimizer": self.optimizer,
-                 "scheduler": self.scheduler, "seed": self.seed, "workers": self.workers, "device": self.device,
-                 "out": self.out}
-        parts = ["densepac", "finetune"] + [f"--{k} {shlex.quote(str(v))}" for k, v in flags.items()]
-        parts += [f"--weights {shlex.quote(str(self.weights))}"] if self.weights is not None else []
-        parts += ["--hot-swap"] if self.hot_swap else []
-        parts += ["--crf"] if self.crf else []
-        parts += ["--amp"] if self.amp else []
-        parts += [f"--arg {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in self.model_kwargs.items()]
-        parts += [f"--crf-arg {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in self.crf_kwargs.items()]
-        parts += [f"--export {shlex.quote(str(export))}"] if export is not None else []
-        return " ".join(parts)
 
     def datasets(self) -> tuple[Dataset, Dataset]:
         """(train set with random crops / flips / colour jitter, untouched val set)."""
@@ -196,10 +160,7 @@ def build_seg_trainer(cfg: SegFinetuneConfig, progress: bool | None = None) -> T
     groups = None
     if isinstance(model, CRFWrapped):
         groups = [{"params": list(model.crf.parameters()), "lr": cfg.crf_lr, "weight_decay": 0.0}]
-    return Trainer(model, _task(cfg), train, val, out_dir=cfg.out, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                   lr=cfg.lr, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer, scheduler=cfg.scheduler,
-                   param_groups=groups, num_workers=cfg.workers, seed=cfg.seed, device=cfg.device, amp=cfg.amp,
-                   config=dataclasses.asdict(cfg), progress=progress)
+    return Trainer(model, _task(cfg), train, val, param_groups=groups, progress=progress, **cfg.trainer_kwargs())
 
 
 def finetune_segmentation(cfg: SegFinetuneConfig, resume: bool = False, progress: bool | None = None) -> FitResult:

@@ -65,7 +65,7 @@ def check_int(value: Any, name: str, *, minimum: int | None = None, maximum: int
         raise InputTypeError(f"{name}={value!r} must be an integer")
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         if maximum is None:
-            span = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+            span = f"an integer >= {minimum}"
         elif minimum is None:
             span = f"an integer <= {maximum}"
         else:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch import nn
@@ -9,6 +12,7 @@ from torch import nn
 from densepac.check import check_model_task, check_rgb_array
 from densepac.depth.models.base import infer_scale
 from densepac.errors import InputError, InputTypeError
+from densepac.io.files import PathLike
 from densepac.tiling import (
     MemoryModel,
     Tile,
@@ -194,3 +198,74 @@ def _check_upsample_inputs(model: nn.Module, depth_lr: np.ndarray, guide: np.nda
     except ValueError as e:
         raise InputError(f"{e}; crop or resize the guide to an integer multiple of the depth") from None
     return depth_lr, guide
+
+
+@dataclass(frozen=True)
+class UpsampleReport:
+    """What :func:`upsample_file` wrote: the output path, its size (H, W), the model, scale and device."""
+
+    output: Path
+    size: tuple[int, int]
+    model: str
+    scale: int
+    device: str
+
+
+def upsample_file(depth: PathLike, guide: PathLike, output: PathLike, *, model: str | None = None,
+                  weights: PathLike | None = None, scale: int | None = None, depth_scale: float = 1000.0,
+                  preview: PathLike | None = None, tile: int | None = None, max_memory: int | str | None = None,
+                  device: str = "auto", overwrite: bool = False, progress: bool = True) -> UpsampleReport:
+    """Upsample the depth file ``depth`` to the resolution of the RGB file ``guide``; write ``output``.
+
+    Everything is checked before the model runs (outputs writable and not in the way,
+    inputs readable, shapes and scale, model task); outputs are written atomically, and a
+    failed preview removes the depth it follows, so nothing is left half done.
+
+    Args:
+        model: registry depth model (default: the shipped default for the scale, or the
+            model named by the card beside ``weights``).
+        weights: a weights file for ``model``.
+        scale: the factor, checked against the shapes (default: inferred from them).
+        depth_scale: units per metre of integer depth files (1000: millimetres).
+        preview: also write a colourised guide | input | output PNG here.
+        tile, max_memory: see :func:`upsample_depth`.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+    """
+    from densepac.inference import load_model_for_inference, resolve_device
+    from densepac.io.depth import DEPTH_EXTENSIONS, check_depth_scale, read_depth, validate_depth, write_depth
+    from densepac.io.files import check_output, remove_on_failure
+    from densepac.io.images import IMAGE_EXTENSIONS, read_image, write_image
+    from densepac.io.visualize import depth_preview
+    from densepac.models.registry import require_task
+
+    output = check_output(output, DEPTH_EXTENSIONS, "depth", overwrite)  # fail now, not after the model ran
+    if preview is not None:
+        if Path(preview).resolve() == output.resolve():
+            raise InputError(f"--preview {preview} is the -o output file; give the preview another name")
+        preview = check_output(preview, IMAGE_EXTENSIONS, "image", overwrite)
+    if tile is not None and tile < 0:
+        raise InputError(f"--tile {tile} is negative; give a tile size in LR pixels, or 0 to disable tiling")
+    if tile is not None and max_memory is not None:
+        raise InputError("--tile and --max-memory both given; drop --tile to let the budget pick the tiles")
+    check_depth_scale(depth_scale, "--depth-scale")
+    dev = resolve_device(device)
+    depth_lr = validate_depth(read_depth(depth, depth_scale), str(depth))
+    rgb = read_image(guide)
+    try:
+        factor = check_scale(depth_lr.shape, rgb.shape[:2], scale)
+    except InputError as e:
+        raise InputError(f"{guide} and {depth}: {e}") from None
+    require_task(model, "depth")
+    name = model or (None if weights is not None else default_depth_model(factor))
+    net = load_model_for_inference(name, weights)
+    if getattr(net, "task", None) != "depth":
+        source = f"{weights}: " if weights is not None else ""
+        raise InputError(f"{source}model {net.model_name!r} is a {net.task} model; "
+                         "pick one from `densepac models --task depth`")
+    out = upsample_depth(net, depth_lr, rgb, dev, tile, max_memory=max_memory, progress=progress)
+    picture = depth_preview(rgb, depth_lr, out) if preview is not None else None
+    write_depth(output, out, depth_scale, overwrite=overwrite)
+    if picture is not None:
+        with remove_on_failure([output]):
+            write_image(preview, picture, overwrite=overwrite)
+    return UpsampleReport(output, out.shape, net.model_name, factor, dev.type)

@@ -16,6 +16,7 @@ from densepac.depth.degrade import PROTOCOLS
 from densepac.depth.evaluate import compare_depth_models
 from densepac.engine.checkpoint import load_checkpoint
 from densepac.engine.config import TrainConfig, option
+from densepac.engine.runs import RunReport, train_in_run_folder
 from densepac.engine.tasks import DepthTask
 from densepac.engine.trainer import FitResult, Trainer
 from densepac.errors import InputError
@@ -105,3 +106,13 @@ def export_depth_weights(cfg: DepthTrainConfig, out_dir: str | Path, name: str |
                         f"{cfg.protocol} sampling, noise {cfg.noise}, holes {cfg.holes}); validated on "
                         f"{cfg.val_size} held-out scenes", steps=ckpt.step,
                         metrics={r["model"]: {k: round(v, 5) for k, v in r.items() if k != "model"} for r in rows})
+
+
+def train_depth_run(cfg: DepthTrainConfig, resume: bool = False, export_dir: str | Path | None = None,
+                    export_name: str | None = None, default: bool = False, progress: bool | None = None) -> RunReport:
+    """What ``densepac train`` does: :func:`train_depth` in the run folder ``cfg.out``, then export.
+
+    A run stopped early (SIGINT/SIGTERM) still exports its best validated checkpoint so far.
+    """
+    return train_in_run_folder(cfg.out, export_dir, lambda: train_depth(cfg, resume=resume, progress=progress),
+                               lambda result: export_depth_weights(cfg, export_dir, export_name, default, cfg.device))

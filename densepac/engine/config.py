@@ -16,7 +16,7 @@ import math
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 from densepac.check import check_choice, check_int
 from densepac.errors import InputError
@@ -110,3 +110,17 @@ class TrainConfig:
     def cli_fields(cls) -> list[dataclasses.Field]:
         """The fields the CLI offers as options, in declaration order."""
         return [f for f in dataclasses.fields(cls) if f.name not in ("model", "out") and f.metadata.get("cli", True)]
+
+
+def parse_key_values(pairs: Sequence[str], flag: str = "--arg") -> dict[str, Any]:
+    """``key=value`` strings (repeatable CLI options) as a dict; values are parsed as JSON when they parse."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"{flag} {pair!r} is not key=value; e.g. {flag} channels=16")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out

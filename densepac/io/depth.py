@@ -47,7 +47,8 @@ _FLOAT_DEPTH_HINT = "a float format (.npy, .npz, .pfm, .tiff)"
 _EXR_ENV = "OPENCV_IO_ENABLE_OPENEXR"
 
 
-def _check_depth_scale(depth_scale: float, path: Path) -> float:
+def check_depth_scale(depth_scale: float, path: PathLike) -> float:
+    """``depth_scale`` (units per metre of integer depth files) as a positive float; ``path`` names the input."""
     scale = float(depth_scale)
     if not math.isfinite(scale) or scale <= 0:
         raise InputError(
@@ -168,7 +169,7 @@ def _to_metres(arr: np.ndarray, path: Path, depth_scale: float) -> np.ndarray:
     if arr.dtype.kind == "f":
         return finite_or_zero(arr)
     if arr.dtype.kind in "ui":
-        return (arr.astype(np.float64) / _check_depth_scale(depth_scale, path)).astype(np.float32)
+        return (arr.astype(np.float64) / check_depth_scale(depth_scale, path)).astype(np.float32)
     raise InputError(
         f"{path}: depth array has dtype {arr.dtype}; save depth as float32 metres or as "
         "integers in depth_scale units"
@@ -293,7 +294,7 @@ def write_depth(
     suffix = require_extension(p, DEPTH_EXTENSIONS, "depth")
     arr = _prepare_depth_for_writing(depth, p)
     if suffix == ".png":
-        scale = _check_depth_scale(depth_scale, p)
+        scale = check_depth_scale(depth_scale, p)
         scaled = np.round(arr.astype(np.float64) * scale)
         top = float(scaled.max())
         if top > UINT16_MAX:

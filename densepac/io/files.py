@@ -70,6 +70,41 @@ def check_output(
     return p
 
 
+@contextlib.contextmanager
+def remove_on_failure(paths: Sequence[PathLike]) -> Iterator[None]:
+    """Inside ``with``, a failure removes ``paths`` (outputs of the same command already written).
+
+    A command that writes several outputs either leaves all of them or none.
+    """
+    try:
+        yield
+    except BaseException:
+        for path in paths:
+            Path(path).unlink(missing_ok=True)
+        raise
+
+
+def check_output_folder(path: PathLike, flag: str, parents: bool = True) -> Path:
+    """``path`` as a folder that exists or can be created and written; ``flag`` names the option.
+
+    Refuses a file in the way, and a missing or read-only place to create it; with
+    ``parents=False`` the folder's parent must already exist.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise InputError(f"{flag} {p} is a file; give a folder path (it is created if missing)")
+    if not parents and not p.is_dir() and not p.parent.is_dir():
+        raise InputError(f"{p.parent} does not exist; create it or choose another {flag} folder")
+    parent = p
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{flag} {p}: {parent} is a file, so the folder cannot be created; choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{flag} {p}: {parent} is not writable; fix its permissions or choose another folder")
+    return p
+
+
 def fsync_dir(directory: Path) -> None:
     """Flush a directory entry so a completed rename survives a crash (POSIX only)."""
     if os.name != "posix":

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -10,6 +14,7 @@ from torch import nn
 
 from densepac.check import check_model_task, check_rgb_array
 from densepac.errors import InputError
+from densepac.io.files import PathLike
 from densepac.tiling import (
     MemoryModel,
     Tile,
@@ -147,3 +152,74 @@ def tiled_segment(model: nn.Module, image: torch.Tensor, tile: int | tuple[int, 
 
     with whole_image_crf(model, (h, w)):
         return run_tiles(run, (h, w), tile, margin, SEG_TILE_ALIGN, progress=progress, desc="segment tiles")
+
+
+@dataclass(frozen=True)
+class SegmentReport:
+    """What :func:`segment_files` wrote: one group of outputs per image, and the model used."""
+
+    outputs: list[list[Path]]
+    model: str
+
+
+def segment_files(images: Sequence[PathLike], output_dir: PathLike, *, model: str | None = None,
+                  weights: PathLike | None = None, crf: bool = False, model_kwargs: dict | None = None,
+                  cam: bool = False, cam_layer: str | None = None, max_memory: int | str | None = None,
+                  device: str = "auto", overwrite: bool = False, progress: bool = True) -> SegmentReport:
+    """Segment image files into ``output_dir``: ``NAME.png`` (labels, VOC palette) and ``NAME_overlay.png``.
+
+    With ``cam``, also ``NAME_cam.png``: the model's attention (channel mean of ``cam_layer``,
+    default the deepest feature layer) as a heatmap over the image. Every input is read and
+    every output checked before the model is loaded, so a bad file fails at once; outputs are
+    written atomically.
+    """
+    from tqdm.auto import tqdm
+
+    from densepac.inference import load_model_for_inference, resolve_device
+    from densepac.io.files import check_input_file, check_output_folder
+    from densepac.io.images import IMAGE_EXTENSIONS, image_to_tensor, read_image, write_image, write_label
+    from densepac.io.visualize import heatmap_overlay, overlay_mask
+    from densepac.models.registry import require_task
+    from densepac.segmentation.cam import attention_map
+
+    if not images:
+        raise InputError("no IMAGE given; pass one or more image files")
+    if cam_layer is not None and not cam:
+        raise InputError("--cam-layer is only used with --cam; add --cam or drop --cam-layer")
+    for path in map(Path, images):  # a wrong kind of file is named before a missing one
+        if path.suffix.lower() not in IMAGE_EXTENSIONS and not path.is_dir():
+            raise InputError(f"{path}: not an image file ({', '.join(IMAGE_EXTENSIONS)})")
+    paths = [check_input_file(p, "image", IMAGE_EXTENSIONS) for p in images]
+    if len({p.stem for p in paths}) != len(paths):
+        raise InputError("two IMAGEs share a file name; their outputs would overwrite each other")
+    output_dir = check_output_folder(output_dir, "-o", parents=False)
+    suffixes = ("", "_overlay") + (("_cam",) if cam else ())
+    targets = [[output_dir / f"{p.stem}{s}.png" for s in suffixes] for p in paths]
+    existing = [str(t) for group in targets for t in group if t.exists()]
+    if existing and not overwrite:
+        raise InputError(f"{existing[0]} already exists; pass --overwrite to replace outputs")
+    for path in paths:  # every image decodes before any output is written
+        read_image(path)
+    dev = resolve_device(device)
+    require_task(model, "segmentation")
+    net = load_model_for_inference(model, weights, crf=crf, **(model_kwargs or {}))
+    if getattr(net, "task", None) != "segmentation":
+        source = f"{weights}: " if weights is not None else ""
+        raise InputError(f"{source}model {net.model_name!r} is a {net.task} model; "
+                         "pick one from `densepac models --task segmentation`")
+    if cam_layer is not None and cam_layer not in dict(net.named_modules()):
+        raise InputError(f"--cam-layer {cam_layer!r} is not a layer of {net.model_name}; "
+                         "give a name from model.named_modules(), e.g. relu7 for FCN-8s")
+    output_dir.mkdir(exist_ok=True)
+    quiet = not progress or not sys.stderr.isatty() or len(paths) == 1
+    for path, group in zip(tqdm(paths, desc="segment", disable=quiet), targets):
+        image = read_image(path)
+        labels = segment_image(net, image, dev, max_memory=max_memory, progress=progress)
+        pictures = [overlay_mask(image, labels)]
+        if cam:
+            heat = attention_map(net.to(dev).eval(), image_to_tensor(image).to(dev), cam_layer)
+            pictures.append(heatmap_overlay(image, heat[0].cpu()))
+        write_label(group[0], labels, overwrite=True)
+        for target, picture in zip(group[1:], pictures):
+            write_image(target, picture, overwrite=True)
+    return SegmentReport(targets, net.model_name)

@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 from densepac.check import check_choice, check_int, check_num_classes
 from densepac.engine.checkpoint import load_checkpoint
 from densepac.engine.config import TrainConfig, option
+from densepac.engine.runs import RunReport, train_in_run_folder
 from densepac.engine.tasks import SegmentationTask
 from densepac.engine.trainer import FitResult, Trainer, evaluate
 from densepac.errors import InputError
@@ -45,6 +46,7 @@ __all__ = [
     "build_seg_trainer",
     "detect_weights_format",
     "export_seg_weights",
+    "finetune_run",
     "finetune_segmentation",
     "load_pretrained",
     "make_seg_dataset",
@@ -198,3 +200,10 @@ def export_seg_weights(cfg: SegFinetuneConfig, out_dir: str | Path, name: str | 
     if cfg.crf_kwargs:
         card["kwargs"]["crf_kwargs"] = dict(cfg.crf_kwargs)  # so create_model rebuilds the same CRF
     return save_weights(model.cpu(), name or cfg.arch().replace("+", "_"), cfg.arch(), out_dir, **card)
+
+
+def finetune_run(cfg: SegFinetuneConfig, resume: bool = False, export_dir: str | Path | None = None,
+                 progress: bool | None = None) -> RunReport:
+    """What ``densepac finetune`` does: :func:`finetune_segmentation` in the run folder ``cfg.out``, then export."""
+    return train_in_run_folder(cfg.out, export_dir, lambda: finetune_segmentation(cfg, resume=resume, progress=progress),
+                               lambda result: export_seg_weights(cfg, export_dir, device=cfg.device))

@@ -72,6 +72,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from densepac.errors import InputError
+from densepac.models.blocks import resize
 from densepac.models.registry import register_model
 
 SIZE_RULES = ("local", "global")
@@ -150,16 +151,10 @@ def initial_alpha(input_size: int, output_size: float, n: int, r1: float = 0.5, 
     return min(max(alpha, ALPHA_INIT_MIN), 1.0 - ALPHA_INIT_MIN)
 
 
-def _resize(x: torch.Tensor, size: Size) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
-
 def _mix(low: torch.Tensor, high: torch.Tensor, alpha: torch.Tensor, size: Size, residual: bool) -> torch.Tensor:
     """``(1 - alpha) * low + alpha * high`` at ``size`` (times 2 for residual adaptors)."""
     alpha = alpha.to(high.dtype)
-    out = (1 - alpha) * _resize(low, size) + alpha * _resize(high, size)
+    out = (1 - alpha) * resize(low, size) + alpha * resize(high, size)
     # Residual adaptors: 2x keeps the magnitude of a plain residual sum proj(x) + F(x) at alpha = 0.5.
     return 2 * out if residual else out
 

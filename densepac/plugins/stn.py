@@ -348,7 +348,7 @@ class STNSegmentation(SegmentationModel):
     def forward_with_transform(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(logits (N, K, H, W) aligned with image, transform)``; the transform as in :class:`SpatialTransformer`."""
         self.check_image(image)
-        transform = self.stn.predict_transform(self.normalise(image))
+        transform = self.stn.predict_transform(self.normalize(image))
         view = self.stn.warp(image, transform, padding_mode=self.image_padding)
         logits = self.model(view)
         return self.stn.unwarp(logits, transform, image.shape[-2:], padding_mode=self.fill), transform

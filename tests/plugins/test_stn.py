@@ -36,7 +36,7 @@ class TinySeg(SegmentationModel):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         self.check_image(image)
-        return self.conv(self.normalise(image))
+        return self.conv(self.normalize(image))
 
 
 def _tol(dtype: torch.dtype) -> dict:
@@ -263,7 +263,7 @@ def test_image_border_padding_when_view_leaves_image():
     model, image = _zoomed(2.0)
     view, _ = model.stn(image)  # the module's own default padding is zeros
     assert view[..., 0, 0].abs().max() == 0
-    transform = model.stn.predict_transform(model.normalise(image))
+    transform = model.stn.predict_transform(model.normalize(image))
     view = model.stn.warp(image, transform, padding_mode=model.image_padding)
     torch.testing.assert_close(view[..., 0, 0], image[..., 0, 0])
     # Every input pixel is covered: no fill at all.

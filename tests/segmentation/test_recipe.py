@@ -281,8 +281,8 @@ def test_torchvision_vgg16_state_dict_is_detected_and_loaded(tmp_path):
     fcn = model.model
     x = _image(32)
     with torch.no_grad():  # the PAC layers (guide_scale 1e-4) match their convs to ~1e-6 relative
-        expected = vgg.features(fcn.normalise(x))
-        got = fcn.features(fcn.normalise(x))
+        expected = vgg.features(fcn.normalize(x))
+        got = fcn.features(fcn.normalize(x))
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
     torch.testing.assert_close(fcn.features.conv5_3.pac.weight, vgg.features[28].weight)
     torch.testing.assert_close(fcn.fc6.weight, vgg.classifier[0].weight.reshape(fcn.fc6.weight.shape))
@@ -308,7 +308,7 @@ def test_torchvision_fcn_resnet_state_dicts(tmp_path):
     assert load_pretrained(model, tmp_path / "fcn.pth") == "torchvision_fcn"  # aux head dropped
     x = _image(32)
     with torch.no_grad():
-        torch.testing.assert_close(model(x), reference(model.normalise(x))["out"])
+        torch.testing.assert_close(model(x), reference(model.normalize(x))["out"])
     with pytest.raises(InputError, match=f"predicts {K} classes but the model has 21"):
         load_pretrained(create_model("fcn_resnet50"), tmp_path / "fcn.pth")
     with pytest.raises(WeightsError, match="FCN-ResNet weights, which fit fcn_resnet50"):

@@ -8,11 +8,9 @@ import torch
 from torch import nn
 
 from densepac.errors import InputError
+from densepac.models.blocks import IMAGENET_MEAN, IMAGENET_STD
 from densepac.ops.fill import fill_holes, valid_mask
 from densepac.ops.guided import depth_range
-
-_RGB_MEAN = (0.485, 0.456, 0.406)
-_RGB_STD = (0.229, 0.224, 0.225)
 
 
 def infer_scale(lr_size: tuple[int, int], hr_size: tuple[int, int]) -> int:
@@ -85,8 +83,8 @@ class NormalisedDepthModel(DepthModel):
 
     def __init__(self) -> None:
         super().__init__()
-        self.register_buffer("rgb_mean", torch.tensor(_RGB_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("rgb_std", torch.tensor(_RGB_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("rgb_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("rgb_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, depth_lr: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
         self.check_inputs(depth_lr, guide)

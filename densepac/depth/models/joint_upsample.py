@@ -19,19 +19,10 @@ from torch import nn
 
 from densepac.depth.models.base import NormalisedDepthModel
 from densepac.errors import InputError
+from densepac.models.blocks import conv_stack
 from densepac.models.registry import register_model
 from densepac.ops import PacConvTranspose2d
 from densepac.ops.guided import joint_bilateral_upsample
-
-
-def _conv_stack(in_ch: int, width: int, out_ch: int, layers: int, k: int) -> nn.Sequential:
-    """``layers`` k x k convs with ReLU between them (none after the last)."""
-    mods: list[nn.Module] = []
-    for i in range(layers):
-        mods.append(nn.Conv2d(in_ch if i == 0 else width, out_ch if i == layers - 1 else width, k, padding=k // 2))
-        if i < layers - 1:
-            mods.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*mods)
 
 
 class PacJointUpsample(NormalisedDepthModel):
@@ -69,13 +60,13 @@ class PacJointUpsample(NormalisedDepthModel):
         self.guide_channels = guide_channels
         self.residual, self.mask_input, self.base = residual, mask_input, base
         k = kernel_size
-        self.depth_branch = _conv_stack(2 if mask_input else 1, channels, channels, depth_layers, k)
-        self.guide_branch = _conv_stack(3, guide_width, guide_channels * self.stages, guide_layers, k)
+        self.depth_branch = conv_stack(2 if mask_input else 1, channels, channels, depth_layers, k)
+        self.guide_branch = conv_stack(3, guide_width, guide_channels * self.stages, guide_layers, k)
         self.up = nn.ModuleList(
             PacConvTranspose2d(channels, channels, k, stride=2, padding=k // 2, output_padding=1,
                                normalize=normalize_pac)
             for _ in range(self.stages))
-        self.final_branch = _conv_stack(channels, channels, 1, final_layers, k)
+        self.final_branch = conv_stack(channels, channels, 1, final_layers, k)
         if residual:
             nn.init.zeros_(self.final_branch[-1].weight)
             nn.init.zeros_(self.final_branch[-1].bias)

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from densepac.depth.models.base import NormalisedDepthModel
-from densepac.depth.models.joint_upsample import _conv_stack
 from densepac.errors import InputError
+from densepac.models.blocks import conv_stack
 from densepac.models.registry import register_model
 from densepac.ops.sample_pac import at_samples, gaussian_spatial_logits, sample_pac_upsample
 
@@ -102,7 +102,7 @@ class LearnedJBU(NormalisedDepthModel):
         jbu_spatial = gaussian_spatial_logits(scale, radius, float(scale))
         self.spatial = nn.Parameter(jbu_spatial.clone())
         self.register_buffer("jbu_spatial", jbu_spatial, persistent=False)
-        self.refine = _conv_stack(3 + 2 + feat_channels, width, 1, 3, 3) if refine else None
+        self.refine = conv_stack(3 + 2 + feat_channels, width, 1, 3, 3) if refine else None
         if refine:
             nn.init.zeros_(self.refine[-1].weight)
             nn.init.zeros_(self.refine[-1].bias)

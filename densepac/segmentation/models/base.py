@@ -7,29 +7,42 @@ import re
 import torch
 
 from densepac.errors import InputError
+from densepac.models.blocks import imagenet_normalize, pad_to_multiple, resize
 from densepac.ops.labels import PredictsLabels
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Stage modules of ResNet (``layerN``), DLA (``levelN``) and Shape Adaptor ResNet (``layers.N``) encoders.
 _STAGE = re.compile(r"(?:^|\.)(?:layer|level|layers\.)(\d+)$")
 
 
 class SegmentationModel(PredictsLabels):
-    """Base of registry segmentation models.
+    """Base of registry segmentation models: one ``forward`` for all (smp's ``SegmentationModel`` habit).
 
-    Subclasses set ``num_classes`` and implement ``forward``; input RGB is in [0, 1] and each
-    model normalises inside itself (:meth:`normalise`). ``predict`` returns label maps.
+    ``forward(image)`` checks the (N, 3, H, W) RGB input in [0, 1], normalises it with the
+    ImageNet statistics, pads it at the bottom/right to a multiple of :attr:`pad_multiple`
+    (the network's output stride) so any size works, runs :meth:`forward_logits`, resizes
+    its logits to the padded size when they come out smaller, and crops the padding away.
+    Subclasses set ``num_classes`` and ``pad_multiple`` and implement :meth:`forward_logits`.
+    ``predict`` returns label maps.
     """
 
     task = "segmentation"
     num_classes: int
+    #: Sides of the normalised image are padded to a multiple of this before the network runs.
+    pad_multiple: int = 1
 
-    def normalise(self, image: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Logits (N, K, H, W) of RGB images (N, 3, H, W) in [0, 1]."""
+        self.check_image(image)
+        x, (h, w) = pad_to_multiple(self.normalize(image), self.pad_multiple)
+        return resize(self.forward_logits(x), x.shape[-2:])[..., :h, :w]
+
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of a normalised, padded image (N, 3, H, W): (N, K, H, W), or smaller (upsampled bilinearly)."""
+        raise NotImplementedError
+
+    def normalize(self, image: torch.Tensor) -> torch.Tensor:
         """ImageNet mean/std normalisation of RGB in [0, 1]."""
-        mean = image.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        std = image.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
-        return (image - mean) / std
+        return imagenet_normalize(image)
 
     def adl_stages(self) -> list[str]:
         """Where ``create_model(..., adl=True)`` puts ADL: the encoder's two deepest stages.

@@ -49,41 +49,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from densepac.errors import InputError
-from densepac.models.blocks import pad_to_multiple
+from densepac.models.blocks import bilinear_upsampler, conv_bn_relu
 from densepac.models.registry import register_model
 from densepac.ops.layers import PacConvTranspose2d
 from densepac.segmentation.models.base import SegmentationModel
 from densepac.segmentation.models.encoders import build_encoder
-from densepac.segmentation.models.fcn import bilinear_kernel
 
 #: Strides of the finest aggregated level that DLA-Up accepts (the paper's ``down_ratio``).
 OUTPUT_STRIDES: tuple[int, ...] = (2, 4, 8, 16)
 #: Default guide scale of ``pac_dla_up``: kernel values start above 0.997 on normalised RGB.
 PAC_GUIDE_SCALE = 0.01
-
-
-def bilinear_upsampler(channels: int, factor: int) -> nn.ConvTranspose2d:
-    """Depthwise, bias-free x``factor`` transposed conv initialised as bilinear interpolation.
-
-    Kernel ``2 * factor``, stride ``factor``, padding ``factor // 2``: an (N, C, h, w) input
-    gives exactly (N, C, factor * h, factor * w), equal to ``F.interpolate(mode="bilinear",
-    align_corners=False)`` except within ``factor / 2`` pixels of the border.
-    """
-    up = nn.ConvTranspose2d(channels, channels, 2 * factor, stride=factor, padding=factor // 2,
-                            groups=channels, bias=False)
-    with torch.no_grad():
-        # bilinear_kernel is (C, C, k, k) block-diagonal; a depthwise layer holds (C, 1, k, k).
-        up.weight.copy_(bilinear_kernel(1, 2 * factor).expand_as(up.weight))
-    return up
-
-
-def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int) -> nn.Sequential:
-    """Conv (size-preserving, no bias: BN follows) + BatchNorm + ReLU."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    )
 
 
 class ImageGuide(nn.Module):
@@ -276,13 +251,8 @@ class DLAUpSeg(SegmentationModel):
         self.decoder = DLAUp(channels, node_kernel)
         self.head = nn.Conv2d(channels[0], num_classes, 1)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        self.check_image(image)
-        x, (h, w) = pad_to_multiple(self.normalise(image), self.pad_multiple)
-        features = self.encoder(x)[self.first_level:]
-        logits = self.head(self.decoder(features, x))
-        logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return logits[..., :h, :w]
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.decoder(self.encoder(x)[self.first_level:], x))
 
     def extra_repr(self) -> str:
         return (f"encoder_name={self.encoder_name!r}, num_classes={self.num_classes}, "

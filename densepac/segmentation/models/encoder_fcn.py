@@ -25,22 +25,15 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from densepac.check import check_num_classes
 from densepac.errors import InputError
-from densepac.models.blocks import pad_to_multiple
+from densepac.models.blocks import resize
 from densepac.models.registry import register_model
 from densepac.segmentation.models.base import SegmentationModel
 from densepac.segmentation.models.encoders import build_encoder
 from densepac.segmentation.models.smp import SMP_MULTIPLE
-
-
-def _resize(x: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 class EncoderFCN8s(SegmentationModel):
@@ -76,14 +69,11 @@ class EncoderFCN8s(SegmentationModel):
             nn.init.zeros_(score.weight)
             nn.init.zeros_(score.bias)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        self.check_image(image)
-        x, (h, w) = pad_to_multiple(self.normalise(image), self.pad_multiple)
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
         pool3, pool4, top = self.encoder(x)[-3:]
         y = self.score_fr(top)
-        y = _resize(y, pool4.shape[-2:]) + self.score_pool4(pool4)
-        y = _resize(y, pool3.shape[-2:]) + self.score_pool3(pool3)
-        return _resize(y, x.shape[-2:])[..., :h, :w]
+        y = resize(y, pool4.shape[-2:]) + self.score_pool4(pool4)
+        return resize(y, pool3.shape[-2:]) + self.score_pool3(pool3)
 
     def extra_repr(self) -> str:
         return f"encoder_name={self.encoder_name!r}, num_classes={self.num_classes}"

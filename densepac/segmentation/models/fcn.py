@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from densepac.errors import InputError, WeightsError
-from densepac.models.blocks import pad_to_multiple
+from densepac.models.blocks import bilinear_upsampler
 from densepac.models.hotswap import GuidedConv2d, hot_swap
 from densepac.models.registry import register_model
 from densepac.segmentation.models.base import SegmentationModel
@@ -63,30 +63,6 @@ PAC_TARGETS: tuple[str, ...] = ("features.conv3_3", "features.conv4_3", "feature
 PAC_GUIDE = "features.relu2_2"
 
 
-def bilinear_kernel(channels: int, size: int) -> torch.Tensor:
-    """(channels, channels, size, size) weights of a per-channel bilinear transposed conv.
-
-    Channel ``c`` maps to channel ``c`` only. The separable tent ``1 - |x - centre| / f``
-    (``f = ceil(size / 2)``) is the kernel for which kernel ``2f``, stride ``f``, padding
-    ``f / 2`` reproduces ``align_corners=False`` bilinear upsampling.
-    """
-    factor = (size + 1) // 2
-    centre = factor - 1 if size % 2 == 1 else factor - 0.5
-    og = torch.arange(size, dtype=torch.float64)
-    tent = 1 - (og - centre).abs() / factor
-    weight = torch.zeros(channels, channels, size, size, dtype=torch.float64)
-    weight[range(channels), range(channels)] = torch.outer(tent, tent)
-    return weight.float()
-
-
-def _upsample(channels: int, factor: int) -> nn.ConvTranspose2d:
-    """A bilinear-initialised, bias-free x``factor`` transposed convolution (exact output size)."""
-    up = nn.ConvTranspose2d(channels, channels, 2 * factor, stride=factor, padding=factor // 2, bias=False)
-    with torch.no_grad():
-        up.weight.copy_(bilinear_kernel(channels, 2 * factor))
-    return up
-
-
 def _check_positive_ints(name: str, values: Sequence[int], count: int) -> tuple[int, ...]:
     try:
         out = tuple(int(v) for v in values)
@@ -108,6 +84,8 @@ class FCN8s(SegmentationModel):
         dropout: dropout after ``fc6`` and ``fc7``.
         learn_upsampling: train the transposed convolutions (False keeps them bilinear).
     """
+
+    pad_multiple = FCN_STRIDE
 
     def __init__(self, num_classes: int = 21, widths: Sequence[int] = VGG16_WIDTHS, fc_channels: int = 4096,
                  dropout: float = 0.5, learn_upsampling: bool = True) -> None:
@@ -142,9 +120,9 @@ class FCN8s(SegmentationModel):
         self.score_fr = nn.Conv2d(fc, k, 1)
         self.score_pool4 = nn.Conv2d(self.widths[3], k, 1)
         self.score_pool3 = nn.Conv2d(self.widths[2], k, 1)
-        self.upscore2 = _upsample(k, 2)
-        self.upscore_pool4 = _upsample(k, 2)
-        self.upscore8 = _upsample(k, 8)
+        self.upscore2 = bilinear_upsampler(k, 2, depthwise=False)
+        self.upscore_pool4 = bilinear_upsampler(k, 2, depthwise=False)
+        self.upscore8 = bilinear_upsampler(k, 8, depthwise=False)
         for score in (self.score_fr, self.score_pool4, self.score_pool3):
             nn.init.zeros_(score.weight)
             nn.init.zeros_(score.bias)
@@ -152,9 +130,7 @@ class FCN8s(SegmentationModel):
             for up in (self.upscore2, self.upscore_pool4, self.upscore8):
                 up.weight.requires_grad_(False)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        self.check_image(image)
-        x, (h, w) = pad_to_multiple(self.normalise(image), FCN_STRIDE)
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
         skips: dict[str, torch.Tensor] = {}
         for name, layer in self.features.named_children():
             x = layer(x)
@@ -164,8 +140,7 @@ class FCN8s(SegmentationModel):
         x = self.drop7(self.relu7(self.fc7(x)))
         x = self.upscore2(self.score_fr(x))  # H/16
         x = self.upscore_pool4(x + self.score_pool4(skips["pool4"]))  # H/8
-        x = self.upscore8(x + self.score_pool3(skips["pool3"]))  # H
-        return x[..., :h, :w]
+        return self.upscore8(x + self.score_pool3(skips["pool3"]))  # H
 
     def adl_stages(self) -> list[str]:
         """ADL after ``pool4`` and ``conv5_3``'s ReLU: parameter-free layers of the two deepest stages."""

@@ -16,7 +16,6 @@ import torch
 
 from densepac.check import check_num_classes
 from densepac.errors import InputError
-from densepac.models.blocks import pad_to_multiple
 from densepac.models.registry import register_model
 from densepac.segmentation.models.base import SegmentationModel
 
@@ -70,10 +69,8 @@ class SmpSegmentation(SegmentationModel):
         self.arch, self.encoder_name, self.num_classes = arch.lower(), encoder_name, int(num_classes)
         self.pad_multiple = max(SMP_MULTIPLE, int(getattr(self.net.encoder, "output_stride", 1)))
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        self.check_image(image)
-        x, (h, w) = pad_to_multiple(self.normalise(image), self.pad_multiple)
-        return self.net(x)[..., :h, :w]
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
 
     def extra_repr(self) -> str:
         return f"arch={self.arch!r}, encoder_name={self.encoder_name!r}, num_classes={self.num_classes}"

@@ -42,10 +42,10 @@ class TorchvisionFCN(SegmentationModel):
     def forward_aux(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """torchvision's dict: ``out`` (N, K, H, W) and, with ``aux_loss``, ``aux`` (N, K, H, W)."""
         self.check_image(image)
-        return self.net(self.normalise(image))
+        return self.net(self.normalize(image))
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.forward_aux(image)["out"]
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)["out"]
 
     def extra_repr(self) -> str:
         return f"depth={self.depth}, num_classes={self.num_classes}, aux_loss={self.aux_loss}"

@@ -11,10 +11,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from densepac.errors import InputError
+from densepac.models.blocks import bilinear_upsampler
 from densepac.models.registry import create_model, list_models
 from densepac.ops import PacConvTranspose2d
 from densepac.segmentation.models import dla_up as dla_up_module  # noqa: F401  (registers dla_up / pac_dla_up)
-from densepac.segmentation.models.dla_up import DLAUp, DLAUpSeg, IDAUp, ImageGuide, bilinear_upsampler, to_pac_dla_up
+from densepac.segmentation.models.dla_up import DLAUp, DLAUpSeg, IDAUp, ImageGuide, to_pac_dla_up
 
 K = 3
 

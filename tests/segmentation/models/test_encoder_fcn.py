@@ -48,7 +48,7 @@ def test_fusion_deep_to_shallow_at_skip_sizes():
     image = torch.rand(1, 3, 35, 29)
     with torch.no_grad():
         logits = model(image)
-        pool3, pool4, top = model.encoder(model.normalise(image))[-3:]
+        pool3, pool4, top = model.encoder(model.normalize(image))[-3:]
         up = lambda t, ref: F.interpolate(t, size=ref.shape[-2:], mode="bilinear", align_corners=False)  # noqa: E731
         y = up(model.score_fr(top), pool4) + model.score_pool4(pool4)
         y = up(y, pool3) + model.score_pool3(pool3)

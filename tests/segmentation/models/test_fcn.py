@@ -9,14 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from densepac.errors import InputError, WeightsError
-from densepac.models.blocks import pad_to_multiple
+from densepac.models.blocks import bilinear_kernel, pad_to_multiple
 from densepac.models.hotswap import GuidedConv2d, swapped_layers
 from densepac.models.registry import create_model, list_models
 from densepac.segmentation.models.fcn import (
     PAC_TARGETS,
     VGG16_LAYERS,
     FCN8s,
-    bilinear_kernel,
     load_vgg16_backbone,
     to_pac_fcn8s,
 )
@@ -255,7 +254,7 @@ def test_smp_adapters_take_any_size(name):
         assert model(torch.rand(1, 3, 33, 47)).shape == (1, 3, 33, 47)
         # A size the network takes as is: no padding, the adapter only normalises.
         x = torch.rand(1, 3, 32, 64)
-        torch.testing.assert_close(model(x), model.net(model.normalise(x)))
+        torch.testing.assert_close(model(x), model.net(model.normalize(x)))
 
 
 def test_smp_generic_arch_and_errors():

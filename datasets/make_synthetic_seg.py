@@ -14,7 +14,7 @@ Layout (VOC folder names, so every VOC reader and recipe works unchanged)::
     OUT/JPEGImages/<id>.png             RGB images, PNG despite the folder name: JPEG artefacts
                                         would blur exactly the thin structures and fine
                                         boundaries the scenes are made of
-    OUT/SegmentationClass/<id>.png      palette PNGs (VOC colours), pixel value = class id
+    OUT/SegmentationClass/<id>.png      palette PNGs (VOC colors), pixel value = class id
     OUT/ImageSets/Segmentation/{train,val,trainval}.txt
 
 Scene ``i`` is ``make_seg_scene(scene_seed(seed, i), H, W, num_classes)``, the same scene that

@@ -204,7 +204,7 @@ def models_cmd(task: str | None) -> None:
 @click.option("--depth-scale", type=float, default=1000.0, show_default=True,
               help="Units per metre of integer depth files (16-bit PNG): 1000 for millimetres.")
 @click.option("--preview", type=click.Path(path_type=Path), default=None,
-              help="Also write a colourised guide | input | output PNG.")
+              help="Also write a colorised guide | input | output PNG.")
 @click.option("--tile", type=int, default=None,
               help="LR tile size for large images (default: HR tiles of about 1024 px, or what --max-memory "
                    "allows; 0: no tiling).")

@@ -5,9 +5,9 @@ Nearly all upsampling error sits at depth edges. On the held-out synthetic test 
 
 * the baselines and every shipped ``pac_learned_jbu`` model, on the test scenes and on
   test scenes drawn without camouflaged occluders (``p_camouflage=0``: every occluder then
-  differs in colour from what is behind it, so every depth edge has a colour edge). The
+  differs in color from what is behind it, so every depth edge has a color edge). The
   generator's random stream depends on that option, so these are other scenes of the
-  same distribution, not the first set re-coloured: compare ratios to bicubic, not cm;
+  same distribution, not the first set re-colored: compare ratios to bicubic, not cm;
 * sample mixing guided by the true HR depth: joint bilateral upsampling's form (a convex
   combination of the 5x5 nearby LR samples, gaussian spatial filter) given a perfect
   "same surface" feature. A reference for learned kernel features, not a bound on models
@@ -22,7 +22,7 @@ import click
 import torch
 
 from densepac.depth.datasets import make_depth_dataset
-from densepac.depth.models.base import normalise_depth
+from densepac.depth.models.base import normalize_depth
 from densepac.models import create_model, list_weights
 from densepac.ops.sample_pac import at_samples, gaussian_spatial_logits, sample_pac_upsample
 
@@ -30,7 +30,7 @@ ORACLE = "mixing guided by true depth"
 
 
 def _oracle(lr: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, scale: int) -> torch.Tensor:
-    dn, valid, lo, rng = normalise_depth(lr)
+    dn, valid, lo, rng = normalize_depth(lr)
     feats = torch.where(mask, (gt - lo) / rng, torch.zeros_like(gt)) / 0.05
     mixed = sample_pac_upsample(dn, feats, at_samples(feats, scale),
                                 gaussian_spatial_logits(scale, 2, float(scale)), valid > 0, 2)

@@ -1,6 +1,6 @@
-"""Procedural textures and colours that both synthetic scene generators paint with.
+"""Procedural textures and colors that both synthetic scene generators paint with.
 
-Textures (value noise, stripes, checkers, gradients, flat colour and natural-image patches
+Textures (value noise, stripes, checkers, gradients, flat color and natural-image patches
 when such images are available) are evaluated in metric surface coordinates, so they
 foreshorten with the geometry they are painted on. Natural photographs are looked up in
 packages that ship sample images (scikit-image, scikit-learn, matplotlib, imageio), never
@@ -69,7 +69,7 @@ def find_natural_images() -> tuple[Path, ...]:
 
 def _load_natural(path: Path) -> np.ndarray | None:
     """float32 (h, w, 3) RGB in [0, 1], at most 384 px a side; None when unusable."""
-    # PIL, not OpenCV: libpng prints warnings about some sample images' colour profiles on stderr.
+    # PIL, not OpenCV: libpng prints warnings about some sample images' color profiles on stderr.
     try:
         with Image.open(path) as im:
             bgr = np.asarray(im.convert("RGB"))[..., ::-1]
@@ -77,7 +77,7 @@ def _load_natural(path: Path) -> np.ndarray | None:
         return None
     if min(bgr.shape[:2]) < _MIN_NATURAL_SIDE:
         return None
-    # Grey or nearly grey pictures (plots, line art) make poor colour textures.
+    # Grey or nearly grey pictures (plots, line art) make poor color textures.
     if float(np.std(bgr.astype(np.float32), axis=2).mean()) < 4.0:
         return None
     factor = _MAX_NATURAL_SIDE / max(bgr.shape[:2])
@@ -123,27 +123,27 @@ def natural_pool(spec: Any) -> tuple[np.ndarray, ...]:
     return tuple(pool) + _natural_pool_cached(tuple(paths))
 
 
-def random_colour(rng: np.random.Generator) -> np.ndarray:
-    # Mix of saturated and muted colours, never pure black/white (shading needs room).
+def random_color(rng: np.random.Generator) -> np.ndarray:
+    # Mix of saturated and muted colors, never pure black/white (shading needs room).
     base = rng.uniform(0.08, 0.92, size=3)
     grey = base.mean()
     return (grey + (base - grey) * rng.uniform(0.3, 1.3)).clip(0.03, 0.97).astype(np.float32)
 
 
-def contrasting_colour(rng: np.random.Generator, other: np.ndarray) -> np.ndarray:
+def contrasting_color(rng: np.random.Generator, other: np.ndarray) -> np.ndarray:
     for _ in range(8):
-        colour = random_colour(rng)
-        if float(np.abs(colour - other).sum()) > 0.45:
-            return colour
+        color = random_color(rng)
+        if float(np.abs(color - other).sum()) > 0.45:
+            return color
     return (1.0 - other).astype(np.float32)
 
 
 def random_texture(rng: np.random.Generator, pool: Sequence[np.ndarray], p_natural: float) -> dict:
     """A texture description; evaluated later by :func:`paint` at surface coordinates."""
-    c1 = random_colour(rng)
+    c1 = random_color(rng)
     tex: dict[str, Any] = {
         "c1": c1,
-        "c2": contrasting_colour(rng, c1),
+        "c2": contrasting_color(rng, c1),
         "angle": rng.uniform(0, math.pi),
         "offset": rng.uniform(-10, 10, size=2),
     }
@@ -212,7 +212,7 @@ def paint(tex: dict, s: np.ndarray, t: np.ndarray) -> np.ndarray:
             weight_sum += weight
         n = np.clip(total / weight_sum, 0.0, 1.0)
         if kind == "fractal":
-            # Photograph-like stand-in: 1/f luminance detail over a two-colour blend.
+            # Photograph-like stand-in: 1/f luminance detail over a two-color blend.
             lum, mix = n[..., 0:1], n[..., 1:2]
             return np.clip((c1 + (c2 - c1) * mix) * (0.6 + 0.8 * lum), 0.0, 1.0).astype(np.float32)
         return (c1 + (c2 - c1) * n[..., None]).astype(np.float32)

@@ -117,7 +117,7 @@ def _bicubic_weights(size: int, scale: int) -> np.ndarray:
     """(size // scale, size) antialiased bicubic weights; rows sum to 1.
 
     The kernel is stretched by ``scale`` (support 4*s input pixels) around each output
-    centre; taps outside the image are dropped and the row renormalised, like PIL.
+    centre; taps outside the image are dropped and the row renormalized, like PIL.
     """
     out = size // scale
     centres = scale * (np.arange(out) + 0.5)  # in input pixel-edge coordinates
@@ -130,7 +130,7 @@ def downsample_bicubic(depth: np.ndarray, scale: int, min_valid: float = 0.5) ->
     """Antialiased bicubic downsampling that ignores missing pixels.
 
     Each LR pixel is the bicubic-weighted mean of the valid HR pixels in its support,
-    normalised by the valid weight, so missing pixels (0) never bleed in. An LR pixel is
+    normalized by the valid weight, so missing pixels (0) never bleed in. An LR pixel is
     missing when less than ``min_valid`` of its positive (central) kernel mass is valid.
     Without missing pixels this equals PIL's ``Image.resize(..., Image.BICUBIC)`` on a
     float ("F") image. Bicubic overshoot at depth edges is clipped to the range of

@@ -227,7 +227,7 @@ def upsample_file(depth: PathLike, guide: PathLike, output: PathLike, *, model: 
         weights: a weights file for ``model``.
         scale: the factor, checked against the shapes (default: inferred from them).
         depth_scale: units per metre of integer depth files (1000: millimetres).
-        preview: also write a colourised guide | input | output PNG here.
+        preview: also write a colorised guide | input | output PNG here.
         tile, max_memory: see :func:`upsample_depth`.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
     """

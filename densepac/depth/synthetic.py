@@ -2,14 +2,14 @@
 
 :func:`make_rgbd_scene` renders a small z-buffered world seen by a pinhole camera: a
 background (one slanted plane, or a floor meeting a wall), a few occluders (slanted planar
-polygons, boxes, spheres) and colour-only decals. Surfaces carry textures (value noise,
-stripes, checkers, gradients, flat colour and natural-image patches when such images are
+polygons, boxes, spheres) and color-only decals. Surfaces carry textures (value noise,
+stripes, checkers, gradients, flat color and natural-image patches when such images are
 available) mapped in metric surface coordinates, so they foreshorten with the geometry.
 
 The scenes deliberately hold the two cases that make guided upsampling hard:
 
-- colour edges without a depth edge (stripes, checkers, decals inside one surface);
-- depth edges with weak colour contrast ("camouflaged" occluders that copy the colour of
+- color edges without a depth edge (stripes, checkers, decals inside one surface);
+- depth edges with weak color contrast ("camouflaged" occluders that copy the color of
   what they hide, with only a slight shading change).
 
 Everything is drawn from one ``numpy.random.Generator`` seeded by ``seed``; each surface's
@@ -38,11 +38,11 @@ class SceneOptions:
     Attributes:
         min_objects, max_objects: number of occluders, drawn uniformly in this range.
         p_floor: probability of a floor + wall background instead of one slanted plane.
-        p_camouflage: per occluder, probability that it copies the colour behind it
-            (a depth edge with weak colour contrast).
-        p_decal: probability of each of up to three colour-only decals on the background.
+        p_camouflage: per occluder, probability that it copies the color behind it
+            (a depth edge with weak color contrast).
+        p_decal: probability of each of up to three color-only decals on the background.
         p_natural: per surface, probability of a natural-image texture (falls back to
-            fractal colour noise when no natural image is available).
+            fractal color noise when no natural image is available).
         natural_images: ``"auto"`` (look for sample photographs shipped by installed
             packages), ``None`` (never use photographs) or a sequence of image paths or
             ``(H, W, 3)`` float arrays in [0, 1].
@@ -99,8 +99,8 @@ class _Canvas:
     depth: np.ndarray  # (H, W) float32, inf where nothing was drawn yet
     object_id: np.ndarray  # (H, W) int32
     shading: np.ndarray  # (H, W) float32 Lambert factor of the visible surface
-    xs: np.ndarray  # (W,) normalised image x = (u - cx) / f
-    ys: np.ndarray  # (H,) normalised image y
+    xs: np.ndarray  # (W,) normalized image x = (u - cx) / f
+    ys: np.ndarray  # (H,) normalized image y
     focal: float
     light: np.ndarray  # unit vector towards the light, camera frame
     ambient: float
@@ -200,7 +200,7 @@ def _inverse_depth_plane(
 ) -> tuple[np.ndarray, float]:
     """Plane (normal, k=1) whose inverse depth is ``inv_centre + slope . (x - x0, y - y0)``.
 
-    Planes have inverse depth affine in normalised image coordinates, which makes it easy
+    Planes have inverse depth affine in normalized image coordinates, which makes it easy
     to bound the depth range over a window.
     """
     c = inv_centre - slope_x * x0 - slope_y * y0
@@ -257,7 +257,7 @@ def _background(canvas: _Canvas, rng: np.random.Generator, opts: SceneOptions, t
 
 
 def _decal(canvas: _Canvas, rng: np.random.Generator, tex: dict) -> None:
-    """Paint a colour-only polygon over background pixels (no depth change)."""
+    """Paint a color-only polygon over background pixels (no depth change)."""
     h, w = canvas.shape
     poly = _random_polygon(rng, h, w, 0.05, 0.2)
     win = canvas.window(poly[:, 1].min(), poly[:, 1].max() + 1, poly[:, 0].min(), poly[:, 0].max() + 1)

@@ -1,6 +1,6 @@
 """Joint augmentation of an RGB guide and its depth map.
 
-The geometry (crop, flips, optional rotation / zoom) is identical on both, colour jitter
+The geometry (crop, flips, optional rotation / zoom) is identical on both, color jitter
 touches RGB only, and depth is resampled with nearest-neighbour interpolation so a depth
 value is never blended across an occlusion edge. Pixels that a rotation or padding brings
 in from outside the image are missing (0).

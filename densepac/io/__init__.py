@@ -3,7 +3,7 @@
 - :mod:`densepac.io.files`: atomic writes, output checks (the layer every other module writes through);
 - :mod:`densepac.io.depth`: depth files (``.npy``, ``.npz``, ``.pfm``, 16-bit ``.png``, float ``.tiff``, ``.exr``);
 - :mod:`densepac.io.images`: RGB images and label maps (VOC palette);
-- :mod:`densepac.io.visualize`: colourised depth, previews, mask and heatmap overlays.
+- :mod:`densepac.io.visualize`: colorised depth, previews, mask and heatmap overlays.
 """
 
 from densepac.io.depth import (

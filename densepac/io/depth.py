@@ -101,7 +101,7 @@ def _parse_pfm(path: Path, data: bytes) -> np.ndarray:
     magic = tokens[0]
     if magic == b"PF":
         raise InputError(
-            f"{path}: 3-channel PFM (PF) is a colour image, not depth; save depth as a "
+            f"{path}: 3-channel PFM (PF) is a color image, not depth; save depth as a "
             "single-channel Pf file or .npy"
         )
     if magic != b"Pf":
@@ -151,7 +151,7 @@ def _squeeze_depth_array(arr: np.ndarray, path: Path) -> np.ndarray:
 
 
 def _single_channel(arr: np.ndarray, path: Path) -> np.ndarray:
-    """One channel of an image-format depth map; refuses real colour images."""
+    """One channel of an image-format depth map; refuses real color images."""
     if arr.ndim == 2:
         return arr
     channels = arr[..., :3] if arr.shape[2] == 4 else arr

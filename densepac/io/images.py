@@ -141,9 +141,9 @@ def write_image(path: PathLike, image: np.ndarray, overwrite: bool = True) -> No
 def read_label(path: PathLike) -> np.ndarray:
     """Read a segmentation label map as int64 ``(H, W)`` (``255`` = ignore).
 
-    Indexed ('P' mode) PNGs give their palette indices, not colours; 8/16-bit grayscale
-    PNGs give their values; ``.npy`` holds an integer 2-D array. Colour (RGB) label
-    images are refused because their colour-to-class mapping is unknown.
+    Indexed ('P' mode) PNGs give their palette indices, not colors; 8/16-bit grayscale
+    PNGs give their values; ``.npy`` holds an integer 2-D array. Color (RGB) label
+    images are refused because their color-to-class mapping is unknown.
     """
     p, suffix, data = read_bytes(path, LABEL_EXTENSIONS, "label")
     if suffix == ".npy":
@@ -164,7 +164,7 @@ def read_label(path: PathLike) -> np.ndarray:
             im.load()
             mode = im.mode
             if mode in ("P", "PA", "LA"):
-                # Index (or gray) band only, so the palette never turns ids into colours.
+                # Index (or gray) band only, so the palette never turns ids into colors.
                 arr = np.array(im.getchannel(0))
             elif mode in ("L", "1", "I", "I;16", "I;16B", "I;16L"):
                 arr = np.array(im)
@@ -172,7 +172,7 @@ def read_label(path: PathLike) -> np.ndarray:
         raise corrupt_file_error(p, "label", "PNG") from exc
     if arr is None:
         raise InputError(
-            f"{p}: label image is {mode}, a colour image; save class ids as an indexed "
+            f"{p}: label image is {mode}, a color image; save class ids as an indexed "
             "(palette) or grayscale PNG"
         )
     return arr.astype(np.int64)
@@ -187,7 +187,7 @@ def write_label(
     """Write int ``(H, W)`` class ids atomically.
 
     ``.png``: an indexed PNG (ids 0..255) with ``palette`` (``(n <= 256, 3)`` uint8;
-    default the PASCAL VOC palette), so the file opens in colour yet reads back as ids.
+    default the PASCAL VOC palette), so the file opens in color yet reads back as ids.
     ``.npy``: the int64 array, for ids above 255.
     """
     p = Path(path)

@@ -1,4 +1,4 @@
-"""Pictures for humans: coloured depth, side-by-side previews, label colours, overlays.
+"""Pictures for humans: colored depth, side-by-side previews, label colors, overlays.
 
 Every function returns uint8 RGB ``(H, W, 3)`` arrays (channel order RGB, not OpenCV's
 BGR) and accepts images as float ``[0, 1]`` or uint8 ``(H, W, 3)`` / ``(H, W)`` arrays.
@@ -74,13 +74,13 @@ def _robust_range(values: np.ndarray) -> tuple[float, float]:
 
 
 def _apply_colormap(unit: np.ndarray, colormap: int) -> np.ndarray:
-    """uint8 RGB from values in [0, 1] (NaN allowed, coloured as 0) through an OpenCV map."""
+    """uint8 RGB from values in [0, 1] (NaN allowed, colored as 0) through an OpenCV map."""
     idx = np.round(np.clip(np.nan_to_num(unit, nan=0.0), 0.0, 1.0) * 255.0).astype(np.uint8)
     return cv2.applyColorMap(idx, colormap)[..., ::-1].copy()
 
 
 def _colorize_nan_depth(depth: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
-    # Near = warm: turbo runs cold -> warm, so invert the normalised depth.
+    # Near = warm: turbo runs cold -> warm, so invert the normalized depth.
     unit = 1.0 - (depth - vmin) / (vmax - vmin)
     rgb = _apply_colormap(unit, _DEPTH_COLORMAP)
     rgb[np.isnan(depth)] = 0
@@ -129,7 +129,7 @@ def depth_preview(
 
     ``guide`` is ``(H, W, 3)`` (float [0, 1] or uint8); ``depth_in`` is low resolution and
     is nearest-upsampled (pixel-centre aligned) to ``(H, W)``; ``depth_out`` must be
-    ``(H, W)``. Both depths share one colour range (robust percentiles of their valid
+    ``(H, W)``. Both depths share one color range (robust percentiles of their valid
     pixels); missing pixels are black. When ``path`` is given the picture is also written
     there atomically (PNG recommended).
     """
@@ -164,7 +164,7 @@ def depth_preview(
 def colorize_labels(labels: "np.ndarray | torch.Tensor") -> np.ndarray:
     """uint8 RGB ``(H, W, 3)`` of int class ids with the VOC palette.
 
-    The ignore id 255 keeps its VOC colour (224, 224, 192), the cream used on VOC borders.
+    The ignore id 255 keeps its VOC color (224, 224, 192), the cream used on VOC borders.
     Ids above 255 continue the VOC bit pattern; negative ids raise InputError.
     """
     arr = _as_array(labels)
@@ -193,16 +193,16 @@ def overlay_mask(
 ) -> np.ndarray:
     """uint8 RGB: ``image`` blended with :func:`colorize_labels` of ``labels`` (same H, W).
 
-    ``alpha`` is the label colours' weight; every pixel is blended, background included.
+    ``alpha`` is the label colors' weight; every pixel is blended, background included.
     """
     rgb = _as_rgb_uint8(image, "overlay_mask image")
-    colours = colorize_labels(labels)
-    if colours.shape[:2] != rgb.shape[:2]:
+    colors = colorize_labels(labels)
+    if colors.shape[:2] != rgb.shape[:2]:
         raise InputError(
-            f"overlay_mask: labels {colours.shape[:2]} and image {rgb.shape[:2]} differ in "
+            f"overlay_mask: labels {colors.shape[:2]} and image {rgb.shape[:2]} differ in "
             "size; resize the labels with nearest-neighbour first"
         )
-    return _blend(rgb, colours, alpha, "overlay_mask")
+    return _blend(rgb, colors, alpha, "overlay_mask")
 
 
 def heatmap_overlay(
@@ -210,10 +210,10 @@ def heatmap_overlay(
     heat: "np.ndarray | torch.Tensor",
     alpha: float = 0.5,
 ) -> np.ndarray:
-    """uint8 RGB: ``image`` blended with a turbo-coloured ``heat`` map.
+    """uint8 RGB: ``image`` blended with a turbo-colored ``heat`` map.
 
     ``heat`` is any real ``(h, w)`` map (attention, error, confidence); it is min-max
-    normalised over its finite values (non-finite -> 0, constant -> all 0) and resized
+    normalized over its finite values (non-finite -> 0, constant -> all 0) and resized
     bilinearly to the image size.
     """
     rgb = _as_rgb_uint8(image, "heatmap_overlay image")

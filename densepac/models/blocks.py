@@ -6,13 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: ImageNet RGB mean and std: pretrained encoders expect inputs normalised with them.
+#: ImageNet RGB mean and std: pretrained encoders expect inputs normalized with them.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def imagenet_normalize(image: torch.Tensor) -> torch.Tensor:
-    """ImageNet mean/std normalisation of RGB (N, 3, H, W) in [0, 1]."""
+    """ImageNet mean/std normalization of RGB (N, 3, H, W) in [0, 1]."""
     mean = image.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = image.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return (image - mean) / std

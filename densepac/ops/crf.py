@@ -188,7 +188,7 @@ def _init_spatial(kernel_size: int, init: str, normalize: bool) -> torch.Tensor:
     """Centre-free spatial filter: sums to 1 (``normalize=False``) or averages 1 per tap (``True``).
 
     Either way a flat region (all K = 1) initially passes on roughly the neighbours' mean
-    marginal, so the Potts weight means the same thing with or without normalisation.
+    marginal, so the Potts weight means the same thing with or without normalization.
     """
     r = torch.arange(kernel_size, dtype=torch.float64) - kernel_size // 2
     if init == "gaussian":
@@ -227,7 +227,7 @@ class PacCRF(nn.Module):
         pos_scale: initial ``t_k``; 1 means position is measured in kernel radii.
         spatial_init: ``"gaussian"`` (sigma = kernel_size / 4 taps) or ``"uniform"``.
         potts_weight: initial ``w`` of ``mu_k = -w * I``.
-        normalize: normalise each message by its kernel sum (see :func:`pac_crf_message`).
+        normalize: normalize each message by its kernel sum (see :func:`pac_crf_message`).
         kernel_type: PAC kernel (``"gaussian"``, ``"cauchy"``).
         dilation_reference: when set, each kernel's dilation is rescaled per input with
             :func:`scaled_dilation` (``reference`` = this) from the logits' size.

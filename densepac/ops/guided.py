@@ -1,7 +1,7 @@
 """Classical guided baselines: guided filter and joint bilateral upsampling of depth, and
 guided-filter refinement of segmentation scores.
 
-The guided filter is kornia's; joint bilateral upsampling is an exact normalised PAC
+The guided filter is kornia's; joint bilateral upsampling is an exact normalized PAC
 transposed convolution with a fixed spatial gaussian, weighting only measured samples.
 Each function takes the hole-filled LR depth and the valid range (``depth_range``), which
 are whole-image quantities, so that tiles of one image are processed consistently.

@@ -5,10 +5,10 @@ Each kernel also returns ``dK/ds`` so the PAC backward pass can recompute gradie
 without storing anything.
 
 ``kernel(s, ref)`` returns ``K(s) / K(ref)`` and its derivative instead, computed without
-forming ``K(ref)`` (which underflows to 0 for large ``ref``). Normalised PAC divides by a sum
+forming ``K(ref)`` (which underflows to 0 for large ``ref``). Normalized PAC divides by a sum
 of kernel values, so it may scale them all by one constant per output pixel: with ``ref`` the
 smallest distance among a pixel's taps the nearest neighbour weighs exactly 1 and the
-normaliser is at least 1, however far apart the guide features are.
+normalizer is at least 1, however far apart the guide features are.
 """
 
 from __future__ import annotations

@@ -12,17 +12,17 @@ Geometry (what ``i`` and ``j`` are):
 * ``pac_conv2d``: output pixel ``o`` reads inputs ``o*stride - padding + dilation*t``; its own
   feature ``f_i`` is the guide at the filter's centre tap ``t = k // 2`` (clamped into the
   image), which is the output pixel itself for the usual odd ``k`` with "same" padding.
-  Taps that fall outside the image contribute nothing, to the sum or to the normaliser.
+  Taps that fall outside the image contribute nothing, to the sum or to the normalizer.
 * ``pac_conv_transpose2d``: the guide lives at the output resolution. ``f_i`` is the guide at
   the output pixel; input sample ``j`` takes the guide at the centre of its footprint,
   ``j*stride - padding + (dilation*(k-1)) // 2`` (clamped into the output image). Only real
-  input samples enter the normaliser, never the zeros a transposed convolution inserts.
+  input samples enter the normalizer, never the zeros a transposed convolution inserts.
 
 Numerics:
 
-* float16/bfloat16 inputs are computed in float32 (kernels, sums, normaliser; autocast is
+* float16/bfloat16 inputs are computed in float32 (kernels, sums, normalizer; autocast is
   switched off inside) and the result is cast back; float64 stays float64.
-* Normalised outputs never divide by 0: kernel values are taken relative to each output
+* Normalized outputs never divide by 0: kernel values are taken relative to each output
   pixel's nearest tap in feature space, so when guide features are far apart and every
   kernel value underflows, the output tends to that tap's contribution (the centre tap for
   the usual "same" convolution). Pixels that no tap reaches get 0 (plus bias).
@@ -81,7 +81,7 @@ def _taps(idx_size: tuple[int, int], tgt_size: tuple[int, int], k: tuple[int, in
 
     For a convolution ``idx`` is the output and ``tgt`` the input; for a transposed one the
     roles swap. A tap is restricted to the rectangle where both ends are inside their images,
-    so out-of-image neighbours add nothing to the sum or to the normaliser.
+    so out-of-image neighbours add nothing to the sum or to the normalizer.
     """
     taps = []
     for a in range(k[0]):
@@ -135,7 +135,7 @@ def _masked(k: torch.Tensor, inside: torch.Tensor | None, tap: _Tap) -> torch.Te
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Kernels, sums and normalisers of half/bfloat16 inputs are computed in float32."""
+    """Kernels, sums and normalizers of half/bfloat16 inputs are computed in float32."""
     return torch.promote_types(dtype, torch.float32)
 
 
@@ -169,7 +169,7 @@ class _PacFunction(torch.autograd.Function):
     Numerics: everything runs in float32 for half/bfloat16 inputs (float64 stays float64)
     and the result is cast back. With ``normalize`` every kernel value of an output pixel is
     divided by that of its nearest tap in feature space (``ref``, the smallest squared
-    distance), which leaves the normalised output unchanged but keeps the normaliser >= 1:
+    distance), which leaves the normalized output unchanged but keeps the normalizer >= 1:
     when the guide features are far apart and every ``K`` underflows, the output tends to
     the nearest neighbour's contribution instead of 0/0. Pixels that no tap reaches get 0.
     """
@@ -221,7 +221,7 @@ class _PacFunction(torch.autograd.Function):
             x, nb, ctr, wt = (t.to(cdt) for t in (x_src, nb_src, ctr_src, weight))
             grad_out = grad_out.to(cdt).contiguous()
             if norm is not None:
-                # ``ref`` is a per-pixel constant factor of every kernel value: the normalised
+                # ``ref`` is a per-pixel constant factor of every kernel value: the normalized
                 # output does not depend on it, so it gets no gradient.
                 gr = grad_out / norm
                 gnorm = -(gr * out).sum(1, keepdim=True)
@@ -331,7 +331,7 @@ def pac_conv2d(input: torch.Tensor, guide: torch.Tensor, weight: torch.Tensor, b
     if any(p):
         # Zero-padded copies make every tap span the whole output, so each tap's product is
         # accumulated straight into the output by one GEMM; ``inside`` zeroes the kernel of
-        # padded neighbours, which thus count neither in the sum nor in the normaliser.
+        # padded neighbours, which thus count neither in the sum nor in the normalizer.
         pad = (p[1], p[1], p[0], p[0])
         input, guide = F.pad(input, pad), F.pad(guide, pad)
         inside = F.pad(input.new_ones(1, 1, h, w, dtype=torch.bool), pad)

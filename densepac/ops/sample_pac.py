@@ -1,4 +1,4 @@
-"""Sample PAC upsampling: a normalised transposed PAC whose samples carry their own features.
+"""Sample PAC upsampling: a normalized transposed PAC whose samples carry their own features.
 
 Each high-resolution pixel ``i`` mixes the ``(2r+1)^2`` low-resolution samples ``j`` around
 its LR cell with weights
@@ -6,7 +6,7 @@ its LR cell with weights
     w_ij ∝ valid_j · exp(S[j - cell(i), phase(i)]) · exp(-0.5 ||f_i - g_j||^2)
 
 i.e. the PAC kernel ``K(f_i, g_j)`` times a spatially shared filter ``S`` (one tap per
-neighbour and sub-pixel phase, as a stride-``s`` transposed convolution has), normalised
+neighbour and sub-pixel phase, as a stride-``s`` transposed convolution has), normalized
 over the valid samples. With ``f`` the HR image divided by ``sigma_color``, ``g`` the image at
 the sample positions and ``S`` a log-gaussian it is joint bilateral upsampling; learned
 ``f``/``g`` let a network decide which samples belong to a pixel's surface.
@@ -68,7 +68,7 @@ def gaussian_spatial_logits(scale: int, radius: int, sigma: float, dtype: torch.
 def sample_pac_upsample(values: torch.Tensor, feats_hr: torch.Tensor, feats_lr: torch.Tensor,
                         spatial_logits: torch.Tensor, valid: torch.Tensor | None = None,
                         radius: int = 2) -> torch.Tensor:
-    """Upsample LR ``values`` by a normalised PAC over the neighbouring LR samples.
+    """Upsample LR ``values`` by a normalized PAC over the neighbouring LR samples.
 
     Args:
         values: (N, Cv, h, w) what is mixed (e.g. hole-filled depth).

@@ -13,7 +13,7 @@ The last linear layer starts with zero weight and a bias equal to the identity t
 an untrained STN passes the image through unchanged (as in the paper).
 
 Coordinates. Every transform maps a point of the *warped* (output) view to the point of the
-*input* image that it samples, in the normalised ``grid_sample`` frame with
+*input* image that it samples, in the normalized ``grid_sample`` frame with
 ``align_corners=False``: ``x_norm = (2 x + 1) / W - 1``, so ``-1`` and ``1`` are the outer
 edges of the border pixels. This is ``F.affine_grid``'s convention; kornia's ``warp_affine``
 expects pixel-space matrices instead, so it is not used here.
@@ -63,7 +63,7 @@ from densepac.segmentation.models.base import SegmentationModel
 #: (``tps``: 2 per control point).
 KINDS = ("affine", "attention", "tps")
 PADDING_MODES = ("zeros", "border", "reflection")
-#: Bound on TPS inverse iterates (normalised units): points beyond the image edge sample the
+#: Bound on TPS inverse iterates (normalized units): points beyond the image edge sample the
 #: padding whatever their exact value, and the bound keeps a diverging iteration finite.
 _TPS_CLAMP = 3.0
 
@@ -91,7 +91,7 @@ def affine_grid_sample(x: torch.Tensor, theta: torch.Tensor, size: tuple[int, in
                        mode: str = "bilinear", padding_mode: str = "zeros") -> torch.Tensor:
     """Warp ``x`` (N, C, H, W) by ``theta`` (N, 2, 3) -> (N, C, *size) (default: x's size).
 
-    Output pixel ``p`` (normalised, ``align_corners=False``) takes the value of ``x`` at
+    Output pixel ``p`` (normalized, ``align_corners=False``) takes the value of ``x`` at
     ``theta @ [p, 1]``.
     """
     _check_theta(theta)
@@ -150,7 +150,7 @@ def _check_ctrl(ctrl_out: torch.Tensor, ctrl_in: torch.Tensor, batch: int) -> tu
 
 
 def _pixel_grid(batch: int, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
-    """Normalised pixel centres (N, H*W, 2), ``align_corners=False``, as (x, y)."""
+    """Normalized pixel centres (N, H*W, 2), ``align_corners=False``, as (x, y)."""
     coords = create_meshgrid(h, w, normalized_coordinates=True, device=like.device, dtype=like.dtype,
                              align_corners=False)
     return coords.reshape(1, h * w, 2).expand(batch, -1, -1)
@@ -159,7 +159,7 @@ def _pixel_grid(batch: int, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
 def tps_grid(ctrl_out: torch.Tensor, ctrl_in: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Sampling grid (N, H, W, 2) of the TPS taking ``ctrl_out`` (M, 2) or (N, M, 2) to ``ctrl_in`` (N, M, 2).
 
-    Both point sets are normalised (x, y). As kornia's ``warp_image_tps`` requires, the spline
+    Both point sets are normalized (x, y). As kornia's ``warp_image_tps`` requires, the spline
     is fitted output -> input with the input points as kernel centres.
     """
     n = ctrl_in.shape[0]
@@ -316,7 +316,7 @@ class STNSegmentation(SegmentationModel):
     """A segmentation model behind a spatial transformer; logits line up with the input pixels.
 
     ``forward(image (N, 3, H, W) RGB in [0, 1]) -> logits (N, K, H, W)``: the STN regresses a
-    transform from the (ImageNet-normalised) image, the image is warped, ``model`` segments the
+    transform from the (ImageNet-normalized) image, the image is warped, ``model`` segments the
     warped view, and its logits are warped back (module docstring: alignment and fill).
     State dict: the wrapped model under ``model.``, the STN under ``stn.``.
 

@@ -1,6 +1,6 @@
 """Where a segmentation model looks: attention maps and class activation maps (CAMs).
 
-Two maps, both ``(N, ..., H, W)`` at the image's size, min-max normalised to ``[0, 1]`` per
+Two maps, both ``(N, ..., H, W)`` at the image's size, min-max normalized to ``[0, 1]`` per
 sample (and per class), computed from the features of one layer captured by a forward hook:
 
 - :func:`attention_map`: the channel mean of the layer's features, the self-attention of
@@ -140,7 +140,7 @@ def _to_image(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return maps[..., :H, :W]  # a grid larger than the image covers its bottom/right padding
 
 
-def _normalise(maps: torch.Tensor) -> torch.Tensor:
+def _normalize(maps: torch.Tensor) -> torch.Tensor:
     """Min-max to [0, 1] over the last two axes; non-finite -> 0, a constant map -> 0."""
     m = torch.nan_to_num(maps.float(), nan=0.0, posinf=0.0, neginf=0.0)
     low = m.amin(dim=(-2, -1), keepdim=True)
@@ -165,13 +165,13 @@ def attention_map(model: nn.Module, image: torch.Tensor, layer: str | None = Non
         layer: a name from ``model.named_modules()``; None: :func:`feature_layer`.
 
     Returns:
-        (N, H, W) float32, min-max normalised per sample (a constant map is all 0).
+        (N, H, W) float32, min-max normalized per sample (a constant map is all 0).
     """
     _check(model, image)
     with torch.inference_mode():
         _, feats, _ = _forward_capture(model, image, layer)
         att = feats.float().mean(1, keepdim=True)
-        return _normalise(_to_image(att, tuple(image.shape[-2:])))[:, 0]
+        return _normalize(_to_image(att, tuple(image.shape[-2:])))[:, 0]
 
 
 def class_activation_maps(model: nn.Module, image: torch.Tensor, layer: str | None = None,
@@ -184,7 +184,7 @@ def class_activation_maps(model: nn.Module, image: torch.Tensor, layer: str | No
         classes: a class index or a sequence of them, in ``[0, K)``.
 
     Returns:
-        (N, len(classes), H, W) float32 (``len`` 1 for an int), each map min-max normalised
+        (N, len(classes), H, W) float32 (``len`` 1 for an int), each map min-max normalized
         per sample; a class with no positive evidence anywhere gives an all-0 map.
     """
     _check(model, image)
@@ -211,4 +211,4 @@ def class_activation_maps(model: nn.Module, image: torch.Tensor, layer: str | No
             alpha = grad.float().mean(dim=(-2, -1), keepdim=True)  # (N, C, 1, 1)
             maps.append(F.relu((alpha * feats.detach().float()).sum(1, keepdim=True)))
         cams = torch.cat(maps, 1)
-    return _normalise(_to_image(cams, tuple(image.shape[-2:]))).detach()
+    return _normalize(_to_image(cams, tuple(image.shape[-2:]))).detach()

@@ -110,7 +110,7 @@ class SegFinetuneConfig(TrainConfig):
         return name + ("+crf" if self.crf else "")
 
     def datasets(self) -> tuple[Dataset, Dataset]:
-        """(train set with random crops / flips / colour jitter, untouched val set)."""
+        """(train set with random crops / flips / color jitter, untouched val set)."""
         from densepac.segmentation.transforms import SegTransform
 
         common = dict(num_classes=self.num_classes, size=self.scene_size, seed=self.seed)

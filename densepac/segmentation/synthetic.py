@@ -2,16 +2,16 @@
 
 :func:`make_seg_scene` paints textured objects of ``num_classes - 1`` classes over a textured
 background (class 0), with exact labels. Each class has a fixed look, independent of the
-seed, so the task is learnable: a hue (spread over the colour wheel by the golden ratio) and
+seed, so the task is learnable: a hue (spread over the color wheel by the golden ratio) and
 a texture kind (stripes, value noise, checker, fractal noise, gradient, flat), jittered per
 object. The scenes hold the cases that separate edge-aware models from coarse ones:
 
 - thin structures: poles and wires 1-3 px wide, and thin rings;
 - fine boundaries: star-shaped polygons with many jagged vertices;
-- weak colour contrast: "camouflaged" objects take the mean colour of what they cover and
+- weak color contrast: "camouflaged" objects take the mean color of what they cover and
   keep only their class's texture pattern at low contrast;
 - edges that are not class boundaries: strongly contrasting stripes/checkers inside
-  objects, a background made of two textures split by a wavy horizon, and colour-only
+  objects, a background made of two textures split by a wavy horizon, and color-only
   decals on top of either.
 
 Textures are those of the RGB-D scenes (:mod:`densepac.depth.synthetic`, painted with :mod:`densepac.data.procedural`), evaluated at pixel
@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from densepac.data.procedural import contrasting_colour, paint, random_texture, scene_seed
+from densepac.data.procedural import contrasting_color, paint, random_texture, scene_seed
 from densepac.errors import InputError
 from densepac.segmentation.datasets import IGNORE_INDEX, ImageMaskTransform, seg_item
 
@@ -47,8 +47,8 @@ class SegSceneOptions:
     Attributes:
         min_objects, max_objects: number of filled objects (polygons, ellipses, boxes, rings).
         min_thin, max_thin: number of thin structures (poles, wires) 1-3 px wide.
-        p_camouflage: per object, probability of weak colour contrast with what it covers.
-        p_decal: probability of each of up to three colour-only decals (no label change).
+        p_camouflage: per object, probability of weak color contrast with what it covers.
+        p_decal: probability of each of up to three color-only decals (no label change).
         p_horizon: probability that the background is two textures split by a wavy line.
         rgb_noise: standard deviation of additive Gaussian noise on RGB.
         blur_sigma: Gaussian blur (pixels) of RGB only, like optics; labels stay sharp.
@@ -81,8 +81,8 @@ class SegSceneOptions:
             raise InputError("make_seg_scene: rgb_noise, blur_sigma and void_border must be >= 0")
 
 
-def class_colour(cls: int) -> np.ndarray:
-    """The base RGB colour (3,) float32 of class ``cls`` >= 1 (seed independent)."""
+def class_color(cls: int) -> np.ndarray:
+    """The base RGB color (3,) float32 of class ``cls`` >= 1 (seed independent)."""
     hue = (0.07 + (cls - 1) * _GOLDEN) % 1.0
     # Alternate value so neighbouring hues also differ in brightness.
     value = 0.85 if cls % 2 else 0.62
@@ -92,8 +92,8 @@ def class_colour(cls: int) -> np.ndarray:
 def _class_texture(rng: np.random.Generator, cls: int) -> dict:
     """Texture of one object of class ``cls``: the class's kind and hue, jittered."""
     kind = CLASS_KINDS[(cls - 1) % len(CLASS_KINDS)]
-    c1 = np.clip(class_colour(cls) + rng.normal(0.0, 0.04, 3), 0.03, 0.97).astype(np.float32)
-    # Second colour: a darker or lighter shade of the same hue, so the stripes inside an
+    c1 = np.clip(class_color(cls) + rng.normal(0.0, 0.04, 3), 0.03, 0.97).astype(np.float32)
+    # Second color: a darker or lighter shade of the same hue, so the stripes inside an
     # object are strong edges that are not class boundaries.
     c2 = np.clip(c1 * rng.uniform(0.35, 0.6) if rng.random() < 0.7 else c1 + (1 - c1) * 0.6, 0.0, 1.0)
     tex: dict[str, Any] = {"kind": kind, "c1": c1, "c2": c2.astype(np.float32),
@@ -110,7 +110,7 @@ def _class_texture(rng: np.random.Generator, cls: int) -> dict:
 
 
 def _muted(tex: dict, amount: float) -> dict:
-    """``tex`` with both colours pulled towards grey by ``amount`` (background look)."""
+    """``tex`` with both colors pulled towards grey by ``amount`` (background look)."""
     out = dict(tex)
     for key in ("c1", "c2"):
         c = tex[key]
@@ -136,10 +136,10 @@ class _Painter:
         # Textures are evaluated on the mask's bounding box only (2-D, as paint expects).
         win = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
         m = mask[win]
-        colour = paint(tex, self.s[win], self.t[win])[m]
+        color = paint(tex, self.s[win], self.t[win])[m]
         if shade is not None:
-            colour = colour * shade[win][m][:, None]
-        self.rgb[win][m] = colour
+            color = color * shade[win][m][:, None]
+        self.rgb[win][m] = color
         if cls is not None:
             self.label[win][m] = cls
 
@@ -274,7 +274,7 @@ def make_seg_scene(seed: int, height: int = 128, width: int = 128, num_classes: 
         mask = shapes[int(rng.choice(4, p=[0.4, 0.25, 0.25, 0.1]))](rng, h, w)
         tex = _class_texture(child(), cls)
         if rng.random() < opts.p_camouflage and mask.any():
-            # Weak contrast: the mean colour of what the object covers, its pattern at +-8 %.
+            # Weak contrast: the mean color of what the object covers, its pattern at +-8 %.
             under = painter.rgb[mask].mean(axis=0)
             tex["c1"] = np.clip(under * rng.uniform(0.95, 1.05), 0.0, 1.0).astype(np.float32)
             tex["c2"] = np.clip(tex["c1"] * 0.85, 0.0, 1.0).astype(np.float32)
@@ -282,8 +282,8 @@ def make_seg_scene(seed: int, height: int = 128, width: int = 128, num_classes: 
     for _ in range(3):
         tex = random_texture(child(), (), 0.0)
         if rng.random() < opts.p_decal:
-            # Colour only: an edge that is not a class boundary, over background or objects.
-            tex["c1"] = contrasting_colour(rng, painter.rgb.reshape(-1, 3).mean(axis=0))
+            # Color only: an edge that is not a class boundary, over background or objects.
+            tex["c1"] = contrasting_color(rng, painter.rgb.reshape(-1, 3).mean(axis=0))
             region = _star(rng, h, w)
             if rng.random() < 0.5:
                 region &= painter.label == 0  # on the background only

@@ -1,6 +1,6 @@
 """Joint augmentation of an image and its integer label mask.
 
-The geometry is identical on both (nearest-neighbour for the mask), colour jitter touches
+The geometry is identical on both (nearest-neighbour for the mask), color jitter touches
 the image only, and pixels brought in from outside the image get ``ignore_index``.
 """
 

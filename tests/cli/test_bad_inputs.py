@@ -24,7 +24,7 @@ output); ``tests/test_cli_train.py`` and ``tests/test_cli_finetune.py`` (non-lea
 bad ``--arg``, crop not a multiple of the scale, existing run without ``--resume``,
 ``crf_only`` without ``--crf``, missing weights); ``tests/data/test_io.py`` (every reader
 and writer: empty, truncated, garbage files per format, PFM headers, npz keys, object
-arrays, 8-bit / colour depth, atomic-write refusals).
+arrays, 8-bit / color depth, atomic-write refusals).
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ def ws(tmp_path_factory) -> Path:
     _seg_folder(w / "s_range", np.full((40, 40), 7))
     _seg_folder(w / "s_negative", np.full((40, 40), -1, np.int64), "a.npy")
     _seg_folder(w / "s_shape", np.zeros((20, 20), np.int64))
-    _seg_folder(w / "s_colour", (rng.random((40, 40, 3)) * 255).astype(np.uint8))
+    _seg_folder(w / "s_color", (rng.random((40, 40, 3)) * 255).astype(np.uint8))
     _seg_folder(w / "s_unpaired")
     (w / "fake.mat").write_bytes(b"MATLAB 5.0 MAT-file, not HDF5")
     return w
@@ -234,7 +234,7 @@ CLI_CASES = [
     case("upsample-depth-0-byte-png", ["upsample", "{w}/empty_depth.png", "{w}/guide.png", *O],
          ("empty_depth.png", "empty")),
     case("upsample-depth-8-bit-png", ["upsample", "{w}/depth8.png", "{w}/guide.png", *O], ("depth8.png", "16-bit")),
-    case("upsample-depth-colour-png", ["upsample", "{w}/depth_rgb.png", "{w}/guide.png", *O],
+    case("upsample-depth-color-png", ["upsample", "{w}/depth_rgb.png", "{w}/guide.png", *O],
          ("depth_rgb.png", "single-channel")),
     case("upsample-depth-jpg-extension", ["upsample", "{w}/depth.jpg", "{w}/guide.png", *O],
          ("depth.jpg", "use one of")),
@@ -380,7 +380,7 @@ CLI_CASES = [
          ("a.npy", "-1")),
     case("finetune-mask-shape-mismatch", [*FINETUNE, "--data", "folder:{w}/s_shape", "--out", "{w}/run"],
          ("a.png", "same size")),
-    case("finetune-colour-mask", [*FINETUNE, "--data", "folder:{w}/s_colour", "--out", "{w}/run"],
+    case("finetune-color-mask", [*FINETUNE, "--data", "folder:{w}/s_color", "--out", "{w}/run"],
          ("a.png", "indexed")),
     case("finetune-unpaired", [*FINETUNE, "--data", "folder:{w}/s_unpaired", "--out", "{w}/run"],
          ("s_unpaired", "mask")),

@@ -1,4 +1,4 @@
-"""Joint transforms: identical geometry on guide and target, nearest depth, RGB-only colour."""
+"""Joint transforms: identical geometry on guide and target, nearest depth, RGB-only color."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def test_depth_resampled_with_nearest_only():
     assert t.resamples
 
 
-def test_colour_jitter_touches_rgb_only():
+def test_color_jitter_touches_rgb_only():
     rgb, depth = _pair()
     t = DepthTransform(hflip=False, color_jitter=0.4, seed=0)
     changed = False

@@ -51,31 +51,31 @@ def test_depth_range_spans_near_and_far_over_seeds():
 
 
 def _neighbour_pairs(scene: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Colour difference, relative depth jump and same-object flag of horizontal neighbours."""
+    """Color difference, relative depth jump and same-object flag of horizontal neighbours."""
     rgb, depth, ids = scene["rgb"], scene["depth"], scene["object_id"]
-    colour = np.abs(rgb[:, 1:] - rgb[:, :-1]).max(axis=2)
+    color = np.abs(rgb[:, 1:] - rgb[:, :-1]).max(axis=2)
     jump = np.abs(depth[:, 1:] - depth[:, :-1]) / np.minimum(depth[:, 1:], depth[:, :-1])
     same = ids[:, 1:] == ids[:, :-1]
-    return colour, jump, same
+    return color, jump, same
 
 
-def test_colour_edges_without_depth_edges():
-    # Texture, stripes and decals: strong colour steps inside one smooth surface.
+def test_color_edges_without_depth_edges():
+    # Texture, stripes and decals: strong color steps inside one smooth surface.
     found = 0
     for seed in range(6):
-        colour, jump, same = _neighbour_pairs(make_rgbd_scene(seed, **SMALL, rgb_noise=0.0, blur_sigma=0.0))
-        found += int(np.sum((colour > 0.25) & (jump < 0.01) & same))
+        color, jump, same = _neighbour_pairs(make_rgbd_scene(seed, **SMALL, rgb_noise=0.0, blur_sigma=0.0))
+        found += int(np.sum((color > 0.25) & (jump < 0.01) & same))
     assert found > 20
 
 
-def test_depth_edges_with_weak_colour_contrast():
+def test_depth_edges_with_weak_color_contrast():
     weak = strong = 0
     for seed in range(6):
         kwargs = dict(SMALL, rgb_noise=0.0, blur_sigma=0.0)
-        colour, jump, _ = _neighbour_pairs(make_rgbd_scene(seed, p_camouflage=1.0, **kwargs))
-        weak += int(np.sum((jump > 0.1) & (colour < 0.06)))
-        colour0, jump0, _ = _neighbour_pairs(make_rgbd_scene(seed, p_camouflage=0.0, **kwargs))
-        strong += int(np.sum((jump0 > 0.1) & (colour0 < 0.06)))
+        color, jump, _ = _neighbour_pairs(make_rgbd_scene(seed, p_camouflage=1.0, **kwargs))
+        weak += int(np.sum((jump > 0.1) & (color < 0.06)))
+        color0, jump0, _ = _neighbour_pairs(make_rgbd_scene(seed, p_camouflage=0.0, **kwargs))
+        strong += int(np.sum((jump0 > 0.1) & (color0 < 0.06)))
     assert weak > 20
     assert weak > 2 * strong
 
@@ -156,7 +156,7 @@ def test_committed_demo_sample_matches_recipe():
     lr = read_depth(SAMPLES / "scene_depth_lr.png")
     assert rgb.shape == (h, w, 3) and gt.shape == (h, w)
     assert lr.shape == (h // DEMO_SCALE, w // DEMO_SCALE)
-    # PNG stores 8-bit colour and whole millimetres.
+    # PNG stores 8-bit color and whole millimetres.
     assert np.mean(np.abs(rgb - sample["rgb"]) <= 1.0 / 255 + 1e-6) > 0.999
     assert np.mean(np.abs(gt - sample["depth"]) <= 0.0006) > 0.999
     assert np.array_equal(lr == 0, sample["depth_lr"] == 0)

@@ -164,7 +164,7 @@ def test_pfm_written_file_layout(tmp_path: Path) -> None:
     np.testing.assert_array_equal(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), d)
 
 
-def test_pfm_colour_refused(tmp_path: Path) -> None:
+def test_pfm_color_refused(tmp_path: Path) -> None:
     path = tmp_path / "c.pfm"
     path.write_bytes(b"PF\n1 1\n-1.0\n" + struct.pack("<3f", 1, 2, 3))
     with pytest.raises(InputError, match=r"c\.pfm.*3-channel"):
@@ -198,7 +198,7 @@ def test_8bit_png_refused_as_depth(tmp_path: Path) -> None:
         dio.read_depth(path)
 
 
-def test_colour_png_refused_as_depth(tmp_path: Path) -> None:
+def test_color_png_refused_as_depth(tmp_path: Path) -> None:
     path = tmp_path / "rgb16.png"
     img = np.zeros((8, 8, 3), np.uint16)
     img[..., 2] = 1000
@@ -306,7 +306,7 @@ def test_gray_rgba_and_16bit_images(tmp_path: Path) -> None:
     rgba = tmp_path / "rgba.png"
     bgra = np.zeros((8, 8, 4), np.uint8)
     bgra[..., 0] = 255  # blue
-    bgra[..., 3] = 10  # nearly transparent: alpha is dropped, colour kept
+    bgra[..., 3] = 10  # nearly transparent: alpha is dropped, color kept
     assert cv2.imwrite(str(rgba), bgra)
     np.testing.assert_array_equal(dio.read_image(rgba)[0, 0], [0.0, 0.0, 1.0])
 

@@ -1,4 +1,4 @@
-"""Tests for densepac.io.visualize: depth colours, previews, palettes, overlays."""
+"""Tests for densepac.io.visualize: depth colors, previews, palettes, overlays."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def test_depth_preview_layout_and_file(tmp_path: Path, ramp: np.ndarray) -> None
     # Missing pixels are black in both depth panels, nearest upsampling included.
     assert (out[-4:, 92:96] == 0).all() and (out[-4:, 140:144] == 0).all()
     assert (out[-5, 92:96].sum(axis=-1) > 0).all()
-    # Shared colour range: same depth, same colour in both panels.
+    # Shared color range: same depth, same color in both panels.
     np.testing.assert_array_equal(out[20, 48], out[20, 96])
     np.testing.assert_allclose(read_image(path), out / 255.0, atol=1e-6)
 
@@ -68,7 +68,7 @@ def test_depth_preview_rejects_mismatched_output(ramp: np.ndarray) -> None:
         vis.depth_preview(np.zeros((16, 16, 3)), ramp, ramp)
 
 
-def test_voc_palette_known_colours() -> None:
+def test_voc_palette_known_colors() -> None:
     pal = vis.voc_palette()
     assert pal.dtype == np.uint8 and pal.shape == (256, 3)
     assert pal[:5].tolist() == [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128]]
@@ -96,7 +96,7 @@ def test_colorize_labels_and_overlay() -> None:
         vis.overlay_mask(np.zeros((4, 4, 3)), labels)
 
 
-def test_heatmap_overlay_resizes_and_normalises() -> None:
+def test_heatmap_overlay_resizes_and_normalizes() -> None:
     image = np.zeros((32, 48, 3), np.uint8)
     heat = np.arange(12, dtype=np.float64).reshape(3, 4) * 1e5 - 7.0
     heat[0, 0] = np.nan

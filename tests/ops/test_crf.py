@@ -14,7 +14,7 @@ from densepac.ops.pac import pac_conv2d
 
 
 def _two_regions(h: int = 16, w: int = 16):
-    """Left/right regions of different colour, a 1-px stripe of the right colour and label
+    """Left/right regions of different color, a 1-px stripe of the right color and label
     inside the left region, and a few isolated flipped labels in the unary."""
     labels = torch.zeros(h, w, dtype=torch.long)
     labels[:, w // 2:] = 1

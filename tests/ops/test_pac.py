@@ -124,15 +124,15 @@ def test_conv_transpose2d_matches_direct_loop(kernel_type, normalize, k, s, p, o
     torch.testing.assert_close(out, ref_pac_conv_transpose2d(x, g, w, b, s, p, 1, kernel_type, normalize))
 
 
-def test_normalisation_excludes_out_of_image_neighbours():
-    # A constant input normalised with a constant guide stays constant up to the border:
+def test_normalization_excludes_out_of_image_neighbours():
+    # A constant input normalized with a constant guide stays constant up to the border:
     # zero padding would pull border pixels towards 0 if padded taps counted.
     x = torch.full((1, 1, 6, 6), 2.0, dtype=torch.float64)
     g = torch.zeros(1, 1, 6, 6, dtype=torch.float64)
     w = torch.ones(1, 1, 5, 5, dtype=torch.float64)
     out = pac_conv2d(x, g, w, padding=2, normalize=True)
     torch.testing.assert_close(out, x)
-    # The corner pixel sees a 3x3 in-image window: its normaliser is 9, not 25.
+    # The corner pixel sees a 3x3 in-image window: its normalizer is 9, not 25.
     x = torch.zeros(1, 1, 6, 6, dtype=torch.float64)
     x[0, 0, 0, 0] = 9.0
     out = pac_conv2d(x, g, w, padding=2, normalize=True)
@@ -140,7 +140,7 @@ def test_normalisation_excludes_out_of_image_neighbours():
 
 
 def test_adaptive_kernel_stops_across_edges():
-    # A step in the guide: with a sharp kernel, a normalised box filter does not blur across it.
+    # A step in the guide: with a sharp kernel, a normalized box filter does not blur across it.
     x = torch.zeros(1, 1, 8, 8, dtype=torch.float64)
     x[..., 4:] = 1.0
     g = x * 20.0

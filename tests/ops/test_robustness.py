@@ -3,7 +3,7 @@
 What is guaranteed (and tested here):
 
 * Far-apart guide features, where every off-centre kernel value underflows to 0, never give
-  0/0: a normalised PAC output tends to its nearest tap's contribution (in feature space),
+  0/0: a normalized PAC output tends to its nearest tap's contribution (in feature space),
   which for the usual "same" convolution is the centre tap. Pixels that no tap reaches get
   0 (plus bias), never NaN.
 * float16 / bfloat16 inputs are computed in float32 inside the ops and cast back; results
@@ -86,7 +86,7 @@ def test_far_features_leave_only_the_centre_tap(kernel_type, dtype):
 
 
 def _nearest_sample_upsampling(x, guide, stride, padding, ksize):
-    """Normalised transposed PAC with all-ones weights in the limit of far-apart features:
+    """Normalized transposed PAC with all-ones weights in the limit of far-apart features:
     each output pixel takes the value of the reaching input sample whose (footprint-centre)
     feature is nearest to its own."""
     _, _, h, w = x.shape
@@ -110,14 +110,14 @@ def _nearest_sample_upsampling(x, guide, stride, padding, ksize):
 @pytest.mark.parametrize("dtype", [torch.float32, *HALF_TYPES], ids=["f32", "f16", "bf16"])
 def test_far_features_transposed_takes_the_nearest_sample_not_zero(kernel_type, dtype):
     # Joint-bilateral-style upsampling: most output pixels coincide with no sample's centre,
-    # so every kernel value they see underflows; the old normaliser gave 0 (or 0/0 = NaN).
+    # so every kernel value they see underflows; the old normalizer gave 0 (or 0/0 = NaN).
     x = (torch.rand(1, 1, 4, 5) + 1.0).to(dtype)  # depth-like, never 0
     w = torch.ones(1, 1, 4, 4, dtype=dtype)
     for scale in _scales(dtype)[1:]:
         guide = _guide((1, 3, 8, 10), scale, seed=3, dtype=dtype)
         out = pac_conv_transpose2d(x, guide, w, stride=2, padding=1, kernel_type=kernel_type, normalize=True)
         assert out.dtype == dtype and torch.isfinite(out).all()
-        # A normalised filter with positive weights: a mean of the samples, never 0 or NaN.
+        # A normalized filter with positive weights: a mean of the samples, never 0 or NaN.
         assert out.min() >= x.min() and out.max() <= x.max()
         if kernel_type == "gaussian" and scale ** 2 < torch.finfo(torch.float32).max:
             # (The heavy-tailed cauchy kernel keeps ratios ~ref/s at any scale, and squared
@@ -253,7 +253,7 @@ def test_gradients_finite_for_extreme_guides(kernel_type, normalize, scale):
 @pytest.mark.parametrize("kernel_type", KERNEL_TYPES)
 def test_gradcheck_when_kernels_underflow(kernel_type):
     # Features ~30 apart in float64: most K are below 1e-100 (gaussian) and the nearest tap
-    # is often not the centre (transposed; dilated padding): the rescaled normaliser must
+    # is often not the centre (transposed; dilated padding): the rescaled normalizer must
     # still give exact gradients.
     torch.manual_seed(4)
     x = torch.randn(1, 2, 3, 4, dtype=torch.float64, requires_grad=True)

@@ -48,7 +48,7 @@ def test_matches_a_direct_loop():
 
 
 def test_equals_joint_bilateral_upsampling():
-    """Colour features at the transposed PAC's sample positions + gaussian filter = the JBU baseline."""
+    """Color features at the transposed PAC's sample positions + gaussian filter = the JBU baseline."""
     torch.manual_seed(1)
     s, h, w, sc = 4, 6, 7, 0.5
     depth = torch.rand(1, 1, h, w, dtype=torch.float64) + 1

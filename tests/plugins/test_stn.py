@@ -44,7 +44,7 @@ def _tol(dtype: torch.dtype) -> dict:
 
 
 def _ramp(n: int, h: int, w: int, **kw) -> torch.Tensor:
-    """(n, 2, h, w): channel 0 is the normalised x of each pixel centre, channel 1 y + 2 x.
+    """(n, 2, h, w): channel 0 is the normalized x of each pixel centre, channel 1 y + 2 x.
 
     Bilinear interpolation reproduces linear functions exactly, so resampling this image
     has no interpolation error wherever the samples stay inside.
@@ -209,7 +209,7 @@ def test_tps_inverse_error_bound(amp, fit_px, refined_px):
 
 
 def test_tps_warp_then_unwarp_recovers_interior(dtype):
-    # The image is the pixel's own normalised (x, y), so after warp + unwarp the error of
+    # The image is the pixel's own normalized (x, y), so after warp + unwarp the error of
     # each pixel is how far it moved. Stated bound: control points moved by up to 0.1 of the
     # half-width (1.6 px at 32 px); interior pixels (4 px margin) end up within 0.03 px with
     # the default 3 inverse steps (measured 0.017 px; the swapped fit alone: 0.36 px).

@@ -54,7 +54,7 @@ def test_ramp_features_give_a_ramp_attention_map():
 def test_pooled_ramp_is_upsampled_pixel_aligned():
     """Red = x / 23 pooled in 2x2 blocks: block j holds (2j + 0.5) / 23, at HR x = 2j + 0.5. Bilinear
     upsampling (align_corners=False) gives x / 23 back for 1 <= x <= 22 and the nearest block beyond,
-    so the normalised map is clip((x - 0.5) / 22, 0, 1)."""
+    so the normalized map is clip((x - 0.5) / 22, 0, 1)."""
     image = ramp_image(16, 24)
     att = attention_map(RampNet(pool=2).eval(), image)
     expected = np.clip((np.arange(24) - 0.5) / 22, 0, 1)
@@ -93,11 +93,11 @@ def test_fcn_maps_have_the_image_size_and_unit_range(name):
     assert att.shape == (2, 33, 40) and cams.shape == (2, 2, 33, 40)
     for m in (att, cams):
         assert torch.isfinite(m).all() and m.min() >= 0 and m.max() <= 1
-    assert att.flatten(1).amax(1).eq(1).all()  # normalised per sample
+    assert att.flatten(1).amax(1).eq(1).all()  # normalized per sample
 
 
 def test_named_layer_is_cropped_from_the_padded_grid():
-    """conv1_1 of FCN-8s runs on the image padded to 64x64: the map is its top-left 33x40, normalised."""
+    """conv1_1 of FCN-8s runs on the image padded to 64x64: the map is its top-left 33x40, normalized."""
     torch.manual_seed(0)
     model = create_model("fcn8s_vgg16", **SEG_KW).eval()
     image = torch.rand(1, 3, 33, 40)

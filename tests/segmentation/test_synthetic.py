@@ -14,7 +14,7 @@ import torch
 from densepac.data.procedural import scene_seed
 from densepac.errors import InputError
 from densepac.segmentation.datasets import VOCSegmentation
-from densepac.segmentation.synthetic import SyntheticSegmentation, class_colour, make_seg_scene
+from densepac.segmentation.synthetic import SyntheticSegmentation, class_color, make_seg_scene
 from densepac.segmentation.transforms import SegTransform
 
 
@@ -41,9 +41,9 @@ def test_every_class_present():
     assert seen == set(range(6))
 
 
-def test_class_colours_are_distinct():
-    colours = np.stack([class_colour(c) for c in range(1, 11)])
-    dist = np.abs(colours[:, None] - colours[None]).sum(-1) + np.eye(10) * 9
+def test_class_colors_are_distinct():
+    colors = np.stack([class_color(c) for c in range(1, 11)])
+    dist = np.abs(colors[:, None] - colors[None]).sum(-1) + np.eye(10) * 9
     assert dist.min() > 0.1
 
 
@@ -61,7 +61,7 @@ def test_thin_structures_are_thin():
 
 
 def _boundary_contrast(image: np.ndarray, label: np.ndarray) -> float:
-    """Mean colour difference of horizontally/vertically adjacent pixels of different classes."""
+    """Mean color difference of horizontally/vertically adjacent pixels of different classes."""
     diffs = []
     for axis in (0, 1):
         a = np.moveaxis(image, axis, 0)
@@ -79,7 +79,7 @@ def test_camouflage_weakens_class_boundaries():
 
 
 def test_texture_edges_inside_classes():
-    # Many strong colour edges are not class boundaries (stripes, checkers, horizon, decals).
+    # Many strong color edges are not class boundaries (stripes, checkers, horizon, decals).
     inside = strong = 0
     for seed in range(4):
         scene = make_seg_scene(seed, 64, 64, rgb_noise=0.0, blur_sigma=0.0, p_decal=1.0, p_horizon=1.0)

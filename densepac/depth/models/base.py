@@ -50,7 +50,7 @@ class DepthModel(nn.Module):
         """Whole-image preprocessing before :meth:`core`: (LR-resolution inputs, output map).
 
         Tiled inference runs ``prepare`` once on the whole image and ``core`` per tile, so
-        anything global (hole filling, depth normalisation) belongs here. Default: none.
+        anything global (hole filling, depth normalization) belongs here. Default: none.
         """
         return [depth_lr], lambda y: y
 
@@ -59,11 +59,11 @@ class DepthModel(nn.Module):
         return self(*inputs)
 
 
-def normalise_depth(depth_lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def normalize_depth(depth_lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Hole-fill and map each sample's valid range to [0, 1].
 
     Returns:
-        (normalised filled depth, valid mask as float, offset, range), the last two (N,1,1,1).
+        (normalized filled depth, valid mask as float, offset, range), the last two (N,1,1,1).
     """
     valid = valid_mask(depth_lr)
     filled = fill_holes(depth_lr, valid)
@@ -73,11 +73,11 @@ def normalise_depth(depth_lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
     return (filled - lo) / rng, valid.to(depth_lr.dtype), lo, rng
 
 
-class NormalisedDepthModel(DepthModel):
-    """A learned depth model working in normalised units: metres in, metres out, any range.
+class NormalizedDepthModel(DepthModel):
+    """A learned depth model working in normalized units: metres in, metres out, any range.
 
-    ``prepare`` hole-fills and maps the valid LR range to [0, 1] (:func:`normalise_depth`);
-    subclasses implement ``core(dn, valid, guide)`` on normalised depth and its validity.
+    ``prepare`` hole-fills and maps the valid LR range to [0, 1] (:func:`normalize_depth`);
+    subclasses implement ``core(dn, valid, guide)`` on normalized depth and its validity.
     ``rgb_mean``/``rgb_std`` standardise the guide (ImageNet statistics).
     """
 
@@ -92,5 +92,5 @@ class NormalisedDepthModel(DepthModel):
         return restore(self.core(*inputs, guide))
 
     def prepare(self, depth_lr: torch.Tensor):
-        dn, valid, lo, rng = normalise_depth(depth_lr)
+        dn, valid, lo, rng = normalize_depth(depth_lr)
         return [dn, valid], lambda y: y * rng + lo

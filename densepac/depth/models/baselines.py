@@ -62,11 +62,11 @@ class GuidedFilter(_Baseline):
 
 @register_model("joint_bilateral")
 class JointBilateral(_Baseline):
-    """Joint bilateral upsampling (Kopf et al.): colour and position kernel over the LR samples.
+    """Joint bilateral upsampling (Kopf et al.): color and position kernel over the LR samples.
 
     Args:
         sigma_spatial: spatial sigma in LR pixels.
-        sigma_color: colour sigma in RGB units (RGB in [0, 1]).
+        sigma_color: color sigma in RGB units (RGB in [0, 1]).
         radius: window radius in LR pixels.
     """
 

@@ -4,7 +4,7 @@ A depth branch encodes the low-resolution depth, a guidance branch turns the RGB
 adapting features (one slice per upsampling stage), log2(scale) ``PacConvTranspose2d``
 stages double the resolution under their slice's guidance, and a final branch predicts depth.
 
-Depth is normalised inside the model by the range of the valid LR samples and restored on
+Depth is normalized inside the model by the range of the valid LR samples and restored on
 output, so the model takes and returns metres for any depth range.
 """
 
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from densepac.depth.models.base import NormalisedDepthModel
+from densepac.depth.models.base import NormalizedDepthModel
 from densepac.errors import InputError
 from densepac.models.blocks import conv_stack
 from densepac.models.registry import register_model
@@ -25,7 +25,7 @@ from densepac.ops import PacConvTranspose2d
 from densepac.ops.guided import joint_bilateral_upsample
 
 
-class PacJointUpsample(NormalisedDepthModel):
+class PacJointUpsample(NormalizedDepthModel):
     """Joint depth upsampling network with transposed PAC stages.
 
     Args:
@@ -39,7 +39,7 @@ class PacJointUpsample(NormalisedDepthModel):
         base: ``"bicubic"`` (of the hole-filled depth) or ``"joint_bilateral"``, the
             residual's starting point.
         mask_input: give the depth branch the validity mask as a second channel.
-        normalize_pac: use normalised PAC in the upsampling stages.
+        normalize_pac: use normalized PAC in the upsampling stages.
     """
 
     def __init__(self, scale: int = 8, channels: int = 32, guide_channels: int = 16, guide_width: int = 32,
@@ -72,7 +72,7 @@ class PacJointUpsample(NormalisedDepthModel):
             nn.init.zeros_(self.final_branch[-1].bias)
 
     def core(self, dn: torch.Tensor, valid: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
-        """Normalised depth (N,1,h,w) and validity (N,1,h,w) + guide -> normalised HR depth."""
+        """Normalized depth (N,1,h,w) and validity (N,1,h,w) + guide -> normalized HR depth."""
         x = self.depth_branch(torch.cat([dn, valid], 1) if self.mask_input else dn)
         g = self.guide_branch((guide.to(dn.dtype) - self.rgb_mean) / self.rgb_std)
         h, w = dn.shape[-2:]
@@ -88,7 +88,7 @@ class PacJointUpsample(NormalisedDepthModel):
         return y
 
     def _base(self, dn: torch.Tensor, valid: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
-        # In normalised units every valid depth lies in [0, 1]: that is the clamp range.
+        # In normalized units every valid depth lies in [0, 1]: that is the clamp range.
         if self.base == "bicubic":
             return F.interpolate(dn, size=guide.shape[-2:], mode="bicubic", align_corners=False)
         zero, one = dn.new_zeros(()), dn.new_ones(())

@@ -1,8 +1,8 @@
 """Learned joint bilateral upsampling (ours): a sample PAC whose guide features are learned.
 
 Joint bilateral upsampling gives each HR pixel a weighted mean of nearby LR samples, the
-weights a spatial gaussian times a colour kernel. Nearly all of its error sits at depth
-edges, where colour alone picks the wrong side. This model keeps the form (so every output
+weights a spatial gaussian times a color kernel. Nearly all of its error sits at depth
+edges, where color alone picks the wrong side. This model keeps the form (so every output
 is a convex combination of measured samples, and training starts at joint bilateral) and
 learns what the kernel compares:
 
@@ -12,7 +12,7 @@ learns what the kernel compares:
    sees the sample's depth and validity.
 3. :func:`~densepac.ops.sample_pac.sample_pac_upsample` mixes the samples with the kernel
    ``exp(-0.5 ||f_i - g_j||^2)`` over ``f = [rgb / sigma_c, a z, h]``, ``g = [rgb_j / sigma_c,
-   a d_j, h_j + l_j]`` and a learned spatial filter: colour, depth (trilateral) and learned
+   a d_j, h_j + l_j]`` and a learned spatial filter: color, depth (trilateral) and learned
    terms, all trained end to end.
 """
 
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from densepac.depth.models.base import NormalisedDepthModel
+from densepac.depth.models.base import NormalizedDepthModel
 from densepac.errors import InputError
 from densepac.models.blocks import conv_stack
 from densepac.models.registry import register_model
@@ -62,7 +62,7 @@ class _PixelFeatures(nn.Module):
         return self.head(d0)
 
 
-class LearnedJBU(NormalisedDepthModel):
+class LearnedJBU(NormalizedDepthModel):
     """Joint bilateral upsampling whose kernel features are learned (see the module docstring).
 
     Args:
@@ -72,8 +72,8 @@ class LearnedJBU(NormalisedDepthModel):
             on validation at x4, x8 and x16.
         width: U-Net width at full resolution.
         feat_channels: learned feature channels of the kernel.
-        sigma_color: starting colour sigma (guide units), as the joint bilateral baseline.
-        depth_weight: starting weight ``a`` of the depth (trilateral) term, normalised units.
+        sigma_color: starting color sigma (guide units), as the joint bilateral baseline.
+        depth_weight: starting weight ``a`` of the depth (trilateral) term, normalized units.
         feature_std: init std of the learned features' last layer (small: training starts
             near joint bilateral upsampling).
         refine: add a residual head (3 convs at HR, last one zero-initialised) after the
@@ -108,7 +108,7 @@ class LearnedJBU(NormalisedDepthModel):
             nn.init.zeros_(self.refine[-1].bias)
 
     def core(self, dn: torch.Tensor, valid: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
-        """Normalised depth (N,1,h,w) and validity (N,1,h,w) + guide -> normalised HR depth."""
+        """Normalized depth (N,1,h,w) and validity (N,1,h,w) + guide -> normalized HR depth."""
         s = self.scale
         guide = guide.to(dn.dtype)
         ok = valid > 0

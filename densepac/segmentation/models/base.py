@@ -17,7 +17,7 @@ _STAGE = re.compile(r"(?:^|\.)(?:layer|level|layers\.)(\d+)$")
 class SegmentationModel(PredictsLabels):
     """Base of registry segmentation models: one ``forward`` for all (smp's ``SegmentationModel`` habit).
 
-    ``forward(image)`` checks the (N, 3, H, W) RGB input in [0, 1], normalises it with the
+    ``forward(image)`` checks the (N, 3, H, W) RGB input in [0, 1], normalizes it with the
     ImageNet statistics, pads it at the bottom/right to a multiple of :attr:`pad_multiple`
     (the network's output stride) so any size works, runs :meth:`forward_logits`, resizes
     its logits to the padded size when they come out smaller, and crops the padding away.
@@ -27,7 +27,7 @@ class SegmentationModel(PredictsLabels):
 
     task = "segmentation"
     num_classes: int
-    #: Sides of the normalised image are padded to a multiple of this before the network runs.
+    #: Sides of the normalized image are padded to a multiple of this before the network runs.
     pad_multiple: int = 1
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -37,11 +37,11 @@ class SegmentationModel(PredictsLabels):
         return resize(self.forward_logits(x), x.shape[-2:])[..., :h, :w]
 
     def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of a normalised, padded image (N, 3, H, W): (N, K, H, W), or smaller (upsampled bilinearly)."""
+        """Logits of a normalized, padded image (N, 3, H, W): (N, K, H, W), or smaller (upsampled bilinearly)."""
         raise NotImplementedError
 
     def normalize(self, image: torch.Tensor) -> torch.Tensor:
-        """ImageNet mean/std normalisation of RGB in [0, 1]."""
+        """ImageNet mean/std normalization of RGB in [0, 1]."""
         return imagenet_normalize(image)
 
     def adl_stages(self) -> list[str]:

@@ -21,7 +21,7 @@ Architecture (the paper's segmentation network, DLASeg):
   transposed convolution here; ``F.interpolate`` equals it away from the border, is also
   right at the border, and takes any size.
 
-Sizes: the normalised image is padded at the bottom/right (replicating the border) to a
+Sizes: the normalized image is padded at the bottom/right (replicating the border) to a
 multiple of ``2**depth`` (32), so smp encoders halve exactly and every x2 upsampling lands on
 the next level's size; the logits are cropped back. An encoder whose stages do not halve
 exactly (e.g. a Shape Adaptor ResNet) still works: whenever an upsampled map misses the
@@ -29,13 +29,13 @@ target level's size, it is resized bilinearly to it.
 
 ``pac_dla_up`` (our step beyond the paper) turns every upsampling transposed convolution in
 the aggregation nodes into a :class:`~densepac.ops.PacConvTranspose2d` (same weights, still
-depthwise), whose adapting kernel is computed on an :class:`ImageGuide`: the normalised RGB
+depthwise), whose adapting kernel is computed on an :class:`ImageGuide`: the normalized RGB
 image, area-averaged to the node's output resolution and mapped by a learned 1x1 projection
 (``guide_channels`` outputs) that starts as ``guide_scale`` times the identity. With the
 small default ``guide_scale`` (0.01) every gaussian kernel value is above 0.997, so a
 ``pac_dla_up`` starts out computing what the ``dla_up`` with the same weights computes
 (:func:`to_pac_dla_up` converts a trained ``dla_up`` in place); training then learns how
-strongly colour edges steer the upsampling. State-dict keys of the plain model are kept, so
+strongly color edges steer the upsampling. State-dict keys of the plain model are kept, so
 a ``dla_up`` checkpoint loads into ``pac_dla_up`` with only the ``guides.*`` keys missing.
 """
 
@@ -57,7 +57,7 @@ from densepac.segmentation.models.encoders import build_encoder
 
 #: Strides of the finest aggregated level that DLA-Up accepts (the paper's ``down_ratio``).
 OUTPUT_STRIDES: tuple[int, ...] = (2, 4, 8, 16)
-#: Default guide scale of ``pac_dla_up``: kernel values start above 0.997 on normalised RGB.
+#: Default guide scale of ``pac_dla_up``: kernel values start above 0.997 on normalized RGB.
 PAC_GUIDE_SCALE = 0.01
 
 
@@ -65,7 +65,7 @@ class ImageGuide(nn.Module):
     """Guide features for a PAC layer: ``proj(area-average of the image to (H, W))``.
 
     ``forward(image (N, 3, Hi, Wi), size (H, W)) -> (N, guide_channels, H, W)``. The 1x1
-    projection starts as ``guide_scale`` times the identity on the three colour channels
+    projection starts as ``guide_scale`` times the identity on the three color channels
     (extra channels: small random rows, so they get gradient), so the gaussian kernel starts
     close to 1. No bias: the kernel depends on feature differences only.
     """
@@ -99,7 +99,7 @@ class IDAUp(nn.Module):
     ``forward(layers, image=None) -> (x, outs)``: ``layers[i]`` is (N, in_channels[i], ~H /
     up_factors[i], ~W / up_factors[i]); ``x`` (N, out_channels, H, W) is the last node's output
     and ``outs`` every node's output (``len(layers) - 1`` maps, the last one is ``x``). ``image``
-    (N, 3, Hi, Wi), the normalised input image, is needed only once :meth:`use_pac` was called.
+    (N, 3, Hi, Wi), the normalized input image, is needed only once :meth:`use_pac` was called.
     """
 
     def __init__(self, out_channels: int, in_channels: Sequence[int], up_factors: Sequence[int],
@@ -145,7 +145,7 @@ class IDAUp(nn.Module):
             out = tuple(t if n <= t < n + f else n for t, n in zip(size, natural))
             if isinstance(up, PacConvTranspose2d):
                 if image is None:
-                    raise InputError("a PAC IDAUp needs the normalised image: call forward(layers, image)")
+                    raise InputError("a PAC IDAUp needs the normalized image: call forward(layers, image)")
                 x = up(x, self.guides[i](image, out))
             else:
                 x = up(x, output_size=list(out))

@@ -14,7 +14,7 @@ not FCN's bilinear-initialised transposed convolutions: encoder stages need not 
 (a Shape Adaptor encoder's sides follow its learned scales), so a fixed x2 deconvolution
 would need a resize anyway, and FCN reports that learning the upsampling gains little.
 
-smp/timm encoders may need sides divisible by their output stride: the normalised image is
+smp/timm encoders may need sides divisible by their output stride: the normalized image is
 padded at the bottom/right to a multiple of 32 and the logits cropped back. An encoder that
 takes any size says so with ``pad_multiple = 1`` (the Shape Adaptor encoders do): padding
 would change the shapes its adaptors compute.

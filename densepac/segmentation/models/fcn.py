@@ -9,7 +9,7 @@ them), ``fc6`` (7x7 conv) and ``fc7`` (1x1 conv), the score layers ``score_fr``,
 ImageNet ``vgg16`` state dict in (its first two classifier layers become ``fc6``/``fc7``).
 
 Any input size: instead of Caffe's 100-pixel padding of ``conv1_1`` and the offset crops that
-go with it, the normalised image is padded at the bottom/right (replicating the border) to a
+go with it, the normalized image is padded at the bottom/right (replicating the border) to a
 multiple of 32, every convolution keeps its size (``fc6`` is padded by 3), so ``pool5`` is
 exactly H/32 and each transposed convolution exactly doubles (x8: multiplies) the size; the
 logits are then cropped back to (N, K, H, W). Skip additions need no crop offsets at all.

@@ -2,7 +2,7 @@
 
 ``smp_unet``, ``smp_fpn``, ``smp_deeplabv3plus`` (and ``smp`` with ``arch=``): any smp
 architecture, ``encoder_name`` default ``resnet18``, built with ``encoder_weights=None``.
-smp networks need sides divisible by their output stride; the model pads the normalised
+smp networks need sides divisible by their output stride; the model pads the normalized
 image (replicating its last row/column) to a multiple of 32 and crops the logits back, so
 any size works. segmentation_models_pytorch is imported only when such a model is built: it
 pulls in timm and takes seconds to import.

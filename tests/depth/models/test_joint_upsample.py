@@ -27,7 +27,7 @@ def test_shape_metres_and_holes(name):
     rgb = torch.rand(2, 3, 5 * s, 7 * s, dtype=torch.float64)
     out = m(lr, rgb)
     assert out.shape == (2, 1, 5 * s, 7 * s) and torch.isfinite(out).all()
-    # Normalised inside: metres in, metres out, for any depth range.
+    # Normalized inside: metres in, metres out, for any depth range.
     torch.testing.assert_close(m(lr * 10, rgb), out * 10)
     torch.testing.assert_close(m(torch.where(lr > 0, lr + 5, lr), rgb), out + 5)  # holes stay holes
 
@@ -70,7 +70,7 @@ def test_residual_variants_start_at_their_base(scale):
     with torch.no_grad():
         jbu = create_model(f"pac_jointupsample_jbu_x{scale}").double()(lr, rgb)
         torch.testing.assert_close(jbu, create_model("joint_bilateral").double()(lr, rgb))
-        # Bicubic is linear, so the depth normalisation cancels out (no holes here).
+        # Bicubic is linear, so the depth normalization cancels out (no holes here).
         res = create_model(f"pac_jointupsample_res_x{scale}").double()(lr[1:], rgb[1:])
         ref = torch.nn.functional.interpolate(lr[1:], scale_factor=scale, mode="bicubic", align_corners=False)
         torch.testing.assert_close(res, ref)

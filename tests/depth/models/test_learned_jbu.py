@@ -13,7 +13,7 @@ def test_registered_at_every_scale():
 
 @pytest.mark.parametrize("scale", [4, 8])
 def test_starts_as_joint_bilateral_upsampling(scale):
-    """With the learned terms at zero the kernel is the JBU baseline's colour x spatial kernel."""
+    """With the learned terms at zero the kernel is the JBU baseline's color x spatial kernel."""
     torch.manual_seed(0)
     # radius 2: the baseline's 5x5 samples.
     m = create_model(f"pac_learned_jbu_x{scale}", radius=2, depth_weight=0.0).double().eval()

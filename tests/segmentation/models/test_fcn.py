@@ -252,7 +252,7 @@ def test_smp_adapters_take_any_size(name):
     assert model.task == "segmentation" and model.encoder_name == "resnet18"
     with torch.no_grad():
         assert model(torch.rand(1, 3, 33, 47)).shape == (1, 3, 33, 47)
-        # A size the network takes as is: no padding, the adapter only normalises.
+        # A size the network takes as is: no padding, the adapter only normalizes.
         x = torch.rand(1, 3, 32, 64)
         torch.testing.assert_close(model(x), model.net(model.normalize(x)))
 

@@ -11,6 +11,9 @@ areas. HR pixel centre ``y`` maps to LR coordinate ``(y + 0.5) / s - 0.5``, so L
 Protocols used in the literature:
 
 - ``"point"`` (PAC, Su et al. 2019): keep every ``s``-th pixel, no filtering.
+- ``"area"``: each LR pixel is the mean of the valid HR pixels of its ``s x s`` block, as a
+  sensor whose pixels integrate over their footprint (or a depth map binned to a lower
+  resolution) reports it; across a depth edge this mixes both surfaces.
 - ``"bicubic"`` (DKN, FDSR, DCTNet): antialiased bicubic resize, as PIL's
   ``Image.resize(..., BICUBIC)`` does on a float image.
 """
@@ -29,8 +32,8 @@ from densepac.errors import InputError
 #: baseline 7.5 cm and focal length 580 px, i.e. ``1 / (8 * 0.075 * 580)``.
 KINECT_V1_INV_DEPTH_STEP = 1.0 / (8 * 0.075 * 580.0)
 
-Protocol = Literal["point", "bicubic"]
-PROTOCOLS: tuple[str, ...] = ("point", "bicubic")
+Protocol = Literal["point", "area", "bicubic"]
+PROTOCOLS: tuple[str, ...] = ("point", "area", "bicubic")
 
 
 # --------------------------------------------------------------------------- checks
@@ -102,6 +105,32 @@ def downsample_point(depth: np.ndarray, scale: int) -> np.ndarray:
     d = _as_depth(depth)
     _check_divisible(d.shape, s)
     return np.ascontiguousarray(d[s // 2 :: s, s // 2 :: s])
+
+
+def downsample_area(depth: np.ndarray, scale: int) -> np.ndarray:
+    """Mean of the valid HR pixels of each ``scale x scale`` block.
+
+    LR pixel ``(i, j)`` covers HR rows ``s*i .. s*i + s - 1`` and the same columns, so it
+    is centred on ``s*i + (s-1)/2`` as the alignment convention requires. Missing pixels
+    (0 or non-finite) are left out of the mean; a block without a valid pixel is missing.
+
+    Args:
+        depth: ``(H, W)`` metres, H and W divisible by ``scale``.
+        scale: positive integer factor.
+
+    Returns:
+        float32 ``(H / s, W / s)`` metres, 0 where missing.
+    """
+    s = check_scale(scale)
+    d = _as_depth(depth)
+    _check_divisible(d.shape, s)
+    h, w = d.shape[0] // s, d.shape[1] // s
+    blocks = d.astype(np.float64).reshape(h, s, w, s)
+    count = (blocks > 0).sum(axis=(1, 3))
+    total = blocks.sum(axis=(1, 3))  # missing pixels are 0 after _as_depth
+    out = np.zeros((h, w), dtype=np.float64)
+    np.divide(total, count, out=out, where=count > 0)
+    return out.astype(np.float32)
 
 
 def _cubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
@@ -347,8 +376,8 @@ def simulate_lr(
     Args:
         depth: ``(H, W)`` metres, H and W divisible by ``scale``.
         scale: positive integer factor.
-        protocol: ``"point"`` (:func:`downsample_point`) or ``"bicubic"``
-            (:func:`downsample_bicubic`).
+        protocol: ``"point"`` (:func:`downsample_point`), ``"area"``
+            (:func:`downsample_area`) or ``"bicubic"`` (:func:`downsample_bicubic`).
         noise: ``sigma`` of :func:`add_depth_noise` (std at 1 m, metres); 0 = none.
         holes: ``amount`` of :func:`add_holes` (fraction of LR pixels in blobs); 0 = no
             holes of any kind, > 0 also adds edge shadows (1 px) and specular dropouts.
@@ -360,6 +389,8 @@ def simulate_lr(
     """
     if protocol == "point":
         lr = downsample_point(depth, scale)
+    elif protocol == "area":
+        lr = downsample_area(depth, scale)
     elif protocol == "bicubic":
         lr = downsample_bicubic(depth, scale)
     else:

@@ -359,7 +359,7 @@ def test_synthetic_in_dataloader():
     [
         (dict(size=(30, 32)), "divisible"),
         (dict(num_scenes=0), "num_scenes"),
-        (dict(protocol="area"), "protocol"),
+        (dict(protocol="nearest"), "protocol"),
         (dict(scale=3.5), "scale"),
         (dict(scene_options={"nonsense": 1}), "unknown option"),
         (dict(transform="flip"), "callable"),

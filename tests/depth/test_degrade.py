@@ -11,6 +11,7 @@ from densepac.depth.degrade import (
     add_depth_noise,
     add_holes,
     check_scale,
+    downsample_area,
     downsample_bicubic,
     downsample_point,
     simulate_lr,
@@ -46,6 +47,42 @@ def test_point_keeps_missing_and_cleans_nonfinite():
     lr = downsample_point(d, 4)
     assert np.array_equal(lr, np.array([[0.0, 0.0], [2.0, 0.0]], dtype=np.float32))
     assert np.isnan(d[2, 2])  # input untouched
+
+
+# --------------------------------------------------------------------------- area
+
+
+def test_area_hand_computed_with_missing_blocks():
+    d = np.array(
+        [
+            [1.0, 2.0, 4.0, 0.0, 0.0, np.nan],
+            [3.0, 6.0, np.nan, -1.0, 0.0, 0.0],
+            [1.0, 1.0, 5.0, 5.0, 2.0, 4.0],
+            [1.0, 1.0, 5.0, 5.0, 6.0, 8.0],
+        ],
+        dtype=np.float32,
+    )
+    expected = np.array(
+        [
+            [3.0, 4.0, 0.0],  # (1+2+3+6)/4; one valid pixel of four; none valid
+            [1.0, 5.0, 5.0],
+        ],
+        dtype=np.float32,
+    )
+    assert np.array_equal(downsample_area(d, 2), expected)
+    assert np.isnan(d[0, 5])  # input untouched
+
+
+@pytest.mark.parametrize("scale", [1, 2, 4, 8])
+def test_area_blocks_are_centred_on_lr_pixels(scale):
+    # Depth linear in the row: a block mean is the depth at the block centre, which must
+    # be the LR pixel centre s*i + (s-1)/2 of the align_corners=False convention.
+    d = _ramp()[: 32 - 32 % scale, : 48 - 48 % scale]
+    lr = downsample_area(d, scale)
+    assert lr.shape == (d.shape[0] // scale, d.shape[1] // scale)
+    cy = scale * np.arange(lr.shape[0]) + (scale - 1) / 2.0
+    cx = scale * np.arange(lr.shape[1]) + (scale - 1) / 2.0
+    np.testing.assert_allclose(lr, 1.0 + cy[:, None] / 10.0 + cx[None, :] / 1000.0, rtol=1e-6)
 
 
 # --------------------------------------------------------------------------- bicubic
@@ -95,7 +132,7 @@ def test_float_integral_scale_accepted():
     assert check_scale(4.0) == 4
 
 
-@pytest.mark.parametrize("fn", [downsample_point, downsample_bicubic])
+@pytest.mark.parametrize("fn", [downsample_point, downsample_area, downsample_bicubic])
 def test_indivisible_shape_says_crop(fn):
     with pytest.raises(InputError, match="crop it to 24x40"):
         fn(np.ones((30, 44), dtype=np.float32), 8)
@@ -196,6 +233,7 @@ def test_holes_bad_arguments():
 def test_simulate_lr_clean_equals_protocols():
     d = _ramp()
     assert np.array_equal(simulate_lr(d, 8, "point"), downsample_point(d, 8))
+    assert np.array_equal(simulate_lr(d, 8, "area"), downsample_area(d, 8))
     assert np.array_equal(simulate_lr(d, 8, "bicubic"), downsample_bicubic(d, 8))
 
 

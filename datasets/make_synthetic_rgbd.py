@@ -32,9 +32,7 @@ class _BadInput(click.ClickException):
 def _parse_size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
     match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", value)
     if not match or min(int(match.group(1)), int(match.group(2))) < 8:
-        raise click.BadParameter(
-            f"{value!r} is not HEIGHTxWIDTH with both >= 8, e.g. 240x320", ctx=ctx, param=param
-        )
+        raise click.BadParameter(f"{value!r} is not HEIGHTxWIDTH with both >= 8, e.g. 240x320", ctx=ctx, param=param)
     return int(match.group(1)), int(match.group(2))
 
 
@@ -77,8 +75,7 @@ def write_scenes(
         lr_scale = check_scale(lr_scale)
         if size[0] % lr_scale or size[1] % lr_scale:
             raise InputError(
-                f"--size {size[0]}x{size[1]} is not divisible by --lr-scale {lr_scale}; "
-                "change one of them"
+                f"--size {size[0]}x{size[1]} is not divisible by --lr-scale {lr_scale}; change one of them"
             )
     subdirs = ["rgb", "depth"] + (["depth_lr"] if lr_scale else [])
     for sub in subdirs:
@@ -100,15 +97,11 @@ def write_scenes(
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--num", default=100, show_default=True, type=click.IntRange(min=1), help="Number of scenes.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Base seed.")
-@click.option(
-    "--size", default="240x320", show_default=True, callback=_parse_size, help="HEIGHTxWIDTH in pixels."
-)
+@click.option("--size", default="240x320", show_default=True, callback=_parse_size, help="HEIGHTxWIDTH in pixels.")
 @click.option(
     "--lr-scale", type=click.IntRange(min=1), default=None, help="Also write x-scale point-sampled depth_lr/."
 )
-@click.option(
-    "--noise", default=0.0, show_default=True, type=click.FloatRange(min=0), help="LR noise std at 1 m (m)."
-)
+@click.option("--noise", default=0.0, show_default=True, type=click.FloatRange(min=0), help="LR noise std at 1 m (m).")
 @click.option(
     "--holes",
     default=0.0,

@@ -54,8 +54,16 @@ def split_counts(num: int, val: float) -> tuple[int, int]:
     return num - n_val, n_val
 
 
-def write_voc_scenes(out_dir: Path, num: int, val: float, seed: int, size: tuple[int, int], num_classes: int,
-                     overwrite: bool, progress: bool = True) -> tuple[int, int]:
+def write_voc_scenes(
+    out_dir: Path,
+    num: int,
+    val: float,
+    seed: int,
+    size: tuple[int, int],
+    num_classes: int,
+    overwrite: bool,
+    progress: bool = True,
+) -> tuple[int, int]:
     """Write ``num`` scenes in the VOC layout; the last ones form the val split. Returns (train, val) counts."""
     from tqdm import tqdm
 
@@ -91,15 +99,26 @@ def write_voc_scenes(out_dir: Path, num: int, val: float, seed: int, size: tuple
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--num", default=200, show_default=True, type=click.IntRange(min=2), help="Number of scenes.")
-@click.option("--val", default=0.2, show_default=True, type=click.FloatRange(min=0),
-              help="Validation share: a fraction below 1, or a number of scenes.")
+@click.option(
+    "--val",
+    default=0.2,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Validation share: a fraction below 1, or a number of scenes.",
+)
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Base seed.")
 @click.option("--size", default="128x128", show_default=True, callback=_parse_size, help="HEIGHTxWIDTH in pixels.")
-@click.option("--num-classes", default=5, show_default=True, type=click.IntRange(2, 255),
-              help="Classes including the background 0.")
+@click.option(
+    "--num-classes",
+    default=5,
+    show_default=True,
+    type=click.IntRange(2, 255),
+    help="Classes including the background 0.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace existing files.")
-def main(out_dir: Path, num: int, val: float, seed: int, size: tuple[int, int], num_classes: int,
-         overwrite: bool) -> None:
+def main(
+    out_dir: Path, num: int, val: float, seed: int, size: tuple[int, int], num_classes: int, overwrite: bool
+) -> None:
     """Write synthetic segmentation scenes to OUT_DIR in the PASCAL VOC layout (PNG images)."""
     from densepac.errors import InputError
 

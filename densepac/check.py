@@ -6,7 +6,8 @@ Each check names the input, says what was expected and how to fix it, and raises
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,19 +21,25 @@ def check_model_task(model: nn.Module, task: str) -> None:
     if not isinstance(model, nn.Module):
         raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if getattr(model, "task", task) != task:
-        raise InputTypeError(f"{getattr(model, 'model_name', type(model).__name__)!r} is a {model.task} model, "
-                        f"not a {task} model; see densepac.list_models(task={task!r})")
+        raise InputTypeError(
+            f"{getattr(model, 'model_name', type(model).__name__)!r} is a {model.task} model, "
+            f"not a {task} model; see densepac.list_models(task={task!r})"
+        )
 
 
 def check_rgb_array(image: np.ndarray, what: str) -> np.ndarray:
     """float32 (H, W, 3) in [0, 1] from an RGB array (uint8, uint16 or float); anything else is refused."""
     if isinstance(image, torch.Tensor):
-        raise InputTypeError(f"{what} must be a numpy (H, W, 3) array, got a torch.Tensor; call the model directly "
-                        "for tensors, or pass tensor.permute(1, 2, 0).numpy()")
+        raise InputTypeError(
+            f"{what} must be a numpy (H, W, 3) array, got a torch.Tensor; call the model directly "
+            "for tensors, or pass tensor.permute(1, 2, 0).numpy()"
+        )
     arr = np.asarray(image)
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise InputError(f"{what} must be an (H, W, 3) RGB array, got shape {arr.shape}; read files with "
-                         "densepac.io.images.read_image, which converts gray and RGBA images")
+        raise InputError(
+            f"{what} must be an (H, W, 3) RGB array, got shape {arr.shape}; read files with "
+            "densepac.io.images.read_image, which converts gray and RGBA images"
+        )
     if arr.dtype == np.uint8:
         return arr.astype(np.float32) / 255.0
     if arr.dtype == np.uint16:
@@ -42,20 +49,26 @@ def check_rgb_array(image: np.ndarray, what: str) -> np.ndarray:
     return arr.astype(np.float32, copy=False)
 
 
-def check_num_classes(num_classes: Any, *, minimum: int = 1, maximum: int | None = None,
-                      allow_none: bool = False) -> int | None:
+def check_num_classes(
+    num_classes: Any, *, minimum: int = 1, maximum: int | None = None, allow_none: bool = False
+) -> int | None:
     """``num_classes`` as an int in ``[minimum, maximum]`` (or None when ``allow_none``)."""
     if num_classes is None and allow_none:
         return None
     too_big = maximum is not None and isinstance(num_classes, (int, np.integer)) and num_classes > maximum
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < minimum \
-            or too_big:
+    if (
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, (int, np.integer))
+        or num_classes < minimum
+        or too_big
+    ):
         if maximum is not None:
             what = f"an integer in [{minimum}, {maximum}]"
         else:
             what = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
-        raise InputError(f"num_classes={num_classes!r} must be {what} (21 for PASCAL VOC)"
-                         + (" or None" if allow_none else ""))
+        raise InputError(
+            f"num_classes={num_classes!r} must be {what} (21 for PASCAL VOC)" + (" or None" if allow_none else "")
+        )
     return int(num_classes)
 
 

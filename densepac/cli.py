@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -42,8 +43,9 @@ def _friendly_errors(fn: Callable) -> Callable:
         except DensepacError as e:
             raise BadInput(_first_line(e)) from None
         except MemoryError:
-            raise click.ClickException("out of memory; give a --max-memory budget (e.g. 2GiB) so large images "
-                                       "run in tiles that fit") from None
+            raise click.ClickException(
+                "out of memory; give a --max-memory budget (e.g. 2GiB) so large images run in tiles that fit"
+            ) from None
         except (ValueError, TypeError, RuntimeError, OSError) as e:
             raise click.ClickException(f"{type(e).__name__}: {_first_line(e)}") from None
 
@@ -58,8 +60,9 @@ def _quiet_opencv() -> None:
 
 
 def device_option(fn: Callable) -> Callable:
-    return click.option("--device", default="auto", show_default=True,
-                        help="cpu, cuda, cuda:N or auto (CUDA when available).")(fn)
+    return click.option(
+        "--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto (CUDA when available)."
+    )(fn)
 
 
 def overwrite_option(fn: Callable) -> Callable:
@@ -79,15 +82,19 @@ def _memory_size(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 
 def max_memory_option(fn: Callable) -> Callable:
-    return click.option("--max-memory", default=None, callback=_memory_size, metavar="SIZE",
-                        help="Peak memory budget, e.g. 2GiB, 1500MB or 800 (MiB): the process's resident memory "
-                             "on CPU, allocated GPU memory on CUDA. Images that do not fit run in the largest "
-                             "tiles that do.")(fn)
+    return click.option(
+        "--max-memory",
+        default=None,
+        callback=_memory_size,
+        metavar="SIZE",
+        help="Peak memory budget, e.g. 2GiB, 1500MB or 800 (MiB): the process's resident memory "
+        "on CPU, allocated GPU memory on CUDA. Images that do not fit run in the largest "
+        "tiles that do.",
+    )(fn)
 
 
 def model_args_option(fn: Callable) -> Callable:
-    return click.option("--arg", "model_args", multiple=True,
-                        help="Architecture argument key=value (repeatable).")(fn)
+    return click.option("--arg", "model_args", multiple=True, help="Architecture argument key=value (repeatable).")(fn)
 
 
 def config_options(config: type) -> Callable:
@@ -102,10 +109,19 @@ def config_options(config: type) -> Callable:
             elif isinstance(f.default, bool):
                 option = click.option(flag, f.name, is_flag=True, help=meta.get("help"))
             else:
-                kind = click.Choice(meta["choices"]) if meta.get("choices") else (
-                    type(f.default) if f.default is not None else str)
-                option = click.option(flag, f.name, type=kind, default=f.default, show_default=f.default is not None,
-                                      help=meta.get("help"))
+                kind = (
+                    click.Choice(meta["choices"])
+                    if meta.get("choices")
+                    else (type(f.default) if f.default is not None else str)
+                )
+                option = click.option(
+                    flag,
+                    f.name,
+                    type=kind,
+                    default=f.default,
+                    show_default=f.default is not None,
+                    help=meta.get("help"),
+                )
             fn = option(fn)
         return fn
 
@@ -115,11 +131,17 @@ def config_options(config: type) -> Callable:
 def run_folder_options(fn: Callable) -> Callable:
     """Options of every training command that are not part of its config."""
     options = [
-        click.option("--out", type=click.Path(path_type=Path), required=True,
-                     help="Run folder: checkpoints, log.jsonl."),
+        click.option(
+            "--out", type=click.Path(path_type=Path), required=True, help="Run folder: checkpoints, log.jsonl."
+        ),
         click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --out."),
-        click.option("--export", "export_dir", type=click.Path(path_type=Path), default=None,
-                     help="After training, write the best weights + model card here (e.g. weights/)."),
+        click.option(
+            "--export",
+            "export_dir",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="After training, write the best weights + model card here (e.g. weights/).",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -149,8 +171,11 @@ def _report_run(report: Any) -> None:
     from densepac.engine.distributed import is_main_process
 
     if is_main_process():
-        click.echo(f"{'stopped' if report.result.interrupted else 'finished'} at step {report.result.step}; "
-                   f"checkpoint {report.result.checkpoint}", err=True)
+        click.echo(
+            f"{'stopped' if report.result.interrupted else 'finished'} at step {report.result.step}; "
+            f"checkpoint {report.result.checkpoint}",
+            err=True,
+        )
 
 
 class _OneLineErrors(click.Group):
@@ -195,64 +220,144 @@ def models_cmd(task: str | None) -> None:
 @main.command()
 @click.argument("depth", type=click.Path(path_type=Path))
 @click.argument("guide", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
-              help="Output depth file (.npy, .npz, .pfm, 16-bit .png, .tiff).")
-@click.option("--model", "model_name", default=None,
-              help="Registry depth model (default: the best shipped one). See `densepac models --task depth`.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Output depth file (.npy, .npz, .pfm, 16-bit .png, .tiff).",
+)
+@click.option(
+    "--model",
+    "model_name",
+    default=None,
+    help="Registry depth model (default: the best shipped one). See `densepac models --task depth`.",
+)
 @click.option("--weights", type=click.Path(path_type=Path), default=None, help="Weights file for --model.")
 @click.option("--scale", type=int, default=None, help="Upsampling factor (default: inferred from the shapes).")
-@click.option("--depth-scale", type=float, default=1000.0, show_default=True,
-              help="Units per metre of integer depth files (16-bit PNG): 1000 for millimetres.")
-@click.option("--preview", type=click.Path(path_type=Path), default=None,
-              help="Also write a colorised guide | input | output PNG.")
-@click.option("--tile", type=int, default=None,
-              help="LR tile size for large images (default: HR tiles of about 1024 px, or what --max-memory "
-                   "allows; 0: no tiling).")
+@click.option(
+    "--depth-scale",
+    type=float,
+    default=1000.0,
+    show_default=True,
+    help="Units per metre of integer depth files (16-bit PNG): 1000 for millimetres.",
+)
+@click.option(
+    "--preview",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write a colorised guide | input | output PNG.",
+)
+@click.option(
+    "--tile",
+    type=int,
+    default=None,
+    help="LR tile size for large images (default: HR tiles of about 1024 px, or what --max-memory "
+    "allows; 0: no tiling).",
+)
 @max_memory_option
 @device_option
 @overwrite_option
 @_friendly_errors
-def upsample(depth: Path, guide: Path, output: Path, model_name: str | None, weights: Path | None,
-             scale: int | None, depth_scale: float, preview: Path | None, tile: int | None, max_memory: int | None,
-             device: str, overwrite: bool) -> None:
+def upsample(
+    depth: Path,
+    guide: Path,
+    output: Path,
+    model_name: str | None,
+    weights: Path | None,
+    scale: int | None,
+    depth_scale: float,
+    preview: Path | None,
+    tile: int | None,
+    max_memory: int | None,
+    device: str,
+    overwrite: bool,
+) -> None:
     """Upsample a low-resolution DEPTH map to the resolution of the RGB GUIDE image."""
     _quiet_opencv()
     from densepac.depth.inference import upsample_file
 
-    r = upsample_file(depth, guide, output, model=model_name, weights=weights, scale=scale, depth_scale=depth_scale,
-                      preview=preview, tile=tile, max_memory=max_memory, device=device, overwrite=overwrite)
+    r = upsample_file(
+        depth,
+        guide,
+        output,
+        model=model_name,
+        weights=weights,
+        scale=scale,
+        depth_scale=depth_scale,
+        preview=preview,
+        tile=tile,
+        max_memory=max_memory,
+        device=device,
+        overwrite=overwrite,
+    )
     click.echo(f"{r.output}: {r.size[1]}x{r.size[0]} depth from {r.model} (x{r.scale}, {r.device})", err=True)
 
 
 @main.command()
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
-@click.option("-o", "--output-dir", type=click.Path(path_type=Path), required=True,
-              help="Folder for NAME.png (VOC-palette label map) and NAME_overlay.png.")
-@click.option("--model", "model_name", default=None,
-              help="Registry segmentation model (default: the one named by the weights' model card).")
+@click.option(
+    "-o",
+    "--output-dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder for NAME.png (VOC-palette label map) and NAME_overlay.png.",
+)
+@click.option(
+    "--model",
+    "model_name",
+    default=None,
+    help="Registry segmentation model (default: the one named by the weights' model card).",
+)
 @click.option("--weights", type=click.Path(path_type=Path), default=None, help="Weights file for --model.")
 @click.option("--crf/--no-crf", default=False, show_default=True, help="Refine with a PAC-CRF.")
 @model_args_option
-@click.option("--cam", is_flag=True,
-              help="Also write NAME_cam.png: the model's attention (channel mean of a layer's features) "
-                   "as a heatmap over the image.")
-@click.option("--cam-layer", default=None,
-              help="Layer for --cam, a name from model.named_modules() (default: the deepest feature layer).")
+@click.option(
+    "--cam",
+    is_flag=True,
+    help="Also write NAME_cam.png: the model's attention (channel mean of a layer's features) "
+    "as a heatmap over the image.",
+)
+@click.option(
+    "--cam-layer",
+    default=None,
+    help="Layer for --cam, a name from model.named_modules() (default: the deepest feature layer).",
+)
 @max_memory_option
 @device_option
 @overwrite_option
 @_friendly_errors
-def segment(images: tuple[Path, ...], output_dir: Path, model_name: str | None, weights: Path | None, crf: bool,
-            model_args: tuple[str, ...], cam: bool, cam_layer: str | None, max_memory: int | None, device: str,
-            overwrite: bool) -> None:
+def segment(
+    images: tuple[Path, ...],
+    output_dir: Path,
+    model_name: str | None,
+    weights: Path | None,
+    crf: bool,
+    model_args: tuple[str, ...],
+    cam: bool,
+    cam_layer: str | None,
+    max_memory: int | None,
+    device: str,
+    overwrite: bool,
+) -> None:
     """Segment IMAGE files: a label PNG (VOC palette) and a mask overlay per image."""
     _quiet_opencv()
     from densepac.engine.config import parse_key_values
     from densepac.segmentation.inference import segment_files
 
-    r = segment_files(images, output_dir, model=model_name, weights=weights, crf=crf,
-                      model_kwargs=parse_key_values(model_args), cam=cam, cam_layer=cam_layer, max_memory=max_memory,
-                      device=device, overwrite=overwrite)
+    r = segment_files(
+        images,
+        output_dir,
+        model=model_name,
+        weights=weights,
+        crf=crf,
+        model_kwargs=parse_key_values(model_args),
+        cam=cam,
+        cam_layer=cam_layer,
+        max_memory=max_memory,
+        device=device,
+        overwrite=overwrite,
+    )
     click.echo(f"{len(r.outputs)} image(s) segmented into {output_dir} with {r.model}", err=True)
 
 
@@ -294,24 +399,38 @@ class _LazyConfigCommand(click.Command):
 @main.command(cls=_LazyConfigCommand, config=_depth_config)
 @click.option("--model", "model_name", required=True, help="Registry depth model to train, e.g. pac_learned_jbu_x8.")
 @click.option("--export-name", default=None, help="Name of the exported weights (default: the model name).")
-@click.option("--default", "mark_default", is_flag=True,
-              help="Mark the export as the default `densepac upsample` model for its scale.")
+@click.option(
+    "--default",
+    "mark_default",
+    is_flag=True,
+    help="Mark the export as the default `densepac upsample` model for its scale.",
+)
 @run_folder_options
 @device_option
 @_friendly_errors
-def train(model_name: str, out: Path, resume: bool, export_dir: Path | None, export_name: str | None,
-          mark_default: bool, device: str, **options: Any) -> None:
+def train(
+    model_name: str,
+    out: Path,
+    resume: bool,
+    export_dir: Path | None,
+    export_name: str | None,
+    mark_default: bool,
+    device: str,
+    **options: Any,
+) -> None:
     """Train a depth model; runs under `torchrun --nproc_per_node N` as well (DDP)."""
     from densepac.depth.recipe import DepthTrainConfig, train_depth_run
 
     cfg = _make_config(DepthTrainConfig, model_name, out, device, options)
-    _report_run(train_depth_run(cfg, resume=resume, export_dir=export_dir, export_name=export_name,
-                                default=mark_default))
+    _report_run(
+        train_depth_run(cfg, resume=resume, export_dir=export_dir, export_name=export_name, default=mark_default)
+    )
 
 
 @main.command(cls=_LazyConfigCommand, config=_seg_config)
-@click.option("--model", "model_name", default="fcn8s_vgg16", show_default=True,
-              help="Registry segmentation model to fine-tune.")
+@click.option(
+    "--model", "model_name", default="fcn8s_vgg16", show_default=True, help="Registry segmentation model to fine-tune."
+)
 @run_folder_options
 @device_option
 @_friendly_errors
@@ -324,13 +443,22 @@ def finetune(model_name: str, out: Path, resume: bool, export_dir: Path | None, 
 
 
 @main.command("eval")
-@click.option("--models", "model_names", default=None,
-              help="Comma-separated registry depth models; learned ones use their shipped weights. "
-                   "Default: bicubic, guided_filter, joint_bilateral and the shipped default model for --scale.")
-@click.option("--weights", "weight_files", multiple=True,
-              help="NAME=FILE: evaluate model NAME with this weights file (repeatable).")
-@click.option("--data", default="synthetic", show_default=True,
-              help="synthetic | folder:PATH | nyu:FILE.mat | middlebury:PATH")
+@click.option(
+    "--models",
+    "model_names",
+    default=None,
+    help="Comma-separated registry depth models; learned ones use their shipped weights. "
+    "Default: bicubic, guided_filter, joint_bilateral and the shipped default model for --scale.",
+)
+@click.option(
+    "--weights",
+    "weight_files",
+    multiple=True,
+    help="NAME=FILE: evaluate model NAME with this weights file (repeatable).",
+)
+@click.option(
+    "--data", default="synthetic", show_default=True, help="synthetic | folder:PATH | nyu:FILE.mat | middlebury:PATH"
+)
 @click.option("--split", type=click.Choice(["val", "test"]), default="test", show_default=True)
 @click.option("--scale", type=int, default=8, show_default=True)
 @click.option("--protocol", type=click.Choice(["point", "bicubic"]), default="point", show_default=True)
@@ -341,16 +469,38 @@ def finetune(model_name: str, out: Path, resume: bool, export_dir: Path | None, 
 @device_option
 @overwrite_option
 @_friendly_errors
-def eval_cmd(model_names: str | None, weight_files: tuple[str, ...], data: str, split: str, scale: int,
-             protocol: str, num_scenes: int, crop: int, markdown: Path | None, csv_path: Path | None, device: str,
-             overwrite: bool) -> None:
+def eval_cmd(
+    model_names: str | None,
+    weight_files: tuple[str, ...],
+    data: str,
+    split: str,
+    scale: int,
+    protocol: str,
+    num_scenes: int,
+    crop: int,
+    markdown: Path | None,
+    csv_path: Path | None,
+    device: str,
+    overwrite: bool,
+) -> None:
     """Evaluate depth models side by side: RMSE / MAE (cm), AbsRel, delta, time per megapixel."""
     from densepac.depth.evaluate import evaluate_depth, format_table, parse_named_weights
 
     models = [n for n in model_names.split(",") if n] if model_names is not None else None
-    rows = evaluate_depth(models, parse_named_weights(weight_files), data=data, split=split, scale=scale,
-                          protocol=protocol, num_scenes=num_scenes, crop=crop, device=device, markdown=markdown,
-                          csv_path=csv_path, overwrite=overwrite)
+    rows = evaluate_depth(
+        models,
+        parse_named_weights(weight_files),
+        data=data,
+        split=split,
+        scale=scale,
+        protocol=protocol,
+        num_scenes=num_scenes,
+        crop=crop,
+        device=device,
+        markdown=markdown,
+        csv_path=csv_path,
+        overwrite=overwrite,
+    )
     click.echo(format_table(rows, "markdown"), nl=False)
 
 

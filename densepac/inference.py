@@ -43,5 +43,7 @@ def load_model_for_inference(name: str | None, weights=None, **kwargs) -> nn.Mod
     pretrained = weights is None and name in list_weights()
     model = create_model(name, pretrained=pretrained, weights=weights, **kwargs)
     if not pretrained and weights is None and any(True for _ in model.parameters()):
-        raise InputError(f"model {name!r} has no shipped weights; pass --weights FILE or train it with `densepac train`")
+        raise InputError(
+            f"model {name!r} has no shipped weights; pass --weights FILE or train it with `densepac train`"
+        )
     return model

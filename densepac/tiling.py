@@ -34,8 +34,8 @@ import math
 import re
 import sys
 import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
@@ -50,8 +50,22 @@ _log = logging.getLogger(__name__)
 #: Multiplier on live tensor bytes for what tensors do not show (kernel scratch, allocator slack).
 MEMORY_FACTOR = 2.0
 
-_UNITS = {"": 2**20, "b": 1, "k": 2**10, "kib": 2**10, "kb": 10**3, "m": 2**20, "mib": 2**20, "mb": 10**6,
-          "g": 2**30, "gib": 2**30, "gb": 10**9, "t": 2**40, "tib": 2**40, "tb": 10**12}
+_UNITS = {
+    "": 2**20,
+    "b": 1,
+    "k": 2**10,
+    "kib": 2**10,
+    "kb": 10**3,
+    "m": 2**20,
+    "mib": 2**20,
+    "mb": 10**6,
+    "g": 2**30,
+    "gib": 2**30,
+    "gb": 10**9,
+    "t": 2**40,
+    "tib": 2**40,
+    "tb": 10**12,
+}
 
 
 def parse_memory(text: str) -> int:
@@ -113,8 +127,10 @@ class Tile:
 
     def crop(self, scale: int = 1) -> tuple[slice, slice]:
         """Slices of the kept region inside the (scaled) window."""
-        return (slice((self.y0 - self.wy0) * scale, (self.y1 - self.wy0) * scale),
-                slice((self.x0 - self.wx0) * scale, (self.x1 - self.wx0) * scale))
+        return (
+            slice((self.y0 - self.wy0) * scale, (self.y1 - self.wy0) * scale),
+            slice((self.x0 - self.wx0) * scale, (self.x1 - self.wx0) * scale),
+        )
 
     @property
     def window_pixels(self) -> int:
@@ -145,13 +161,32 @@ def plan_tiles(size: tuple[int, int], tile: int | Sequence[int], margin: int = 0
     th = h if th >= h else max(align, th // align * align)
     tw = w if tw >= w else max(align, tw // align * align)
     margin = _round_up(margin, align)
-    return [Tile(y0, min(y0 + th, h), x0, min(x0 + tw, w),
-                 max(0, y0 - margin), min(h, y0 + th + margin), max(0, x0 - margin), min(w, x0 + tw + margin))
-            for y0 in range(0, h, th) for x0 in range(0, w, tw)]
+    return [
+        Tile(
+            y0,
+            min(y0 + th, h),
+            x0,
+            min(x0 + tw, w),
+            max(0, y0 - margin),
+            min(h, y0 + th + margin),
+            max(0, x0 - margin),
+            min(w, x0 + tw + margin),
+        )
+        for y0 in range(0, h, th)
+        for x0 in range(0, w, tw)
+    ]
 
 
-def run_tiles(fn: Callable[[Tile], torch.Tensor], size: tuple[int, int], tile: int | Sequence[int], margin: int = 0,
-              align: int = 1, scale: int = 1, progress: bool = False, desc: str = "tiles") -> torch.Tensor:
+def run_tiles(
+    fn: Callable[[Tile], torch.Tensor],
+    size: tuple[int, int],
+    tile: int | Sequence[int],
+    margin: int = 0,
+    align: int = 1,
+    scale: int = 1,
+    progress: bool = False,
+    desc: str = "tiles",
+) -> torch.Tensor:
     """Stitch ``fn(tile)`` over the tiles of ``size``: each output's kept part goes to its place.
 
     ``fn`` returns a tensor ``(..., window_h * scale, window_w * scale)`` for a tile's window;
@@ -218,8 +253,13 @@ class MemoryModel:
         return sys.maxsize if self.per_pixel <= 0 else int((available - self.fixed) // self.per_pixel)
 
 
-def measure_memory(make_inputs: Callable[[int, int], tuple], run: Callable[..., object],
-                   sizes: Sequence[tuple[int, int]], fixed: float = 0.0, factor: float = MEMORY_FACTOR) -> MemoryModel:
+def measure_memory(
+    make_inputs: Callable[[int, int], tuple],
+    run: Callable[..., object],
+    sizes: Sequence[tuple[int, int]],
+    fixed: float = 0.0,
+    factor: float = MEMORY_FACTOR,
+) -> MemoryModel:
     """Fit a :class:`MemoryModel` to the live tensor bytes of ``run(*make_inputs(h, w))`` at two window sizes.
 
     ``make_inputs`` runs outside the count (inputs of a real tile are views of the whole
@@ -266,8 +306,10 @@ def memory_in_use(device: torch.device | str = "cpu") -> int:
         pass
     peak = peak_memory(device)
     if peak is None:
-        raise InputError("this platform does not report the process's memory use, so a memory budget cannot be "
-                         "planned; give a tile size instead")
+        raise InputError(
+            "this platform does not report the process's memory use, so a memory budget cannot be "
+            "planned; give a tile size instead"
+        )
     return peak
 
 
@@ -291,14 +333,26 @@ def warn_if_over(budget: int, device: torch.device | str = "cpu") -> None:
     """
     peak = peak_memory(device)
     if peak is not None and peak > budget:
-        _log.warning("memory budget %s: this process already peaked at %s before inference (loading the model and "
-                     "the input); tiles keep inference itself within the budget", format_memory(budget),
-                     format_memory(peak))
+        _log.warning(
+            "memory budget %s: this process already peaked at %s before inference (loading the model and "
+            "the input); tiles keep inference itself within the budget",
+            format_memory(budget),
+            format_memory(peak),
+        )
 
 
-def tiles_for_budget(size: tuple[int, int], budget: int, in_use: int, outputs: int, memory: MemoryModel,
-                     margin: int, align: int = 1, min_tile: int = 1, what: str = "this model",
-                     unit: str = "px") -> tuple[int, int] | None:
+def tiles_for_budget(
+    size: tuple[int, int],
+    budget: int,
+    in_use: int,
+    outputs: int,
+    memory: MemoryModel,
+    margin: int,
+    align: int = 1,
+    min_tile: int = 1,
+    what: str = "this model",
+    unit: str = "px",
+) -> tuple[int, int] | None:
     """The largest kept tile (th, tw) whose window fits ``budget``, or None when the whole image fits.
 
     Args:
@@ -319,8 +373,14 @@ def tiles_for_budget(size: tuple[int, int], budget: int, in_use: int, outputs: i
     """
     h, w = size
     if in_use + memory(h * w) <= budget:
-        _log.info("memory budget %s: the whole %dx%d %s image fits (estimated peak %s)", format_memory(budget), w, h,
-                  unit, format_memory(in_use + memory(h * w)))
+        _log.info(
+            "memory budget %s: the whole %dx%d %s image fits (estimated peak %s)",
+            format_memory(budget),
+            w,
+            h,
+            unit,
+            format_memory(in_use + memory(h * w)),
+        )
         return None
     margin = _round_up(margin, align)
     min_tile = _round_up(max(1, min_tile), align)
@@ -342,12 +402,20 @@ def tiles_for_budget(size: tuple[int, int], budget: int, in_use: int, outputs: i
         raise InputError(
             f"a memory budget of {format_memory(budget)} is too small for {what} on a {w}x{h} {unit} image: "
             f"give at least {format_memory(in_use + outputs + smallest)} ({format_memory(in_use)} in use, "
-            f"{format_memory(outputs)} for the output, {format_memory(smallest)} for the smallest tile)")
+            f"{format_memory(outputs)} for the output, {format_memory(smallest)} for the smallest tile)"
+        )
     ny, nx = -(-h // th), -(-w // tw)
     th, tw = _balanced(h, ny, align), _balanced(w, nx, align)
     window = min(h, th + 2 * margin) * min(w, tw + 2 * margin)
-    _log.info("memory budget %s: tiles of %dx%d %s, %d tiles (estimated peak %s)", format_memory(budget), tw, th,
-              unit, -(-h // th) * -(-w // tw), format_memory(in_use + outputs + memory(window)))
+    _log.info(
+        "memory budget %s: tiles of %dx%d %s, %d tiles (estimated peak %s)",
+        format_memory(budget),
+        tw,
+        th,
+        unit,
+        -(-h // th) * -(-w // tw),
+        format_memory(in_use + outputs + memory(window)),
+    )
     return th, tw
 
 
@@ -361,10 +429,10 @@ def _balanced(extent: int, count: int, align: int) -> int:
 
 
 # Memory models measured per model object (activations do not depend on the weights' values).
-_MEMORY_MODELS: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
+_MEMORY_MODELS: weakref.WeakKeyDictionary[torch.nn.Module, dict] = weakref.WeakKeyDictionary()
 
 
-def cached_memory_model(model: torch.nn.Module, key: tuple, measure: Callable[[], "MemoryModel"]) -> "MemoryModel":
+def cached_memory_model(model: torch.nn.Module, key: tuple, measure: Callable[[], MemoryModel]) -> MemoryModel:
     """``measure()`` once per model object and ``key`` (device, scale, ...); later calls reuse it."""
     cached = _MEMORY_MODELS.setdefault(model, {})
     if key not in cached:

@@ -61,13 +61,17 @@ def main(size: int, classes: int, repeats: int, threads: int) -> None:
         proc.start()
         rows.append(queue.get())
         proc.join()
-    click.echo(f"Forward of one {size}x{size} image, {classes} classes, CPU, {threads} threads "
-               f"(median of {repeats}); RSS per case in its own process.\n")
+    click.echo(
+        f"Forward of one {size}x{size} image, {classes} classes, CPU, {threads} threads "
+        f"(median of {repeats}); RSS per case in its own process.\n"
+    )
     click.echo("| model | s / image | model RSS (MiB) | peak RSS (MiB) | forward adds (MiB) |")
     click.echo("|---|---|---|---|---|")
     for r in rows:
-        click.echo(f"| {r['model']} | {r['seconds']:.2f} | {r['model_rss']:.0f} | {r['peak_rss']:.0f} | "
-                   f"{r['peak_rss'] - r['model_rss']:.0f} |")
+        click.echo(
+            f"| {r['model']} | {r['seconds']:.2f} | {r['model_rss']:.0f} | {r['peak_rss']:.0f} | "
+            f"{r['peak_rss'] - r['model_rss']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

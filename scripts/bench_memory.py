@@ -33,8 +33,10 @@ from pathlib import Path
 import click
 
 # The `densepac` command, with INFO logging so that the memory plan is printed to stderr.
-CLI = ("import logging, sys; logging.basicConfig(level=logging.INFO, format='%(message)s'); "
-       "from densepac.cli import main; sys.argv[0] = 'densepac'; main()")
+CLI = (
+    "import logging, sys; logging.basicConfig(level=logging.INFO, format='%(message)s'); "
+    "from densepac.cli import main; sys.argv[0] = 'densepac'; main()"
+)
 PLAN = re.compile(r"memory budget [^:]+: (?:the (whole) .* fits|tiles of (\S+) (.*?), (\d+) tiles)")
 
 
@@ -67,9 +69,17 @@ def depth_inputs(tmp: Path, width: int, height: int, scale: int) -> list[str]:
 
     scene = make_rgbd_scene(0, height, width)
     cv2.imwrite(str(tmp / "guide.png"), (scene["rgb"][..., ::-1] * 255).astype(np.uint8))
-    np.save(tmp / "depth.npy", scene["depth"][scale // 2::scale, scale // 2::scale])
-    return ["upsample", str(tmp / "depth.npy"), str(tmp / "guide.png"), "-o", str(tmp / "out.npy"),
-            "--overwrite", "--device", "cpu"]
+    np.save(tmp / "depth.npy", scene["depth"][scale // 2 :: scale, scale // 2 :: scale])
+    return [
+        "upsample",
+        str(tmp / "depth.npy"),
+        str(tmp / "guide.png"),
+        "-o",
+        str(tmp / "out.npy"),
+        "--overwrite",
+        "--device",
+        "cpu",
+    ]
 
 
 def segmentation_inputs(tmp: Path, size: int, model: str) -> list[str]:
@@ -84,12 +94,25 @@ def segmentation_inputs(tmp: Path, size: int, model: str) -> list[str]:
     cv2.imwrite(str(tmp / "image.png"), image)
     torch.manual_seed(0)
     weights = save_weights(create_model(model), "bench_seg", model, tmp)
-    return ["segment", str(tmp / "image.png"), "-o", str(tmp / "seg"), "--weights", str(weights), "--crf",
-            "--arg", 'crf_kwargs={"dilation_reference": 512}', "--overwrite", "--device", "cpu"]
+    return [
+        "segment",
+        str(tmp / "image.png"),
+        "-o",
+        str(tmp / "seg"),
+        "--weights",
+        str(weights),
+        "--crf",
+        "--arg",
+        'crf_kwargs={"dilation_reference": 512}',
+        "--overwrite",
+        "--device",
+        "cpu",
+    ]
 
 
-def prepare(tmp: Path, cases: list[str], width: int, height: int, scale: int, seg_size: int, seg_model: str,
-            budgets: list[str]) -> tuple[dict[str, list[str]], dict[str, int | None]]:
+def prepare(
+    tmp: Path, cases: list[str], width: int, height: int, scale: int, seg_size: int, seg_model: str, budgets: list[str]
+) -> tuple[dict[str, list[str]], dict[str, int | None]]:
     """Input files and command lines per case, and budgets in bytes (run in a child process)."""
     from densepac.tiling import parse_memory
 
@@ -106,23 +129,36 @@ def prepare(tmp: Path, cases: list[str], width: int, height: int, scale: int, se
 @click.option("--width", default=4000, show_default=True, help="Depth case: guide width.")
 @click.option("--height", default=3000, show_default=True, help="Depth case: guide height.")
 @click.option("--scale", default=8, show_default=True, help="Depth case: upsampling factor.")
-@click.option("--depth-budgets", default="untiled,1.5GiB,2GiB", show_default=True,
-              help="Comma-separated --max-memory values; 'untiled' runs --tile 0.")
+@click.option(
+    "--depth-budgets",
+    default="untiled,1.5GiB,2GiB",
+    show_default=True,
+    help="Comma-separated --max-memory values; 'untiled' runs --tile 0.",
+)
 @click.option("--seg-size", default=2048, show_default=True, help="Segmentation case: square image side.")
 @click.option("--seg-model", default="smp_unet", show_default=True, help="Segmentation model (+ PAC-CRF).")
-@click.option("--seg-budgets", default="untiled,2GiB", show_default=True,
-              help="Comma-separated --max-memory values; 'untiled' runs without a budget.")
-def main(cases: str, width: int, height: int, scale: int, depth_budgets: str, seg_size: int, seg_model: str,
-         seg_budgets: str) -> None:
+@click.option(
+    "--seg-budgets",
+    default="untiled,2GiB",
+    show_default=True,
+    help="Comma-separated --max-memory values; 'untiled' runs without a budget.",
+)
+def main(
+    cases: str, width: int, height: int, scale: int, depth_budgets: str, seg_size: int, seg_model: str, seg_budgets: str
+) -> None:
     wanted = cases.split(",")
     budgets = {"depth": depth_budgets.split(","), "segmentation": seg_budgets.split(",")}
-    names = {"depth": f"depth {width}x{height} x{scale}",
-             "segmentation": f"segment {seg_size}x{seg_size} {seg_model}+crf"}
+    names = {
+        "depth": f"depth {width}x{height} x{scale}",
+        "segmentation": f"segment {seg_size}x{seg_size} {seg_model}+crf",
+    }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         with multiprocessing.get_context("spawn").Pool(1) as pool:
-            args, limits = pool.apply(prepare, (tmp, wanted, width, height, scale, seg_size, seg_model,
-                                                budgets["depth"] + budgets["segmentation"]))
+            args, limits = pool.apply(
+                prepare,
+                (tmp, wanted, width, height, scale, seg_size, seg_model, budgets["depth"] + budgets["segmentation"]),
+            )
         click.echo(f"peak resident memory of each `densepac` process; cpu, {os.cpu_count()} cores")
         click.echo("| case | budget | tile | peak RSS (MiB) | under budget | seconds |\n|---|---|---|---|---|---|")
         for case in ("depth", "segmentation"):
@@ -132,8 +168,10 @@ def main(cases: str, width: int, height: int, scale: int, depth_budgets: str, se
                 code, peak, wall, err = run_cli(args[case] + extra, tmp)
                 if code:
                     lines = err.strip().splitlines()
-                    click.echo(f"| {names[case]} | {budget} | failed: {lines[-1] if lines else code} | {peak:.0f} | - "
-                               f"| {wall:.1f} |")
+                    click.echo(
+                        f"| {names[case]} | {budget} | failed: {lines[-1] if lines else code} | {peak:.0f} | - "
+                        f"| {wall:.1f} |"
+                    )
                     continue
                 limit = limits[budget]
                 under = "-" if limit is None else ("yes" if peak * 2**20 <= limit else "no")

@@ -63,9 +63,9 @@ def main(device: str, sizes: str, kernels: str, channels: int, repeats: int) -> 
             pac = PacConv2d(channels, channels, k, padding=k // 2).to(device)
             conv = torch.nn.Conv2d(channels, channels, k, padding=k // 2).to(device)
             cases = {
-                "PacConv2d": lambda: pac(x, g).sum().backward(),
-                "unfold PAC": lambda: unfold_pac(x, g, pac.weight, pac.bias).sum().backward(),
-                "nn.Conv2d": lambda: conv(x).sum().backward(),
+                "PacConv2d": lambda pac=pac, x=x, g=g: pac(x, g).sum().backward(),
+                "unfold PAC": lambda pac=pac, x=x, g=g: unfold_pac(x, g, pac.weight, pac.bias).sum().backward(),
+                "nn.Conv2d": lambda conv=conv, x=x: conv(x).sum().backward(),
             }
             res = {}
             for name, fn in cases.items():
@@ -75,14 +75,19 @@ def main(device: str, sizes: str, kernels: str, channels: int, repeats: int) -> 
                     res[name] = (float("nan"), float("nan"))
                     click.echo(f"  {name} k={k} {size}px failed: {str(e).splitlines()[0]}", err=True)
             rows.append((k, size, res))
-    head = f"| k | size | {'PacConv2d s':>11} | {'PacConv2d MiB':>13} | {'unfold s':>8} | {'unfold MiB':>10} | {'Conv2d s':>8} | {'Conv2d MiB':>10} | mem PAC/unfold | time PAC/unfold | time PAC/Conv2d |"
+    head = (
+        f"| k | size | {'PacConv2d s':>11} | {'PacConv2d MiB':>13} | {'unfold s':>8} | {'unfold MiB':>10} "
+        f"| {'Conv2d s':>8} | {'Conv2d MiB':>10} | mem PAC/unfold | time PAC/unfold | time PAC/Conv2d |"
+    )
     click.echo(f"device: {device}, N=1, {channels}->{channels} channels, forward+backward, median of {repeats}")
     click.echo(head)
     click.echo("|" + "|".join("---" for _ in range(head.count("|") - 1)) + "|")
     for k, size, r in rows:
         (tp, mp), (tu, mu), (tc, mc) = r["PacConv2d"], r["unfold PAC"], r["nn.Conv2d"]
-        click.echo(f"| {k} | {size} | {tp:11.3f} | {mp:13.1f} | {tu:8.3f} | {mu:10.1f} | {tc:8.3f} | {mc:10.1f} | "
-                   f"{mp / mu:14.2f} | {tp / tu:15.2f} | {tp / tc:15.2f} |")
+        click.echo(
+            f"| {k} | {size} | {tp:11.3f} | {mp:13.1f} | {tu:8.3f} | {mu:10.1f} | {tc:8.3f} | {mc:10.1f} | "
+            f"{mp / mu:14.2f} | {tp / tu:15.2f} | {tp / tc:15.2f} |"
+        )
 
 
 if __name__ == "__main__":

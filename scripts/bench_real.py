@@ -65,8 +65,9 @@ def rmse_cm(pred: np.ndarray, gt: np.ndarray) -> float:
     return 100.0 * depth_metrics(torch.from_numpy(pred), torch.from_numpy(gt), crop=BORDER)["rmse"]
 
 
-def timed_rmse(model: nn.Module, depth_lr: np.ndarray, rgb: np.ndarray, gt: np.ndarray,
-               sampling: str) -> tuple[float, float]:
+def timed_rmse(
+    model: nn.Module, depth_lr: np.ndarray, rgb: np.ndarray, gt: np.ndarray, sampling: str
+) -> tuple[float, float]:
     """(RMSE in cm, seconds of one upsampling after a warm-up run)."""
     out: dict[str, np.ndarray] = {}
 
@@ -107,8 +108,9 @@ def select_rows(model_filter: str | None, families: list[str], no_tune: bool) ->
     known = [*BASELINES, *families, "default"]
     wanted = set(_comma_list(model_filter)) if model_filter else set(known)
     if wanted - set(known):
-        raise click.BadParameter(f"unknown {', '.join(sorted(wanted - set(known)))}; choose from {', '.join(known)}",
-                                 param_hint="--models")
+        raise click.BadParameter(
+            f"unknown {', '.join(sorted(wanted - set(known)))}; choose from {', '.join(known)}", param_hint="--models"
+        )
     wanted.add("bicubic")  # every ratio is to bicubic
     rows = []
     for key in known:
@@ -119,8 +121,9 @@ def select_rows(model_filter: str | None, families: list[str], no_tune: bool) ->
     return rows
 
 
-def run_scale(sampling: str, scale: int, row_keys: list[str], rgb: np.ndarray,
-              gt: np.ndarray) -> tuple[dict[str, tuple[float, float]], list[str]]:
+def run_scale(
+    sampling: str, scale: int, row_keys: list[str], rgb: np.ndarray, gt: np.ndarray
+) -> tuple[dict[str, tuple[float, float]], list[str]]:
     """{row key: (RMSE cm, seconds)} at one sampling and scale, and the tuned arguments chosen."""
     depth_lr = make_lr(gt, scale, sampling)
     learned = learned_models(scale)
@@ -150,17 +153,26 @@ def run_scale(sampling: str, scale: int, row_keys: list[str], rgb: np.ndarray,
 
 @click.command()
 @click.option("--scales", default="4,8,16", show_default=True, help="Comma list of upsampling factors.")
-@click.option("--samplings", default=",".join(SAMPLINGS), show_default=True,
-              help="Comma list of how LR depth is made: point, area.")
-@click.option("--models", "model_filter", default=None,
-              help="Comma list of rows to keep: baseline names (their tuned rows too), learned model "
-                   "families such as pac_learned_jbu, and default. Default: all.")
+@click.option(
+    "--samplings",
+    default=",".join(SAMPLINGS),
+    show_default=True,
+    help="Comma list of how LR depth is made: point, area.",
+)
+@click.option(
+    "--models",
+    "model_filter",
+    default=None,
+    help="Comma list of rows to keep: baseline names (their tuned rows too), learned model "
+    "families such as pac_learned_jbu, and default. Default: all.",
+)
 @click.option("--no-tune", is_flag=True, help="Skip the grid search of the guided baselines (quick runs).")
 @click.option("--markdown", type=click.Path(path_type=Path), default=None, help="Also write the tables here.")
 def main(scales: str, samplings: str, model_filter: str | None, no_tune: bool, markdown: Path | None) -> None:
     if not all(s.isdigit() and int(s) in (2, 4, 8, 16) for s in _comma_list(scales)):
-        raise click.BadParameter(f"{scales!r}; give factors that divide the 496x736 scene: 2, 4, 8, 16",
-                                 param_hint="--scales")
+        raise click.BadParameter(
+            f"{scales!r}; give factors that divide the 496x736 scene: 2, 4, 8, 16", param_hint="--scales"
+        )
     scale_list = [int(s) for s in _comma_list(scales)]
     sampling_list = _comma_list(samplings)
     for s in sampling_list:
@@ -171,11 +183,15 @@ def main(scales: str, samplings: str, model_filter: str | None, no_tune: bool, m
     scene = load_motorcycle()
     rgb, gt = scene["rgb"], scene["depth"]
     titles = ["model", *(f"x{s}" for s in scale_list)]
-    lines = [f"{scene['name']}: {gt.shape[0]}x{gt.shape[1]} guide (scikit-image's quarter-resolution copy, "
-             f"centre crop), {np.mean(gt == 0):.1%} of the ground truth missing; LR depth made from the ground "
-             f"truth without noise. RMSE (cm) over valid ground-truth pixels, {BORDER} px border excluded; "
-             f"in brackets the ratio to bicubic. Default model: "
-             + ", ".join(f"x{s} {default_depth_model(s)}" for s in scale_list) + ".", ""]
+    lines = [
+        f"{scene['name']}: {gt.shape[0]}x{gt.shape[1]} guide (scikit-image's quarter-resolution copy, "
+        f"centre crop), {np.mean(gt == 0):.1%} of the ground truth missing; LR depth made from the ground "
+        f"truth without noise. RMSE (cm) over valid ground-truth pixels, {BORDER} px border excluded; "
+        f"in brackets the ratio to bicubic. Default model: "
+        + ", ".join(f"x{s} {default_depth_model(s)}" for s in scale_list)
+        + ".",
+        "",
+    ]
     seconds: dict[tuple[str, int], float] = {}
     for sampling in sampling_list:
         results, chosen = {}, []
@@ -184,16 +200,28 @@ def main(scales: str, samplings: str, model_filter: str | None, no_tune: bool, m
             chosen += tuned
             for key, (_, sec) in results[scale].items():
                 seconds.setdefault((key, scale), sec)  # timed on the first sampling
-        rows = [[key, *(f"{r[key][0]:.2f} ({r[key][0] / r['bicubic'][0]:.2f}x)" if key in r else "-"
-                        for r in results.values())] for key in row_keys]
+        rows = [
+            [
+                key,
+                *(
+                    f"{r[key][0]:.2f} ({r[key][0] / r['bicubic'][0]:.2f}x)" if key in r else "-"
+                    for r in results.values()
+                ),
+            ]
+            for key in row_keys
+        ]
         lines += [f"**{sampling} sampling**", "", *markdown_table(titles, rows)]
         if chosen:
             lines += ["", "Tuned arguments (radius and sigma_spatial in LR pixels): " + "; ".join(chosen) + "."]
         lines.append("")
-    time_rows = [[key, *(f"{seconds[key, s]:.2f}" if (key, s) in seconds else "-" for s in scale_list)]
-                 for key in row_keys]
-    lines += [f"**seconds per upsampling** ({sampling_list[0]} sampling, torch threads: {torch.get_num_threads()})",
-              "", *markdown_table(titles, time_rows)]
+    time_rows = [
+        [key, *(f"{seconds[key, s]:.2f}" if (key, s) in seconds else "-" for s in scale_list)] for key in row_keys
+    ]
+    lines += [
+        f"**seconds per upsampling** ({sampling_list[0]} sampling, torch threads: {torch.get_num_threads()})",
+        "",
+        *markdown_table(titles, time_rows),
+    ]
     text = "\n".join(lines) + "\n"
     click.echo(text)
     if markdown is not None:

@@ -37,10 +37,15 @@ def time_640x480(model: torch.nn.Module, scale: int) -> float:
 def main(num_scenes: int, scales: str, device: str, markdown: Path | None) -> None:
     torch.manual_seed(0)
     shipped = list_weights()
-    lines = [f"Held-out synthetic scenes: {num_scenes} at 240x320, point-sampled LR with 2% holes; "
-             f"time: forward only on {device} with {torch.get_num_threads()} threads.", ""]
-    lines += ["| scale | model | RMSE (cm) | MAE (cm) | RMSE / bicubic | s / MP | 640x480 (s) |",
-              "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Held-out synthetic scenes: {num_scenes} at 240x320, point-sampled LR with 2% holes; "
+        f"time: forward only on {device} with {torch.get_num_threads()} threads.",
+        "",
+    ]
+    lines += [
+        "| scale | model | RMSE (cm) | MAE (cm) | RMSE / bicubic | s / MP | 640x480 (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for scale in (int(s) for s in scales.split(",")):
         learned = [n for n in shipped if n.endswith(f"_x{scale}")]
         models = {b: create_model(b) for b in BASELINES} | {n: create_model(n, pretrained=True) for n in learned}
@@ -49,9 +54,11 @@ def main(num_scenes: int, scales: str, device: str, markdown: Path | None) -> No
         bicubic = next(r["rmse_cm"] for r in rows if r["model"] == "bicubic")
         for r in rows:
             t = time_640x480(models[r["model"]], scale) if device == "cpu" else float("nan")
-            lines.append(f"| x{scale} | {r['model']} | {r['rmse_cm']:.2f} | {r['mae_cm']:.2f} | "
-                         f"{r['rmse_cm'] / bicubic:.2f} | {r['sec_per_mp']:.3f} | {t:.2f} |")
-        click.echo("\n".join(lines[-len(rows):]), err=True)
+            lines.append(
+                f"| x{scale} | {r['model']} | {r['rmse_cm']:.2f} | {r['mae_cm']:.2f} | "
+                f"{r['rmse_cm'] / bicubic:.2f} | {r['sec_per_mp']:.3f} | {t:.2f} |"
+            )
+        click.echo("\n".join(lines[-len(rows) :]), err=True)
     text = "\n".join(lines) + "\n"
     click.echo(text)
     if markdown is not None:

@@ -32,8 +32,9 @@ ORACLE = "mixing guided by true depth"
 def _oracle(lr: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, scale: int) -> torch.Tensor:
     dn, valid, lo, rng = normalize_depth(lr)
     feats = torch.where(mask, (gt - lo) / rng, torch.zeros_like(gt)) / 0.05
-    mixed = sample_pac_upsample(dn, feats, at_samples(feats, scale),
-                                gaussian_spatial_logits(scale, 2, float(scale)), valid > 0, 2)
+    mixed = sample_pac_upsample(
+        dn, feats, at_samples(feats, scale), gaussian_spatial_logits(scale, 2, float(scale)), valid > 0, 2
+    )
     return mixed * rng + lo
 
 
@@ -56,21 +57,32 @@ def _rmse_cm(models: dict, data, scale: int) -> dict[str, float]:
 @click.option("--scales", default="4,8,16", show_default=True)
 def main(num_scenes: int, scales: str) -> None:
     torch.manual_seed(0)
-    lines = [f"Held-out synthetic test scenes: {num_scenes} at 240x320, point-sampled LR with 2% holes; "
-             "last two columns: as many test scenes drawn without camouflaged occluders (other scenes).", "",
-             "| scale | model | RMSE (cm) | / bicubic | no camouflage: RMSE (cm) | / bicubic |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"Held-out synthetic test scenes: {num_scenes} at 240x320, point-sampled LR with 2% holes; "
+        "last two columns: as many test scenes drawn without camouflaged occluders (other scenes).",
+        "",
+        "| scale | model | RMSE (cm) | / bicubic | no camouflage: RMSE (cm) | / bicubic |",
+        "|---|---|---|---|---|---|",
+    ]
     for scale in (int(s) for s in scales.split(",")):
         models = {b: create_model(b).eval() for b in ("bicubic", "joint_bilateral")}
-        models |= {n: create_model(n, pretrained=True).eval() for n in list_weights()
-                   if n.startswith("pac_learned_jbu") and n.endswith(f"_x{scale}")}
-        tables = [_rmse_cm(models, make_depth_dataset("synthetic", "test", scale, num_scenes=num_scenes, holes=0.02,
-                                                      scene_options=opts), scale)
-                  for opts in (None, {"p_camouflage": 0.0})]
+        models |= {
+            n: create_model(n, pretrained=True).eval()
+            for n in list_weights()
+            if n.startswith("pac_learned_jbu") and n.endswith(f"_x{scale}")
+        }
+        tables = [
+            _rmse_cm(
+                models,
+                make_depth_dataset("synthetic", "test", scale, num_scenes=num_scenes, holes=0.02, scene_options=opts),
+                scale,
+            )
+            for opts in (None, {"p_camouflage": 0.0})
+        ]
         for name in tables[0]:
             cells = [f"{t[name]:.2f} | {t[name] / t['bicubic']:.2f}" for t in tables]
             lines.append(f"| x{scale} | {name} | {' | '.join(cells)} |")
-        click.echo("\n".join(lines[-len(tables[0]):]), err=True)
+        click.echo("\n".join(lines[-len(tables[0]) :]), err=True)
     click.echo("\n".join(lines))
 
 

@@ -64,37 +64,75 @@ def _time_per_image(model: torch.nn.Module, size: int, device: str) -> float:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--markdown", type=click.Path(path_type=Path), default=None, help="Also write the table here.")
-def main(out: Path, num_classes: int, width: float, fcn_steps: int, finetune_steps: int, batch_size: int,
-         crop: int, scene_size: int, test_scenes: int, seed: int, device: str, markdown: Path | None) -> None:
+def main(
+    out: Path,
+    num_classes: int,
+    width: float,
+    fcn_steps: int,
+    finetune_steps: int,
+    batch_size: int,
+    crop: int,
+    scene_size: int,
+    test_scenes: int,
+    seed: int,
+    device: str,
+    markdown: Path | None,
+) -> None:
     widths = [max(4, round(w * width)) for w in (64, 128, 256, 512, 512)]
     model_kwargs = {"widths": widths, "fc_channels": max(16, round(4096 * width / 4))}
-    base = SegFinetuneConfig("fcn8s_vgg16", out=str(out / "fcn"), num_classes=num_classes, crop=crop,
-                             scene_size=scene_size, val_size=30, batch_size=batch_size, lr=1e-3, crf_lr=1e-2,
-                             seed=seed, device=device, model_kwargs=model_kwargs,
-                             **_epochs(fcn_steps, batch_size, 5))
+    base = SegFinetuneConfig(
+        "fcn8s_vgg16",
+        out=str(out / "fcn"),
+        num_classes=num_classes,
+        crop=crop,
+        scene_size=scene_size,
+        val_size=30,
+        batch_size=batch_size,
+        lr=1e-3,
+        crf_lr=1e-2,
+        seed=seed,
+        device=device,
+        model_kwargs=model_kwargs,
+        **_epochs(fcn_steps, batch_size, 5),
+    )
     fcn = base.out
     tune = _epochs(finetune_steps, batch_size, 2)
     runs = {
         "fcn": base,
         "fcn (continued)": dataclasses.replace(base, out=str(out / "fcn_cont"), weights=fcn, lr=3e-4, **tune),
-        "fcn + pac-crf": dataclasses.replace(base, out=str(out / "fcn_crf"), weights=fcn, crf=True,
-                                             stage="crf_only", crf_kwargs=PAPER_CRF, **tune),
+        "fcn + pac-crf": dataclasses.replace(
+            base, out=str(out / "fcn_crf"), weights=fcn, crf=True, stage="crf_only", crf_kwargs=PAPER_CRF, **tune
+        ),
         "pac-fcn": dataclasses.replace(base, out=str(out / "pac_fcn"), weights=fcn, hot_swap=True, lr=3e-4, **tune),
     }
-    runs["pac-fcn + pac-crf"] = dataclasses.replace(runs["pac-fcn"], out=str(out / "pac_fcn_crf"),
-                                                    weights=runs["pac-fcn"].out, crf=True, stage="crf_only",
-                                                    crf_kwargs=PAPER_CRF, lr=1e-3)
+    runs["pac-fcn + pac-crf"] = dataclasses.replace(
+        runs["pac-fcn"],
+        out=str(out / "pac_fcn_crf"),
+        weights=runs["pac-fcn"].out,
+        crf=True,
+        stage="crf_only",
+        crf_kwargs=PAPER_CRF,
+        lr=1e-3,
+    )
     # A seed stream disjoint from training (and from the validation set that picks checkpoints).
-    test = make_seg_dataset(f"synthetic:{seed + 7919}", "test", num_classes=num_classes, size=scene_size,
-                            num_scenes=test_scenes)
+    test = make_seg_dataset(
+        f"synthetic:{seed + 7919}", "test", num_classes=num_classes, size=scene_size, num_scenes=test_scenes
+    )
     task = SegmentationTask(num_classes)
     rows = []
 
     def add_row(name: str, model: torch.nn.Module) -> None:
         m = evaluate(model, task, test, device=device, seed=seed)
-        rows.append({"model": name, "miou": 100 * m["miou"], "boundary_miou": 100 * m["boundary_miou"],
-                     "pixel_acc": 100 * m["pixel_acc"], "params": sum(p.numel() for p in model.parameters()),
-                     "sec_per_image": _time_per_image(model, scene_size, device)})
+        rows.append(
+            {
+                "model": name,
+                "miou": 100 * m["miou"],
+                "boundary_miou": 100 * m["boundary_miou"],
+                "pixel_acc": 100 * m["pixel_acc"],
+                "params": sum(p.numel() for p in model.parameters()),
+                "sec_per_image": _time_per_image(model, scene_size, device),
+            }
+        )
         click.echo(json.dumps(rows[-1]), err=True)
 
     for name, cfg in runs.items():
@@ -105,13 +143,27 @@ def main(out: Path, num_classes: int, width: float, fcn_steps: int, finetune_ste
         add_row(name, model.to(device))
         if name == "fcn":
             add_row("fcn + guided filter", GuidedRefined(model))
-    lines = [f"Synthetic segmentation, {num_classes} classes, {test_scenes} held-out {scene_size}x{scene_size} "
-             f"scenes; FCN-8s at {width:g}x VGG16 widths trained from scratch for {fcn_steps} steps, each "
-             f"variant fine-tuned {finetune_steps} steps from it (batch {batch_size}, {crop}px crops); "
-             f"time: one forward on {device}, {torch.get_num_threads()} threads.", ""]
-    lines += markdown_table(["model", "mIoU", "boundary mIoU", "pixel acc", "params", "s / image"],
-                            ([r["model"], f"{r['miou']:.2f}", f"{r['boundary_miou']:.2f}", f"{r['pixel_acc']:.2f}",
-                              f"{r['params']:,}", f"{r['sec_per_image']:.3f}"] for r in rows))
+    lines = [
+        f"Synthetic segmentation, {num_classes} classes, {test_scenes} held-out {scene_size}x{scene_size} "
+        f"scenes; FCN-8s at {width:g}x VGG16 widths trained from scratch for {fcn_steps} steps, each "
+        f"variant fine-tuned {finetune_steps} steps from it (batch {batch_size}, {crop}px crops); "
+        f"time: one forward on {device}, {torch.get_num_threads()} threads.",
+        "",
+    ]
+    lines += markdown_table(
+        ["model", "mIoU", "boundary mIoU", "pixel acc", "params", "s / image"],
+        (
+            [
+                r["model"],
+                f"{r['miou']:.2f}",
+                f"{r['boundary_miou']:.2f}",
+                f"{r['pixel_acc']:.2f}",
+                f"{r['params']:,}",
+                f"{r['sec_per_image']:.3f}",
+            ]
+            for r in rows
+        ),
+    )
     click.echo("\n".join(lines))
     if markdown is not None:
         markdown.write_text("\n".join(lines) + "\n")

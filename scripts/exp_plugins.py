@@ -61,12 +61,25 @@ def _time_per_image(model: nn.Module, size: int) -> float:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--only", default=None, help="Comma-separated row names to run (default: all).")
 @click.option("--markdown", type=click.Path(path_type=Path), default=None)
-def main(out: Path, num_classes: int, steps: int, batch_size: int, size: int, lr: float, vgg_width: float,
-         test_scenes: int, seed: int, only: str | None, markdown: Path | None) -> None:
+def main(
+    out: Path,
+    num_classes: int,
+    steps: int,
+    batch_size: int,
+    size: int,
+    lr: float,
+    vgg_width: float,
+    test_scenes: int,
+    seed: int,
+    only: str | None,
+    markdown: Path | None,
+) -> None:
     torch.manual_seed(seed)
     k = num_classes
-    vgg = {"widths": [max(4, round(w * vgg_width)) for w in (64, 128, 256, 512, 512)],
-           "fc_channels": max(16, round(1024 * vgg_width))}
+    vgg = {
+        "widths": [max(4, round(w * vgg_width)) for w in (64, 128, 256, 512, 512)],
+        "fc_channels": max(16, round(1024 * vgg_width)),
+    }
     warp = dict(rotate=30.0, scale_range=(0.75, 1.25))
     rows_spec: dict[str, dict[str, Any]] = {
         "fcn8s_vgg16": dict(build=lambda: create_model("fcn8s_vgg16", num_classes=k, **vgg)),
@@ -75,18 +88,26 @@ def main(out: Path, num_classes: int, steps: int, batch_size: int, size: int, lr
         "pac_dla_up": dict(build=lambda: create_model("pac_dla_up", num_classes=k)),
         "dla_up + ADL": dict(build=lambda: create_model("dla_up", num_classes=k, adl=True)),
         "dla_up (rot/scale)": dict(build=lambda: create_model("dla_up", num_classes=k), warp=True),
-        "dla_up + STN (rot/scale)": dict(build=lambda: create_model("dla_up", num_classes=k, stn="affine"),
-                                         warp=True),
+        "dla_up + STN (rot/scale)": dict(build=lambda: create_model("dla_up", num_classes=k, stn="affine"), warp=True),
         "fcn8s resnet18": dict(build=lambda: create_model("fcn8s", num_classes=k, encoder_name="resnet18")),
-        "fcn8s shape-adaptor r18": dict(build=lambda: create_model(
-            "fcn8s", num_classes=k, encoder_name="shape_adaptor_resnet18", encoder_kwargs={"input_size": size}),
-            alpha_lr=1e-2),
+        "fcn8s shape-adaptor r18": dict(
+            build=lambda: create_model(
+                "fcn8s", num_classes=k, encoder_name="shape_adaptor_resnet18", encoder_kwargs={"input_size": size}
+            ),
+            alpha_lr=1e-2,
+        ),
     }
     wanted = set(only.split(",")) if only else set(rows_spec)
     plain_test = _materialise(SyntheticSegmentation(test_scenes, seed=TEST_SEED, size=(size, size), num_classes=k))
-    warped_test = _materialise(SyntheticSegmentation(
-        test_scenes, seed=TEST_SEED, size=(size, size), num_classes=k,
-        transform=SegTransform(hflip=False, color_jitter=False, seed=TEST_SEED, **warp)))
+    warped_test = _materialise(
+        SyntheticSegmentation(
+            test_scenes,
+            seed=TEST_SEED,
+            size=(size, size),
+            num_classes=k,
+            transform=SegTransform(hflip=False, color_jitter=False, seed=TEST_SEED, **warp),
+        )
+    )
     task = SegmentationTask(k)
     trained: dict[str, nn.Module] = {}
     rows = []
@@ -99,34 +120,65 @@ def main(out: Path, num_classes: int, steps: int, batch_size: int, size: int, lr
             torch.manual_seed(seed)
             model = spec["build"]()
             train_tf = SegTransform(hflip=True, color_jitter=True, seed=seed, **(warp if spec.get("warp") else {}))
-            train = SyntheticSegmentation(steps * batch_size, seed=seed, size=(size, size), num_classes=k,
-                                          transform=train_tf)
+            train = SyntheticSegmentation(
+                steps * batch_size, seed=seed, size=(size, size), num_classes=k, transform=train_tf
+            )
             groups = None
             if "alpha_lr" in spec:
                 groups = [g for g in shape_adaptor_param_groups(model, lr, spec["alpha_lr"]) if g["name"] == "alphas"]
             run_dir = out / name.replace(" ", "_").replace("/", "-").replace("+", "plus")
             click.echo(f"== training {name} -> {run_dir}", err=True)
-            Trainer(model, task, train, None, out_dir=run_dir, epochs=1, batch_size=batch_size, lr=lr,
-                    optimizer="adam", scheduler="cosine", param_groups=groups, seed=seed,
-                    config={"row": name}).fit(resume=True)
+            Trainer(
+                model,
+                task,
+                train,
+                None,
+                out_dir=run_dir,
+                epochs=1,
+                batch_size=batch_size,
+                lr=lr,
+                optimizer="adam",
+                scheduler="cosine",
+                param_groups=groups,
+                seed=seed,
+                config={"row": name},
+            ).fit(resume=True)
             trained[name] = model
         if name not in wanted:
             continue
         test = warped_test if spec.get("warp") else plain_test
         m = evaluate(model, task, test, seed=seed)
-        row = {"model": name, "miou": 100 * m["miou"], "boundary_miou": 100 * m["boundary_miou"],
-               "params": sum(p.numel() for p in model.parameters()), "sec_per_image": _time_per_image(model, size)}
+        row = {
+            "model": name,
+            "miou": 100 * m["miou"],
+            "boundary_miou": 100 * m["boundary_miou"],
+            "params": sum(p.numel() for p in model.parameters()),
+            "sec_per_image": _time_per_image(model, size),
+        }
         if "alpha_lr" in spec:
             row["learned_shapes"] = [s.output_size for s in model.encoder.learned_shapes((size, size))]
         rows.append(row)
         click.echo(json.dumps(row), err=True)
-    lines = [f"Synthetic segmentation, {k} classes, {size}x{size} scenes; each model trained from scratch for "
-             f"{steps} steps (batch {batch_size}, Adam lr {lr:g}, cosine), tested on {test_scenes} held-out scenes "
-             f"(rot/scale rows: train and test scenes rotated by up to 30 degrees and scaled 0.75-1.25); time: one "
-             f"forward on CPU, {torch.get_num_threads()} threads.", ""]
-    lines += markdown_table(["model", "mIoU", "boundary mIoU", "params", "s / image"],
-                            ([r["model"], f"{r['miou']:.2f}", f"{r['boundary_miou']:.2f}", f"{r['params']:,}",
-                              f"{r['sec_per_image']:.3f}"] for r in rows))
+    lines = [
+        f"Synthetic segmentation, {k} classes, {size}x{size} scenes; each model trained from scratch for "
+        f"{steps} steps (batch {batch_size}, Adam lr {lr:g}, cosine), tested on {test_scenes} held-out scenes "
+        f"(rot/scale rows: train and test scenes rotated by up to 30 degrees and scaled 0.75-1.25); time: one "
+        f"forward on CPU, {torch.get_num_threads()} threads.",
+        "",
+    ]
+    lines += markdown_table(
+        ["model", "mIoU", "boundary mIoU", "params", "s / image"],
+        (
+            [
+                r["model"],
+                f"{r['miou']:.2f}",
+                f"{r['boundary_miou']:.2f}",
+                f"{r['params']:,}",
+                f"{r['sec_per_image']:.3f}",
+            ]
+            for r in rows
+        ),
+    )
     shapes = [r for r in rows if "learned_shapes" in r]
     if shapes:
         lines += ["", f"Learned shape-adaptor output sizes for a {size}x{size} input: {shapes[0]['learned_shapes']}"]

@@ -32,8 +32,7 @@ def main(weights_dir: Path) -> None:
             tmp = path.with_name(f".{path.name}.tmp")
             tmp.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
             tmp.replace(path)
-        click.echo(f"x{scale}: default {best.stem} " +
-                   ", ".join(f"{p.stem} {r:.2f} cm" for r, p in sorted(entries)))
+        click.echo(f"x{scale}: default {best.stem} " + ", ".join(f"{p.stem} {r:.2f} cm" for r, p in sorted(entries)))
 
 
 if __name__ == "__main__":

@@ -23,9 +23,19 @@ from densepac.tiling import (
 MiB, KiB = 2**20, 2**10
 
 
-@pytest.mark.parametrize("text, nbytes", [("2GiB", 2 * 2**30), ("1500MB", 1500 * 10**6), ("1.5G", 3 * 2**29),
-                                          ("800", 800 * MiB), ("512 mib", 512 * MiB),
-                                          ("64KiB", 64 * KiB), ("4096b", 4096), (" 1 TB ", 10**12)])
+@pytest.mark.parametrize(
+    "text, nbytes",
+    [
+        ("2GiB", 2 * 2**30),
+        ("1500MB", 1500 * 10**6),
+        ("1.5G", 3 * 2**29),
+        ("800", 800 * MiB),
+        ("512 mib", 512 * MiB),
+        ("64KiB", 64 * KiB),
+        ("4096b", 4096),
+        (" 1 TB ", 10**12),
+    ],
+)
 def test_parse_memory(text, nbytes):
     assert parse_memory(text) == nbytes
 
@@ -65,8 +75,12 @@ def test_plan_tiles_by_hand():
 def test_plan_tiles_aligned():
     # tile 40 -> 32 and margin 10 -> 32 on a 32 px grid; a tile spanning an axis stays whole.
     tiles = plan_tiles((100, 70), (40, 200), margin=10, align=32)
-    assert [(t.y0, t.y1, t.wy0, t.wy1) for t in tiles] == [(0, 32, 0, 64), (32, 64, 0, 96), (64, 96, 32, 100),
-                                                           (96, 100, 64, 100)]
+    assert [(t.y0, t.y1, t.wy0, t.wy1) for t in tiles] == [
+        (0, 32, 0, 64),
+        (32, 64, 0, 96),
+        (64, 96, 32, 100),
+        (96, 100, 64, 100),
+    ]
     assert all((t.x0, t.x1, t.wx0, t.wx1) == (0, 70, 0, 70) for t in tiles)
     assert all(t.wy0 % 32 == 0 for t in tiles)
     assert (_coverage((100, 70), tiles) == 1).all()
@@ -137,13 +151,19 @@ def test_tiles_for_budget_by_hand():
 
 def test_tiles_for_budget_too_small_says_the_minimum():
     # Smallest tile: 32 kept + 2 * 32 margin = 96 px square -> 1 MiB + 9216 KiB = 10 MiB.
-    with pytest.raises(InputError, match=r"budget of 110 MiB is too small for tiny on a 1000x1000 px image: "
-                                         r"give at least 118 MiB \(100 MiB in use, 8 MiB for the output, "
-                                         r"10 MiB for the smallest tile\)"):
-        tiles_for_budget((1000, 1000), 110 * MiB, 100 * MiB, 8 * MiB, MEMORY, margin=16, align=32, min_tile=32,
-                         what="tiny")
-    assert tiles_for_budget((1000, 1000), 118 * MiB, 100 * MiB, 8 * MiB, MEMORY, margin=16, align=32,
-                            min_tile=32) == (32, 32)
+    with pytest.raises(
+        InputError,
+        match=r"budget of 110 MiB is too small for tiny on a 1000x1000 px image: "
+        r"give at least 118 MiB \(100 MiB in use, 8 MiB for the output, "
+        r"10 MiB for the smallest tile\)",
+    ):
+        tiles_for_budget(
+            (1000, 1000), 110 * MiB, 100 * MiB, 8 * MiB, MEMORY, margin=16, align=32, min_tile=32, what="tiny"
+        )
+    assert tiles_for_budget((1000, 1000), 118 * MiB, 100 * MiB, 8 * MiB, MEMORY, margin=16, align=32, min_tile=32) == (
+        32,
+        32,
+    )
 
 
 def test_warn_if_over_names_the_peak_so_far(caplog):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from densepac.errors import InputError
 
@@ -44,8 +44,9 @@ def index_folder(folder: Path, extensions: Sequence[str], kind: str, prefer: boo
     return files
 
 
-def check_paired(root: Path, first: dict[str, Path], second: dict[str, Path], first_only: str,
-                 second_only: str) -> None:
+def check_paired(
+    root: Path, first: dict[str, Path], second: dict[str, Path], first_only: str, second_only: str
+) -> None:
     """Refuse stems present in only one of two indexed folders, listing them."""
     only_first, only_second = sorted(set(first) - set(second)), sorted(set(second) - set(first))
     if only_first or only_second:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import functools
 import importlib.util
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -61,7 +62,8 @@ def find_natural_images() -> tuple[Path, ...]:
             folder = Path(location) / sub
             if folder.is_dir():
                 found.extend(
-                    p for p in sorted(folder.iterdir())
+                    p
+                    for p in sorted(folder.iterdir())
                     if p.suffix.lower() in _NATURAL_SUFFIXES and p.stem not in _HELD_OUT_IMAGES
                 )
     return tuple(found)

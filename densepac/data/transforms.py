@@ -15,7 +15,8 @@ augmentations. In the main process, ``seed`` makes the sequence reproducible.
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import albumentations as A
 import cv2

@@ -20,9 +20,10 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -56,8 +57,7 @@ def _centre_crop_to_multiple(rgb: np.ndarray, depth: np.ndarray, scale: int) -> 
     dh, dw = h % scale, w % scale
     if h < scale or w < scale:
         raise InputError(
-            f"image of {h}x{w} pixels is smaller than the scale {scale}; "
-            "use larger images or a smaller scale"
+            f"image of {h}x{w} pixels is smaller than the scale {scale}; use larger images or a smaller scale"
         )
     if dh == 0 and dw == 0:
         return rgb, depth
@@ -95,10 +95,7 @@ class _DepthDataset(Dataset):
         if not holes < 1:
             raise InputError(f"holes={holes} is the fraction of LR pixels made missing; give a value in [0, 1)")
         if transform is not None and not callable(transform):
-            raise InputError(
-                f"transform={transform!r} is not callable; "
-                "give e.g. DepthTransform(...) or None"
-            )
+            raise InputError(f"transform={transform!r} is not callable; give e.g. DepthTransform(...) or None")
         self.protocol = protocol
         self.noise = float(noise)
         self.holes = float(holes)
@@ -227,10 +224,7 @@ class NYUv2Depth(_DepthDataset):
 
         self.path = Path(mat_path)
         if not self.path.is_file():
-            raise InputError(
-                f"{self.path}: no such file; "
-                "download nyu_depth_v2_labeled.mat (see datasets/README.md)"
-            )
+            raise InputError(f"{self.path}: no such file; download nyu_depth_v2_labeled.mat (see datasets/README.md)")
         if not h5py.is_hdf5(self.path):
             raise InputError(
                 f"{self.path}: not a MATLAB v7.3 (HDF5) file; use the official nyu_depth_v2_labeled.mat "
@@ -254,8 +248,7 @@ class NYUv2Depth(_DepthDataset):
         top, bottom, left, right = self.border
         if top + bottom >= self.frame_size[0] or left + right >= self.frame_size[1]:
             raise InputError(
-                f"crop={crop!r} removes the whole {self.frame_size[0]}x{self.frame_size[1]} frame; "
-                "use a smaller border"
+                f"crop={crop!r} removes the whole {self.frame_size[0]}x{self.frame_size[1]} frame; use a smaller border"
             )
         ranges = {"train": range(0, num_train), "test": range(num_train, total), "all": range(0, total)}
         if split not in ranges:
@@ -352,10 +345,7 @@ def read_middlebury_calib(path: str | os.PathLike[str]) -> MiddleburyCalib:
         focal = numbers[0]
         doffs, baseline = float(fields["doffs"]), float(fields["baseline"])
     except (ValueError, IndexError) as exc:
-        raise InputError(
-            f"{p}: cannot parse cam0/doffs/baseline; expected 'cam0=[f 0 cx; 0 f cy; "
-            "0 0 1]'"
-        ) from exc
+        raise InputError(f"{p}: cannot parse cam0/doffs/baseline; expected 'cam0=[f 0 cx; 0 f cy; 0 0 1]'") from exc
     if not (focal > 0 and baseline > 0 and math.isfinite(doffs)):
         raise InputError(f"{p}: focal {focal} and baseline {baseline} must be positive")
     return MiddleburyCalib(focal=focal, doffs=doffs, baseline=baseline)
@@ -396,10 +386,7 @@ class MiddleburyDepth(_DepthDataset):
         super().__init__(scale, protocol, noise, holes, transform, seed)
         self.root = Path(root)
         if not self.root.is_dir():
-            raise InputError(
-                f"{self.root}: no such folder; "
-                "give the Middlebury root (see datasets/README.md)"
-            )
+            raise InputError(f"{self.root}: no such folder; give the Middlebury root (see datasets/README.md)")
         self.downscale = check_scale(downscale)
         self.as_disparity = bool(as_disparity)
         if (self.root / "im0.png").is_file():
@@ -433,10 +420,7 @@ class MiddleburyDepth(_DepthDataset):
         rgb = read_image(scene / "im0.png")
         disp = read_depth(disp_file)  # PFM: float pixels, inf -> 0 (missing)
         if disp.shape != rgb.shape[:2]:
-            raise InputError(
-                f"{disp_file}: {disp.shape} does not match im0.png {rgb.shape[:2]}; "
-                "re-download the scene"
-            )
+            raise InputError(f"{disp_file}: {disp.shape} does not match im0.png {rgb.shape[:2]}; re-download the scene")
         calib = read_middlebury_calib(scene / "calib.txt")
         values = disp if self.as_disparity else calib.disparity_to_depth(disp)
         k = self.downscale
@@ -487,8 +471,7 @@ class FolderDepth(_DepthDataset):
         for sub in ("rgb", "depth"):
             if not (self.root / sub).is_dir():
                 raise InputError(
-                    f"{self.root}: missing the '{sub}' folder; "
-                    "expected root/rgb/<stem>.png and root/depth/<stem>.png"
+                    f"{self.root}: missing the '{sub}' folder; expected root/rgb/<stem>.png and root/depth/<stem>.png"
                 )
         rgb = index_folder(self.root / "rgb", IMAGE_EXTENSIONS, "rgb")
         depth = index_folder(self.root / "depth", DEPTH_EXTENSIONS, "depth")
@@ -503,15 +486,13 @@ class FolderDepth(_DepthDataset):
         if use_lr:
             if not lr_dir.is_dir():
                 raise InputError(
-                    f"{self.root}: given_lr=True but there is no depth_lr/ folder; "
-                    "add it or pass given_lr=None"
+                    f"{self.root}: given_lr=True but there is no depth_lr/ folder; add it or pass given_lr=None"
                 )
             lr = index_folder(lr_dir, DEPTH_EXTENSIONS, "depth_lr")
             missing = sorted(set(self.stems) - set(lr))
             if missing:
                 raise InputError(
-                    f"{lr_dir}: no low-resolution map for {listing(missing)}; "
-                    "add them or pass given_lr=False"
+                    f"{lr_dir}: no low-resolution map for {listing(missing)}; add them or pass given_lr=False"
                 )
             self.lr_files = lr
             self._check_given_lr_transform()
@@ -523,8 +504,9 @@ class FolderDepth(_DepthDataset):
         stem = self.stems[index]
         rgb = read_image(self.rgb_files[stem])
         # No valid pixel, or negative values: a wrong --depth-scale or a broken export, not a target.
-        depth = validate_depth(read_depth(self.depth_files[stem], depth_scale=self.depth_scale),
-                               str(self.depth_files[stem]))
+        depth = validate_depth(
+            read_depth(self.depth_files[stem], depth_scale=self.depth_scale), str(self.depth_files[stem])
+        )
         if depth.shape != rgb.shape[:2]:
             raise InputError(
                 f"{self.depth_files[stem]}: depth is {depth.shape[0]}x{depth.shape[1]} but its rgb is "
@@ -532,8 +514,7 @@ class FolderDepth(_DepthDataset):
             )
         lr = None
         if self.lr_files is not None:
-            lr = validate_depth(read_depth(self.lr_files[stem], depth_scale=self.depth_scale),
-                                str(self.lr_files[stem]))
+            lr = validate_depth(read_depth(self.lr_files[stem], depth_scale=self.depth_scale), str(self.lr_files[stem]))
             s = self.scale
             if (lr.shape[0] * s, lr.shape[1] * s) != depth.shape:
                 raise InputError(
@@ -611,7 +592,10 @@ def parse_data_spec(spec: str) -> tuple[str, str | None]:
     """``"kind:arg"`` -> (kind, arg); refuses unknown kinds and missing paths."""
     kind, _, arg = spec.partition(":")
     if kind not in DATA_KINDS:
-        raise InputError(f"unknown data source {spec!r}; use one of {', '.join(k + ':PATH' if k != 'synthetic' else k for k in DATA_KINDS)}")
+        raise InputError(
+            f"unknown data source {spec!r}; use one of "
+            f"{', '.join(k + ':PATH' if k != 'synthetic' else k for k in DATA_KINDS)}"
+        )
     if kind != "synthetic":
         if not arg:
             raise InputError(f"data source {kind!r} needs a path: --data {kind}:PATH")
@@ -620,9 +604,21 @@ def parse_data_spec(spec: str) -> tuple[str, str | None]:
     return kind, arg or None
 
 
-def make_depth_dataset(spec: str, split: str, scale: int, *, protocol: str = "point", size: tuple[int, int] | None = None,
-                       num_scenes: int = 100, noise: float = 0.0, holes: float = 0.0, seed: int = 0,
-                       transform: Any = None, crop: int = 0, scene_options: dict[str, Any] | None = None) -> Dataset:
+def make_depth_dataset(
+    spec: str,
+    split: str,
+    scale: int,
+    *,
+    protocol: str = "point",
+    size: tuple[int, int] | None = None,
+    num_scenes: int = 100,
+    noise: float = 0.0,
+    holes: float = 0.0,
+    seed: int = 0,
+    transform: Any = None,
+    crop: int = 0,
+    scene_options: dict[str, Any] | None = None,
+) -> Dataset:
     """A depth dataset for ``split`` ("train", "val" or "test").
 
     Synthetic: ``num_scenes`` scenes of ``size`` (default 240x320); "val" and "test" use two

@@ -44,8 +44,7 @@ def _as_depth(depth: np.ndarray, name: str = "depth") -> np.ndarray:
     arr = np.asarray(depth)
     if arr.ndim != 2 or arr.size == 0:
         raise InputError(
-            f"{name}: expected a 2-D (H, W) depth map, got shape {tuple(arr.shape)}; "
-            "squeeze batch/channel axes"
+            f"{name}: expected a 2-D (H, W) depth map, got shape {tuple(arr.shape)}; squeeze batch/channel axes"
         )
     if arr.dtype.kind not in "uif":
         raise InputError(f"{name}: depth has dtype {arr.dtype}; give float32 metres")
@@ -57,10 +56,7 @@ def _as_depth(depth: np.ndarray, name: str = "depth") -> np.ndarray:
 def check_scale(scale: object) -> int:
     """Return ``scale`` as an int >= 1, or raise InputError."""
     if isinstance(scale, bool) or not isinstance(scale, (int, np.integer, float, np.floating)):
-        raise InputError(
-            f"scale={scale!r} is not a number; "
-            "give a positive integer upsampling factor such as 8"
-        )
+        raise InputError(f"scale={scale!r} is not a number; give a positive integer upsampling factor such as 8")
     if float(scale) != math.floor(float(scale)) or scale < 1:
         raise InputError(f"scale={scale!r} must be a positive integer such as 2, 4, 8 or 16")
     return int(scale)
@@ -70,8 +66,7 @@ def _check_divisible(shape: tuple[int, int], scale: int, name: str = "depth") ->
     h, w = shape
     if h % scale or w % scale:
         raise InputError(
-            f"{name}: size {h}x{w} is not divisible by scale {scale}; crop it to "
-            f"{h - h % scale}x{w - w % scale} first"
+            f"{name}: size {h}x{w} is not divisible by scale {scale}; crop it to {h - h % scale}x{w - w % scale} first"
         )
 
 
@@ -314,9 +309,7 @@ def add_holes(
     if not 0 <= amount < 1:
         raise InputError(f"add_holes: amount={amount} must be a fraction in [0, 1)")
     if shadow_width < 0 or specular < 0 or not 0 <= edge_dropout <= 1 or rel_jump <= 0:
-        raise InputError(
-            "add_holes: need shadow_width >= 0, specular >= 0, 0 <= edge_dropout <= 1 and rel_jump > 0"
-        )
+        raise InputError("add_holes: need shadow_width >= 0, specular >= 0, 0 <= edge_dropout <= 1 and rel_jump > 0")
     d = _as_depth(depth)
     gen = _rng(rng)
     h, w = d.shape

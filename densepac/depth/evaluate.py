@@ -5,8 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,12 +20,24 @@ from densepac.engine.trainer import show_progress
 from densepac.errors import InputError
 from densepac.io.files import PathLike
 
-COLUMNS = (("model", "model"), ("rmse_cm", "RMSE (cm)"), ("mae_cm", "MAE (cm)"), ("absrel", "AbsRel"),
-           ("delta1", "δ<1.25"), ("sec_per_mp", "s / MP"))
+COLUMNS = (
+    ("model", "model"),
+    ("rmse_cm", "RMSE (cm)"),
+    ("mae_cm", "MAE (cm)"),
+    ("absrel", "AbsRel"),
+    ("delta1", "δ<1.25"),
+    ("sec_per_mp", "s / MP"),
+)
 
 
-def compare_depth_models(models: dict[str, nn.Module], dataset: Dataset, *, device: str | torch.device = "cpu",
-                         crop: int = 0, progress: bool | None = None) -> list[dict[str, Any]]:
+def compare_depth_models(
+    models: dict[str, nn.Module],
+    dataset: Dataset,
+    *,
+    device: str | torch.device = "cpu",
+    crop: int = 0,
+    progress: bool | None = None,
+) -> list[dict[str, Any]]:
     """Evaluate every model on the same items, one image at a time.
 
     Metrics are pooled over all valid pixels of the set (:class:`DepthMetrics`); time is
@@ -49,8 +62,16 @@ def compare_depth_models(models: dict[str, nn.Module], dataset: Dataset, *, devi
                 pixels += out.shape[-1] * out.shape[-2]
                 metrics.update(out.float(), item["depth"][None].to(device))
         m = metrics.compute()
-        rows.append({"model": label, "rmse_cm": 100 * m["rmse"], "mae_cm": 100 * m["mae"], "absrel": m["absrel"],
-                     "delta1": m["delta1"], "sec_per_mp": seconds / (pixels / 1e6)})
+        rows.append(
+            {
+                "model": label,
+                "rmse_cm": 100 * m["rmse"],
+                "mae_cm": 100 * m["mae"],
+                "absrel": m["absrel"],
+                "delta1": m["delta1"],
+                "sec_per_mp": seconds / (pixels / 1e6),
+            }
+        )
     return rows
 
 
@@ -66,8 +87,17 @@ def format_table(rows: Iterable[dict[str, Any]], fmt: str = "markdown") -> str:
         return buf.getvalue()
     if fmt != "markdown":
         raise InputError(f"table format {fmt!r} is unknown; use markdown or csv")
-    cells = ([r["model"], f"{r['rmse_cm']:.2f}", f"{r['mae_cm']:.2f}", f"{r['absrel']:.4f}", f"{r['delta1']:.4f}",
-              f"{r['sec_per_mp']:.3f}"] for r in rows)
+    cells = (
+        [
+            r["model"],
+            f"{r['rmse_cm']:.2f}",
+            f"{r['mae_cm']:.2f}",
+            f"{r['absrel']:.4f}",
+            f"{r['delta1']:.4f}",
+            f"{r['sec_per_mp']:.3f}",
+        ]
+        for r in rows
+    )
     return "\n".join(markdown_table([title for _, title in COLUMNS], cells)) + "\n"
 
 
@@ -77,16 +107,29 @@ def parse_named_weights(pairs: Iterable[str]) -> dict[str, Path]:
     for pair in pairs:
         name, sep, file = pair.partition("=")
         if not sep or not name:
-            raise InputError(f"--weights {pair!r} is not NAME=FILE; e.g. --weights pac_jointupsample_x8=run/best.safetensors")
+            raise InputError(
+                f"--weights {pair!r} is not NAME=FILE; e.g. --weights pac_jointupsample_x8=run/best.safetensors"
+            )
         out[name] = Path(file)
     return out
 
 
-def evaluate_depth(models: Sequence[str] | None = None, weights: dict[str, PathLike] | None = None, *,
-                   data: str = "synthetic", split: str = "test", scale: int = 8, protocol: str = "point",
-                   num_scenes: int = 50, crop: int = 0, device: str = "auto", markdown: PathLike | None = None,
-                   csv_path: PathLike | None = None, overwrite: bool = False,
-                   progress: bool | None = None) -> list[dict[str, Any]]:
+def evaluate_depth(
+    models: Sequence[str] | None = None,
+    weights: dict[str, PathLike] | None = None,
+    *,
+    data: str = "synthetic",
+    split: str = "test",
+    scale: int = 8,
+    protocol: str = "point",
+    num_scenes: int = 50,
+    crop: int = 0,
+    device: str = "auto",
+    markdown: PathLike | None = None,
+    csv_path: PathLike | None = None,
+    overwrite: bool = False,
+    progress: bool | None = None,
+) -> list[dict[str, Any]]:
     """What ``densepac eval`` does: compare depth models on one dataset, optionally writing the tables.
 
     ``models`` default to the three baselines and the shipped default for ``scale``; a model

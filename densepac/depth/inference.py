@@ -41,14 +41,19 @@ def check_scale(lr_shape: tuple[int, int], guide_shape: tuple[int, int], scale: 
         inferred = infer_scale((h, w), (H, W))
     except ValueError:
         s = scale or max(2, round(H / h))
-        raise InputError(f"guide {H}x{W} is not {s}x the depth {h}x{w}; expected a guide of {h * s}x{w * s} "
-                         "(crop or resize the guide, or pass the depth that belongs to it)") from None
+        raise InputError(
+            f"guide {H}x{W} is not {s}x the depth {h}x{w}; expected a guide of {h * s}x{w * s} "
+            "(crop or resize the guide, or pass the depth that belongs to it)"
+        ) from None
     if scale is not None and inferred != scale:
-        raise InputError(f"guide {H}x{W} is {inferred}x the depth {h}x{w}, not --scale {scale}; "
-                         "drop --scale or pass the matching files")
+        raise InputError(
+            f"guide {H}x{W} is {inferred}x the depth {h}x{w}, not --scale {scale}; "
+            "drop --scale or pass the matching files"
+        )
     if not (2 <= inferred <= MAX_SCALE):
-        raise InputError(f"guide {H}x{W} and depth {h}x{w} give scale x{inferred}; "
-                         f"densepac upsamples by factors 2 to {MAX_SCALE}")
+        raise InputError(
+            f"guide {H}x{W} and depth {h}x{w} give scale x{inferred}; densepac upsamples by factors 2 to {MAX_SCALE}"
+        )
     return inferred
 
 
@@ -57,9 +62,15 @@ def auto_tile(scale: int, max_hr_tile: int = 1024) -> int:
     return max(8, max_hr_tile // scale)
 
 
-def upsample_depth(model: nn.Module, depth_lr: np.ndarray, guide: np.ndarray,
-                   device: torch.device | str = "cpu", tile: int | None = None,
-                   max_memory: int | str | None = None, progress: bool = False) -> np.ndarray:
+def upsample_depth(
+    model: nn.Module,
+    depth_lr: np.ndarray,
+    guide: np.ndarray,
+    device: torch.device | str = "cpu",
+    tile: int | None = None,
+    max_memory: int | str | None = None,
+    progress: bool = False,
+) -> np.ndarray:
     """Upsample one depth map, in tiles when it is large.
 
     Args:
@@ -113,8 +124,14 @@ def default_depth_model(scale: int) -> str:
     return FALLBACK_DEPTH_MODEL
 
 
-def tiled_upsample(model: nn.Module, depth_lr: torch.Tensor, guide: torch.Tensor,
-                   tile: int | tuple[int, int] = 128, margin: int = 16, progress: bool = False) -> torch.Tensor:
+def tiled_upsample(
+    model: nn.Module,
+    depth_lr: torch.Tensor,
+    guide: torch.Tensor,
+    tile: int | tuple[int, int] = 128,
+    margin: int = 16,
+    progress: bool = False,
+) -> torch.Tensor:
     """Run a depth model tile by tile so memory depends on ``tile``, not on the image.
 
     The model's global step (:meth:`DepthModel.prepare`) runs once; its local ``core`` runs
@@ -159,14 +176,16 @@ def depth_memory_model(model: nn.Module, scale: int, device: torch.device | str 
 
     def measure() -> MemoryModel:
         with torch.inference_mode():
-            return measure_memory(make_inputs, model.core, [(side, side), (2 * side, 2 * side)],
-                                  fixed=largest_tensor_bytes(model))
+            return measure_memory(
+                make_inputs, model.core, [(side, side), (2 * side, 2 * side)], fixed=largest_tensor_bytes(model)
+            )
 
     return cached_memory_model(model, ("depth", scale, device.type), measure)
 
 
-def depth_tiles_for_budget(model: nn.Module, depth_lr: torch.Tensor, guide: torch.Tensor,
-                           max_memory: int | str) -> tuple[int, int] | None:
+def depth_tiles_for_budget(
+    model: nn.Module, depth_lr: torch.Tensor, guide: torch.Tensor, max_memory: int | str
+) -> tuple[int, int] | None:
     """LR tile (th, tw) for :func:`tiled_upsample` under ``max_memory``, or None: untiled fits.
 
     Raises InputError when even the smallest tile does not fit (the message gives the budget
@@ -179,9 +198,17 @@ def depth_tiles_for_budget(model: nn.Module, depth_lr: torch.Tensor, guide: torc
     memory = depth_memory_model(model, scale, depth_lr.device)
     # Stitching holds the HR output and its restored copy; prepare() adds a few LR maps.
     outputs = n * h * w * 4 * (2 * scale * scale + 8)
-    return tiles_for_budget((h, w), budget, memory_in_use(depth_lr.device), outputs, memory, model.tile_margin,
-                            min_tile=MIN_DEPTH_TILE, what=getattr(model, "model_name", type(model).__name__),
-                            unit=f"LR px (x{scale})")
+    return tiles_for_budget(
+        (h, w),
+        budget,
+        memory_in_use(depth_lr.device),
+        outputs,
+        memory,
+        model.tile_margin,
+        min_tile=MIN_DEPTH_TILE,
+        what=getattr(model, "model_name", type(model).__name__),
+        unit=f"LR px (x{scale})",
+    )
 
 
 def _check_upsample_inputs(model: nn.Module, depth_lr: np.ndarray, guide: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -211,10 +238,22 @@ class UpsampleReport:
     device: str
 
 
-def upsample_file(depth: PathLike, guide: PathLike, output: PathLike, *, model: str | None = None,
-                  weights: PathLike | None = None, scale: int | None = None, depth_scale: float = 1000.0,
-                  preview: PathLike | None = None, tile: int | None = None, max_memory: int | str | None = None,
-                  device: str = "auto", overwrite: bool = False, progress: bool = True) -> UpsampleReport:
+def upsample_file(
+    depth: PathLike,
+    guide: PathLike,
+    output: PathLike,
+    *,
+    model: str | None = None,
+    weights: PathLike | None = None,
+    scale: int | None = None,
+    depth_scale: float = 1000.0,
+    preview: PathLike | None = None,
+    tile: int | None = None,
+    max_memory: int | str | None = None,
+    device: str = "auto",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> UpsampleReport:
     """Upsample the depth file ``depth`` to the resolution of the RGB file ``guide``; write ``output``.
 
     Everything is checked before the model runs (outputs writable and not in the way,
@@ -260,8 +299,9 @@ def upsample_file(depth: PathLike, guide: PathLike, output: PathLike, *, model: 
     net = load_model_for_inference(name, weights)
     if getattr(net, "task", None) != "depth":
         source = f"{weights}: " if weights is not None else ""
-        raise InputError(f"{source}model {net.model_name!r} is a {net.task} model; "
-                         "pick one from `densepac models --task depth`")
+        raise InputError(
+            f"{source}model {net.model_name!r} is a {net.task} model; pick one from `densepac models --task depth`"
+        )
     out = upsample_depth(net, depth_lr, rgb, dev, tile, max_memory=max_memory, progress=progress)
     picture = depth_preview(rgb, depth_lr, out) if preview is not None else None
     write_depth(output, out, depth_scale, overwrite=overwrite)

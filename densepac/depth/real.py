@@ -72,8 +72,7 @@ def load_motorcycle(multiple: int = 16) -> dict[str, Any]:
     left, _right, disparity = stereo_motorcycle()
     rgb = centre_crop(left, multiple).astype(np.float32) / 255.0
     depth = centre_crop(motorcycle_depth(disparity), multiple)
-    return {"rgb": np.ascontiguousarray(rgb), "depth": np.ascontiguousarray(depth),
-            "name": "middlebury2014_motorcycle"}
+    return {"rgb": np.ascontiguousarray(rgb), "depth": np.ascontiguousarray(depth), "name": "middlebury2014_motorcycle"}
 
 
 def make_lr(depth: np.ndarray, scale: int, sampling: Sampling) -> np.ndarray:

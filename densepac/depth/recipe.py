@@ -68,8 +68,14 @@ class DepthTrainConfig(TrainConfig):
         if self.crop % scale:
             raise InputError(f"--crop {self.crop} is not a multiple of the scale {scale}")
         common = dict(protocol=self.protocol, noise=self.noise, holes=self.holes, seed=self.seed)
-        train = make_depth_dataset(self.data, "train", scale, num_scenes=self.train_size,
-                                   transform=DepthTransform(crop=(self.crop, self.crop), multiple_of=scale), **common)
+        train = make_depth_dataset(
+            self.data,
+            "train",
+            scale,
+            num_scenes=self.train_size,
+            transform=DepthTransform(crop=(self.crop, self.crop), multiple_of=scale),
+            **common,
+        )
         val = make_depth_dataset(self.data, "val", scale, num_scenes=self.val_size, **common)
         return train, val
 
@@ -86,8 +92,9 @@ def train_depth(cfg: DepthTrainConfig, resume: bool = False, progress: bool | No
     return build_depth_trainer(cfg, progress).fit(resume=resume)
 
 
-def export_depth_weights(cfg: DepthTrainConfig, out_dir: str | Path, name: str | None = None,
-                         default: bool = False, device: str = "cpu") -> Path:
+def export_depth_weights(
+    cfg: DepthTrainConfig, out_dir: str | Path, name: str | None = None, default: bool = False, device: str = "cpu"
+) -> Path:
     """Write the best checkpoint of ``cfg.out`` as ``out_dir/NAME.safetensors`` + model card.
 
     The card records the architecture arguments, data, seed, the reproducing command and
@@ -101,18 +108,38 @@ def export_depth_weights(cfg: DepthTrainConfig, out_dir: str | Path, name: str |
     rows = compare_depth_models(models, val, device=device, progress=False)
     name = name or cfg.model
     kwargs = {"scale": model.scale, **cfg.model_kwargs}
-    return save_weights(model.cpu(), name, cfg.model, out_dir, kwargs=kwargs, default=default, seed=cfg.seed,
-                        command=cfg.command(out_dir), data=f"{cfg.data} ({cfg.train_size} scenes/epoch, {cfg.crop}px crops, "
-                        f"{cfg.protocol} sampling, noise {cfg.noise}, holes {cfg.holes}); validated on "
-                        f"{cfg.val_size} held-out scenes", steps=ckpt.step,
-                        metrics={r["model"]: {k: round(v, 5) for k, v in r.items() if k != "model"} for r in rows})
+    return save_weights(
+        model.cpu(),
+        name,
+        cfg.model,
+        out_dir,
+        kwargs=kwargs,
+        default=default,
+        seed=cfg.seed,
+        command=cfg.command(out_dir),
+        data=f"{cfg.data} ({cfg.train_size} scenes/epoch, {cfg.crop}px crops, "
+        f"{cfg.protocol} sampling, noise {cfg.noise}, holes {cfg.holes}); validated on "
+        f"{cfg.val_size} held-out scenes",
+        steps=ckpt.step,
+        metrics={r["model"]: {k: round(v, 5) for k, v in r.items() if k != "model"} for r in rows},
+    )
 
 
-def train_depth_run(cfg: DepthTrainConfig, resume: bool = False, export_dir: str | Path | None = None,
-                    export_name: str | None = None, default: bool = False, progress: bool | None = None) -> RunReport:
+def train_depth_run(
+    cfg: DepthTrainConfig,
+    resume: bool = False,
+    export_dir: str | Path | None = None,
+    export_name: str | None = None,
+    default: bool = False,
+    progress: bool | None = None,
+) -> RunReport:
     """What ``densepac train`` does: :func:`train_depth` in the run folder ``cfg.out``, then export.
 
     A run stopped early (SIGINT/SIGTERM) still exports its best validated checkpoint so far.
     """
-    return train_in_run_folder(cfg.out, export_dir, lambda: train_depth(cfg, resume=resume, progress=progress),
-                               lambda result: export_depth_weights(cfg, export_dir, export_name, default, cfg.device))
+    return train_in_run_folder(
+        cfg.out,
+        export_dir,
+        lambda: train_depth(cfg, resume=resume, progress=progress),
+        lambda result: export_depth_weights(cfg, export_dir, export_name, default, cfg.device),
+    )

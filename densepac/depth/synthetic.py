@@ -77,14 +77,9 @@ class SceneOptions:
         for name in ("p_floor", "p_camouflage", "p_decal", "p_natural"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise InputError(
-                    f"make_rgbd_scene: {name}={value} is not a probability; "
-                    "use a value in [0, 1]"
-                )
+                raise InputError(f"make_rgbd_scene: {name}={value} is not a probability; use a value in [0, 1]")
         if not 0 < self.near < self.far:
-            raise InputError(
-                f"make_rgbd_scene: need 0 < near < far, got near={self.near}, far={self.far}; fix them"
-            )
+            raise InputError(f"make_rgbd_scene: need 0 < near < far, got near={self.near}, far={self.far}; fix them")
         if self.focal is not None and not self.focal > 0:
             raise InputError(f"make_rgbd_scene: focal={self.focal} must be positive pixels (or None)")
         if self.rgb_noise < 0 or self.blur_sigma < 0:
@@ -282,9 +277,7 @@ def _random_polygon(rng: np.random.Generator, h: int, w: int, r_min: float, r_ma
     return centre + np.stack([np.cos(angles) * radii, np.sin(angles) * radii], axis=1)
 
 
-def _occluder_depth(
-    rng: np.random.Generator, canvas: _Canvas, u: float, v: float, opts: SceneOptions
-) -> float:
+def _occluder_depth(rng: np.random.Generator, canvas: _Canvas, u: float, v: float, opts: SceneOptions) -> float:
     """A depth in front of whatever is at pixel (u, v)."""
     h, w = canvas.shape
     behind = float(canvas.depth[int(np.clip(v, 0, h - 1)), int(np.clip(u, 0, w - 1))])
@@ -331,9 +324,7 @@ def _rotation(yaw: float, pitch: float) -> np.ndarray:
     return r_pitch @ r_yaw
 
 
-def _random_centre(
-    canvas: _Canvas, rng: np.random.Generator, opts: SceneOptions, margin: float
-) -> np.ndarray:
+def _random_centre(canvas: _Canvas, rng: np.random.Generator, opts: SceneOptions, margin: float) -> np.ndarray:
     """A 3-D point in front of the background at a random pixel, ``margin`` m clear of the camera."""
     h, w = canvas.shape
     u, v = rng.uniform(0.1, 0.9) * w, rng.uniform(0.1, 0.9) * h
@@ -440,10 +431,7 @@ def make_rgbd_scene(seed: int, height: int = 240, width: int = 320, **options: A
     unknown = sorted(set(options) - {f.name for f in dataclasses.fields(SceneOptions)})
     if unknown:
         valid = ", ".join(f.name for f in dataclasses.fields(SceneOptions))
-        raise InputError(
-            f"make_rgbd_scene: unknown option(s) {', '.join(unknown)}; "
-            f"valid options are {valid}"
-        )
+        raise InputError(f"make_rgbd_scene: unknown option(s) {', '.join(unknown)}; valid options are {valid}")
     opts = SceneOptions(**options)
     opts.validate()
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:

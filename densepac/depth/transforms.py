@@ -8,7 +8,7 @@ in from outside the image are missing (0).
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -71,10 +71,7 @@ class DepthTransform(BaseJointTransform):
         maps = [d] + [np.asarray(extra[n], dtype=np.float32) for n in names]  # type: ignore[index]
         for name, m in zip(names, maps[1:]):
             if m.shape != d.shape:
-                raise InputError(
-                    f"DepthTransform: extra map {name!r} has shape {m.shape}, expected "
-                    f"{d.shape}"
-                )
+                raise InputError(f"DepthTransform: extra map {name!r} has shape {m.shape}, expected {d.shape}")
         out = self._pipeline(image=image, masks=maps)
         masks = out["masks"]
         image_out = out["image"]

@@ -30,9 +30,10 @@ import shutil
 import uuid
 import warnings
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -185,8 +186,7 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise WeightsError(
-            f"{path} is missing or not valid JSON ({exc}); "
-            "delete it or point to another checkpoint"
+            f"{path} is missing or not valid JSON ({exc}); delete it or point to another checkpoint"
         ) from exc
 
 
@@ -196,8 +196,7 @@ def _safetensors_dict(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     for key, value in state_dict.items():
         if not isinstance(value, torch.Tensor):
             raise InputTypeError(
-                f"model state entry {key!r} is a {type(value).__name__}, not a tensor; "
-                "safetensors stores tensors only"
+                f"model state entry {key!r} is a {type(value).__name__}, not a tensor; safetensors stores tensors only"
             )
         out[key] = value.detach().to("cpu", copy=True).contiguous()
     return out
@@ -231,10 +230,7 @@ def save_checkpoint(
     root.mkdir(parents=True, exist_ok=True)
     name = name or f"step-{ckpt.step:08d}"
     if name.startswith(".") or "/" in name or name in (LAST_POINTER, BEST_POINTER):
-        raise InputError(
-            f"checkpoint name {name!r} is not a plain folder name; "
-            "use e.g. 'step-00000100'"
-        )
+        raise InputError(f"checkpoint name {name!r} is not a plain folder name; use e.g. 'step-00000100'")
 
     last = _read_pointer(root, LAST_POINTER)
     best = _read_pointer(root, BEST_POINTER)
@@ -291,14 +287,10 @@ def save_checkpoint(
         raise
 
     if is_best:
-        best_record = {
-            "name": final_name, "step": ckpt.step, "epoch": ckpt.epoch, "metrics": ckpt.metrics
-        }
+        best_record = {"name": final_name, "step": ckpt.step, "epoch": ckpt.epoch, "metrics": ckpt.metrics}
         _write_json_atomic(root / BEST_POINTER, best_record)
         best = {"name": final_name}
-    history = [
-        n for n in last.get("history", []) if n != final_name and _is_checkpoint_dir(root / n)
-    ]
+    history = [n for n in last.get("history", []) if n != final_name and _is_checkpoint_dir(root / n)]
     history = (history + [final_name])[-keep_last:]
     last_record = {"name": final_name, "step": ckpt.step, "epoch": ckpt.epoch, "history": history}
     _write_json_atomic(root / LAST_POINTER, last_record)
@@ -340,9 +332,7 @@ def resolve_checkpoint(path: str | Path, which: str = "last") -> Path | None:
     return folder
 
 
-def load_checkpoint(
-    path: str | Path, which: str = "last", map_location: str | torch.device = "cpu"
-) -> Checkpoint:
+def load_checkpoint(path: str | Path, which: str = "last", map_location: str | torch.device = "cpu") -> Checkpoint:
     """Load a checkpoint folder, or the ``last``/``best`` one under a checkpoint root.
 
     Raises :class:`WeightsError` when there is none, or when a file is corrupt or holds
@@ -350,17 +340,11 @@ def load_checkpoint(
     """
     folder = resolve_checkpoint(path, which)
     if folder is None:
-        raise WeightsError(
-            f"no checkpoint in {path} (no {which}.json); "
-            "train first or point to a checkpoint folder"
-        )
+        raise WeightsError(f"no checkpoint in {path} (no {which}.json); train first or point to a checkpoint folder")
     model = _load_safetensors(folder / MODEL_FILE, map_location)
     state = _torch_load_weights_only(folder / STATE_FILE, map_location)
     if not isinstance(state, dict):
-        raise WeightsError(
-            f"{folder / STATE_FILE} does not hold a training state dict; "
-            "it was not written by densepac"
-        )
+        raise WeightsError(f"{folder / STATE_FILE} does not hold a training state dict; it was not written by densepac")
     meta = _read_json(folder / META_FILE)
     return Checkpoint(
         model=model,
@@ -385,17 +369,11 @@ def _load_safetensors(path: Path, map_location: str | torch.device) -> dict[str,
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise WeightsError(
-            f"cannot read weights file {path} ({exc.strerror}); "
-            "check the path"
-        ) from exc
+        raise WeightsError(f"cannot read weights file {path} ({exc.strerror}); check the path") from exc
     try:
         tensors = safetensors_load(data)
     except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise WeightsError(
-            f"{path} is not a valid .safetensors file ({exc}); "
-            "re-download or re-export it"
-        ) from exc
+        raise WeightsError(f"{path} is not a valid .safetensors file ({exc}); re-download or re-export it") from exc
     return {k: v.to(map_location) for k, v in tensors.items()}
 
 
@@ -411,8 +389,11 @@ def _first_line(exc: BaseException) -> str:
         if found:
             return found.group(0)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    lines = [ln for ln in lines if "weights_only" not in ln and "WeightsUnpickler" not in ln
-             and not ln.startswith("Check the documentation")]
+    lines = [
+        ln
+        for ln in lines
+        if "weights_only" not in ln and "WeightsUnpickler" not in ln and not ln.startswith("Check the documentation")
+    ]
     return lines[0] if lines else type(exc).__name__
 
 
@@ -429,10 +410,7 @@ def _torch_load_weights_only(path: Path, map_location: str | torch.device) -> An
             "re-save it as a plain state dict or .safetensors"
         ) from exc
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
-        raise WeightsError(
-            f"{path} is not a readable torch weights file ({_first_line(exc)}); "
-            "re-export it"
-        ) from exc
+        raise WeightsError(f"{path} is not a readable torch weights file ({_first_line(exc)}); re-export it") from exc
 
 
 def _tensor_dict(obj: Any) -> dict[str, torch.Tensor] | None:
@@ -443,9 +421,7 @@ def _tensor_dict(obj: Any) -> dict[str, torch.Tensor] | None:
     return None
 
 
-def load_state_dict_safe(
-    path: str | Path, map_location: str | torch.device = "cpu"
-) -> dict[str, torch.Tensor]:
+def load_state_dict_safe(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """Read a bare weights file without executing anything.
 
     ``.safetensors`` through safetensors; ``.pt``/``.pth``/``.bin``/``.ckpt`` through
@@ -465,15 +441,9 @@ def load_state_dict_safe(
                 if state is not None:
                     break
         if state is None:
-            raise WeightsError(
-                f"{path} does not hold a state dict of tensors; "
-                "save model.state_dict() instead"
-            )
+            raise WeightsError(f"{path} does not hold a state dict of tensors; save model.state_dict() instead")
     else:
-        raise WeightsError(
-            f"{path} has suffix {suffix or '(none)'!r}; "
-            "give a .safetensors, .pt or .pth weights file"
-        )
+        raise WeightsError(f"{path} has suffix {suffix or '(none)'!r}; give a .safetensors, .pt or .pth weights file")
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module.") :]: v for k, v in state.items()}
     return state

@@ -14,9 +14,10 @@ import dataclasses
 import json
 import math
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 from densepac.check import check_choice, check_int
 from densepac.errors import InputError
@@ -25,8 +26,9 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("cosine", "poly", "step", "none")
 
 
-def option(default: Any, help: str = "", *, flag: str | None = None, choices: tuple[str, ...] | None = None,
-           cli: bool = True) -> Any:
+def option(
+    default: Any, help: str = "", *, flag: str | None = None, choices: tuple[str, ...] | None = None, cli: bool = True
+) -> Any:
     """A config field with what the CLI needs to offer it (help text, flag name, choices).
 
     ``cli=False`` fields are not options (the CLI fills them, e.g. ``device`` from ``--device``).
@@ -85,10 +87,20 @@ class TrainConfig:
 
     def trainer_kwargs(self) -> dict[str, Any]:
         """The :class:`~densepac.engine.trainer.Trainer` arguments of this run (the config itself included)."""
-        return dict(out_dir=self.out, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                    weight_decay=self.weight_decay, optimizer=self.optimizer, scheduler=self.scheduler,
-                    num_workers=self.workers, seed=self.seed, device=self.device, amp=self.amp,
-                    config=dataclasses.asdict(self))
+        return dict(
+            out_dir=self.out,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            num_workers=self.workers,
+            seed=self.seed,
+            device=self.device,
+            amp=self.amp,
+            config=dataclasses.asdict(self),
+        )
 
     def command(self, export: str | Path | None = None) -> str:
         """The ``densepac`` command line that reproduces this run (``--export`` added when given)."""

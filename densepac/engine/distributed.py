@@ -46,8 +46,7 @@ def _env_int(name: str, default: int) -> int:
         return int(value)
     except ValueError:
         raise InputError(
-            f"environment variable {name}={value!r} is not an integer; "
-            "unset it or launch with torchrun"
+            f"environment variable {name}={value!r} is not an integer; unset it or launch with torchrun"
         ) from None
 
 
@@ -61,9 +60,7 @@ def init_distributed(device: str | torch.device = "cpu") -> DistInfo:
     """
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(
-            f"device {str(device)!r} requested but CUDA is not available; use device='cpu'"
-        )
+        raise InputError(f"device {str(device)!r} requested but CUDA is not available; use device='cpu'")
     local_rank = _env_int("LOCAL_RANK", 0)
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
@@ -77,10 +74,7 @@ def init_distributed(device: str | torch.device = "cpu") -> DistInfo:
     if size <= 1:
         return DistInfo(0, 1, 0, dev)
     if not dist.is_available():
-        raise InputError(
-            "WORLD_SIZE > 1 but this torch build has no torch.distributed; "
-            "run a single process"
-        )
+        raise InputError("WORLD_SIZE > 1 but this torch build has no torch.distributed; run a single process")
     if dev.type == "cuda":
         # nccl binds each process to one GPU before the group forms.
         torch.cuda.set_device(dev)

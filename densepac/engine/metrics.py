@@ -9,7 +9,8 @@ reduces it and the result does not depend on how the data was split over batches
 from __future__ import annotations
 
 import math
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -62,9 +63,7 @@ def _crop_box(crop: Crop) -> tuple[int, int, int, int]:
     else:
         box = tuple(int(c) for c in crop)
         if len(box) != 4:
-            raise InputError(
-                f"crop={crop!r} has {len(box)} values; give one int or (top, bottom, left, right)"
-            )
+            raise InputError(f"crop={crop!r} has {len(box)} values; give one int or (top, bottom, left, right)")
     if any(c < 0 for c in box):
         raise InputError(f"crop={crop!r} has a negative margin; use margins >= 0 pixels")
     return box  # type: ignore[return-value]
@@ -78,9 +77,7 @@ def _as_nhw(x: torch.Tensor, name: str) -> torch.Tensor:
         return x
     if x.dim() == 4 and x.shape[1] == 1:
         return x[:, 0]
-    raise InputError(
-        f"{name} has shape {tuple(x.shape)}; give a depth map as (H,W), (N,H,W) or (N,1,H,W)"
-    )
+    raise InputError(f"{name} has shape {tuple(x.shape)}; give a depth map as (H,W), (N,H,W) or (N,1,H,W)")
 
 
 def valid_depth_mask(
@@ -103,9 +100,7 @@ def valid_depth_mask(
     if top or bottom or left or right:
         h, w = target.shape[-2:]
         if top + bottom >= h or left + right >= w:
-            raise InputError(
-                f"crop={crop!r} removes the whole {h}x{w} image; use a smaller crop"
-            )
+            raise InputError(f"crop={crop!r} removes the whole {h}x{w} image; use a smaller crop")
         inside = torch.zeros_like(mask)
         inside[..., top : h - bottom, left : w - right] = True
         mask &= inside
@@ -141,9 +136,7 @@ class DepthMetrics:
     ) -> None:
         _crop_box(crop)  # validate early, not at the first batch
         if min_depth is not None and max_depth is not None and min_depth >= max_depth:
-            raise InputError(
-                f"min_depth={min_depth} >= max_depth={max_depth}; give min_depth < max_depth"
-            )
+            raise InputError(f"min_depth={min_depth} >= max_depth={max_depth}; give min_depth < max_depth")
         self.crop = crop
         self.min_depth = min_depth
         self.max_depth = max_depth
@@ -290,10 +283,7 @@ class ConfusionMatrix:
                 f"{self.ignore_index}; remap them or raise num_classes"
             )
         if p.numel() and (int(p.min()) < 0 or int(p.max()) >= k):
-            raise InputError(
-                f"predicted labels fall outside [0, {k}); pass logits or labels of the "
-                f"{k}-class model"
-            )
+            raise InputError(f"predicted labels fall outside [0, {k}); pass logits or labels of the {k}-class model")
         counts = torch.bincount(t * k + p, minlength=k * k).reshape(k, k)
         self.matrix = self.matrix.to(counts.device) + counts
 
@@ -334,9 +324,7 @@ def boundary_band(label: torch.Tensor, width: int) -> torch.Tensor:
     if width < 1:
         raise InputError(f"boundary width={width}; give a band width of at least 1 pixel")
     if label.dim() not in (2, 3):
-        raise InputError(
-            f"label has shape {tuple(label.shape)}; give a label map as (H,W) or (N,H,W)"
-        )
+        raise InputError(f"label has shape {tuple(label.shape)}; give a label map as (H,W) or (N,H,W)")
     x = label.reshape(-1, 1, *label.shape[-2:]).to(torch.float32)  # labels < 2**24: exact
     k = 2 * width + 1
     # max_pool pads with -inf, so windows clipped at the border see only real pixels.
@@ -353,13 +341,9 @@ class SegmentationMetrics:
     of a ground-truth label edge (see :func:`boundary_band`).
     """
 
-    def __init__(
-        self, num_classes: int, ignore_index: int = 255, boundary_width: int | None = 3
-    ) -> None:
+    def __init__(self, num_classes: int, ignore_index: int = 255, boundary_width: int | None = 3) -> None:
         if boundary_width is not None and boundary_width < 1:
-            raise InputError(
-                f"boundary_width={boundary_width}; give >= 1 pixel, or None to skip it"
-            )
+            raise InputError(f"boundary_width={boundary_width}; give >= 1 pixel, or None to skip it")
         self.full = ConfusionMatrix(num_classes, ignore_index)
         self.boundary = ConfusionMatrix(num_classes, ignore_index) if boundary_width else None
         self.boundary_width = boundary_width

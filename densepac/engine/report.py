@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 
@@ -29,5 +30,6 @@ def median_seconds(fn: Callable[[], Any], repeats: int = 3, device: str | torch.
 
 def markdown_table(titles: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     """Lines of a Markdown table: header, separator, then one line per row of formatted cells."""
-    return (["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
-            + ["| " + " | ".join(cells) + " |" for cells in rows])
+    return ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)] + [
+        "| " + " | ".join(cells) + " |" for cells in rows
+    ]

@@ -7,9 +7,9 @@ Both tasks' recipes (``densepac train`` and ``densepac finetune``) go through
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from densepac.engine.distributed import cleanup, is_main_process
 from densepac.engine.trainer import FitResult
@@ -31,8 +31,9 @@ def _remove_failed_run(out: Path, existed: bool) -> None:
         shutil.rmtree(out, ignore_errors=True)
 
 
-def train_in_run_folder(out: PathLike, export_dir: PathLike | None, train: Callable[[], FitResult],
-                        export: Callable[[FitResult], Path]) -> RunReport:
+def train_in_run_folder(
+    out: PathLike, export_dir: PathLike | None, train: Callable[[], FitResult], export: Callable[[FitResult], Path]
+) -> RunReport:
     """Check the folders, run ``train()``, then ``export(result)`` on rank 0 when ``export_dir`` is given.
 
     A run folder this call created is removed when training fails before its first

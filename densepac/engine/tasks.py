@@ -4,7 +4,8 @@ about depth upsampling versus segmentation (batch keys, loss, metrics, best scor
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -45,8 +46,7 @@ class Task(ABC):
         """Copy the tensors of a collated batch to ``device``; other entries stay as they are."""
         non_blocking = device.type == "cuda"
         return {
-            k: v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v
-            for k, v in batch.items()
+            k: v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v for k, v in batch.items()
         }
 
     @abstractmethod
@@ -74,9 +74,7 @@ class Task(ABC):
         return score > best if self.higher_is_better else score < best
 
 
-def masked_depth_loss(
-    pred: torch.Tensor, target: torch.Tensor, kind: str = "l1", eps: float = 1e-3
-) -> torch.Tensor:
+def masked_depth_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "l1", eps: float = 1e-3) -> torch.Tensor:
     """Mean L1, squared error (``"l2"``, i.e. MSE) or Charbonnier ``sqrt(d^2 + eps^2)`` over valid target pixels.
 
     ``pred`` and ``target``: (N,1,H,W) metres; valid = finite and > 0. With no valid pixel
@@ -205,8 +203,7 @@ class SegmentationTask(Task):
         label = batch["label"]
         if output.dim() != 4 or output.shape[1] != self.num_classes:
             raise InputError(
-                f"logits have shape {tuple(output.shape)}; the model must output "
-                f"(N, {self.num_classes}, H, W)"
+                f"logits have shape {tuple(output.shape)}; the model must output (N, {self.num_classes}, H, W)"
             )
         if output.shape[0] != label.shape[0] or output.shape[2:] != label.shape[1:]:
             raise InputError(
@@ -217,9 +214,7 @@ class SegmentationTask(Task):
         if self.class_weights is not None:
             weight = self.class_weights.to(device=output.device, dtype=output.dtype)
         # Sum / count instead of reduction="mean": an all-ignore batch gives 0, not NaN.
-        total = F.cross_entropy(
-            output, label, weight=weight, ignore_index=self.ignore_index, reduction="sum"
-        )
+        total = F.cross_entropy(output, label, weight=weight, ignore_index=self.ignore_index, reduction="sum")
         valid = label != self.ignore_index
         if weight is not None:
             safe = torch.where(valid, label, torch.zeros_like(label))

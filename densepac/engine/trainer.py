@@ -23,11 +23,12 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -292,8 +293,12 @@ class Trainer:
         progress: bool | None = None,
     ) -> None:
         counts = {
-            "epochs": epochs, "batch_size": batch_size, "eval_every": eval_every,
-            "eval_batch_size": eval_batch_size, "log_every": log_every, "keep_last": keep_last,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "eval_every": eval_every,
+            "eval_batch_size": eval_batch_size,
+            "log_every": log_every,
+            "keep_last": keep_last,
         }
         for name, value in counts.items():
             if not isinstance(value, int) or value < 1:
@@ -314,18 +319,12 @@ class Trainer:
             raise InputError(f"seed={seed!r}; give an integer >= 0")
         every_steps = isinstance(checkpoint_every, int) and checkpoint_every >= 1
         if checkpoint_every != "epoch" and not every_steps:
-            raise InputError(
-                f"checkpoint_every={checkpoint_every!r}; "
-                "give a number of steps >= 1 or 'epoch'"
-            )
+            raise InputError(f"checkpoint_every={checkpoint_every!r}; give a number of steps >= 1 or 'epoch'")
         if step_epochs is not None and step_epochs < 1:
             raise InputError(f"step_epochs={step_epochs}; give a number of epochs >= 1")
         model_task = getattr(model, "task", None)
         if isinstance(model_task, str) and model_task != task.name:
-            raise InputError(
-                f"model is a {model_task!r} model but the task is {task.name!r}; "
-                "pick the matching task"
-            )
+            raise InputError(f"model is a {model_task!r} model but the task is {task.name!r}; pick the matching task")
         train_size = _check_dataset(train_set, "train_set")
         if val_set is not None:
             _check_dataset(val_set, "val_set")
@@ -384,10 +383,20 @@ class Trainer:
 
         self.config: dict[str, Any] = dict(config or {})
         self.config["trainer"] = {
-            "task": repr(task), "epochs": epochs, "batch_size": batch_size, "lr": lr,
-            "weight_decay": weight_decay, "optimizer": optimizer, "scheduler": scheduler,
-            "step_epochs": step_epochs, "gamma": gamma, "grad_clip": grad_clip, "seed": seed,
-            "amp": amp, "world_size": self.dist.world_size, "train_size": train_size,
+            "task": repr(task),
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "optimizer": optimizer,
+            "scheduler": scheduler,
+            "step_epochs": step_epochs,
+            "gamma": gamma,
+            "grad_clip": grad_clip,
+            "seed": seed,
+            "amp": amp,
+            "world_size": self.dist.world_size,
+            "train_size": train_size,
         }
         self._stop_signal: int | None = None
 
@@ -402,10 +411,7 @@ class Trainer:
         groups: list[dict[str, Any]] = []
         for i, group in enumerate(param_groups or ()):
             if "params" not in group:
-                raise InputError(
-                    f"param_groups[{i}] has no 'params'; "
-                    f"give dicts like {{'params': [...], 'lr': 1e-4}}"
-                )
+                raise InputError(f"param_groups[{i}] has no 'params'; give dicts like {{'params': [...], 'lr': 1e-4}}")
             params = group["params"]
             params = [params] if isinstance(params, torch.Tensor) else list(params)
             for p in params:
@@ -416,8 +422,7 @@ class Trainer:
                     )
                 if id(p) in seen:
                     raise InputError(
-                        f"param_groups[{i}] repeats a parameter of an earlier group; "
-                        "list each parameter once"
+                        f"param_groups[{i}] repeats a parameter of an earlier group; list each parameter once"
                     )
                 seen.add(id(p))
             groups.append({**group, "params": params})
@@ -425,9 +430,7 @@ class Trainer:
         if rest:
             groups.insert(0, {"params": rest, "lr": lr, "weight_decay": weight_decay})
         if not groups or not any(g["params"] for g in groups):
-            raise InputError(
-                "the model has no trainable parameters; unfreeze some (requires_grad=True)"
-            )
+            raise InputError("the model has no trainable parameters; unfreeze some (requires_grad=True)")
         return groups
 
     def _build_scheduler(self, kind: str, step_epochs: int | None, gamma: float) -> Any:
@@ -485,14 +488,23 @@ class Trainer:
                 batch_in_epoch=run.batch_in_epoch,
                 config=self.config,
                 metrics=dict(run.metrics),
-                extra={"best_score": run.best_score, "monitor": self.task.monitor,
-                       "world_size": self.dist.world_size, "batch_size": self.batch_size},
+                extra={
+                    "best_score": run.best_score,
+                    "monitor": self.task.monitor,
+                    "world_size": self.dist.world_size,
+                    "batch_size": self.batch_size,
+                },
             )
-            run.path = save_checkpoint(
-                self.ckpt_root, ckpt, keep_last=self.keep_last, is_best=is_best
+            run.path = save_checkpoint(self.ckpt_root, ckpt, keep_last=self.keep_last, is_best=is_best)
+            self._log(
+                {
+                    "event": "checkpoint",
+                    "step": run.step,
+                    "epoch": self._epochs_done(run),
+                    "path": str(run.path),
+                    "best": is_best,
+                }
             )
-            self._log({"event": "checkpoint", "step": run.step, "epoch": self._epochs_done(run),
-                       "path": str(run.path), "best": is_best})
         run.saved_step = run.step
         run.save_pending = False
         dist_utils.barrier()
@@ -503,8 +515,7 @@ class Trainer:
         except RuntimeError as exc:
             first = str(exc).splitlines()[0]
             raise WeightsError(
-                f"checkpoint {ckpt.path} does not fit this model ({first}); "
-                "resume with the same model settings"
+                f"checkpoint {ckpt.path} does not fit this model ({first}); resume with the same model settings"
             ) from exc
         try:
             if ckpt.optimizer is not None:
@@ -592,8 +603,7 @@ class Trainer:
             run.metrics = dict(ckpt.metrics)
             run.best_score = ckpt.extra.get("best_score")
             run.saved_step, run.path = ckpt.step, ckpt.path
-            self._log({"event": "resume", "step": run.step, "epoch": self._epochs_done(run),
-                       "from": str(ckpt.path)})
+            self._log({"event": "resume", "step": run.step, "epoch": self._epochs_done(run), "from": str(ckpt.path)})
         else:
             seed_everything(self.seed + self.dist.rank)
             self._log({"event": "start", "config": self.config})
@@ -608,17 +618,12 @@ class Trainer:
                 run.epoch += 1
                 run.batch_in_epoch = 0
                 is_best = self._end_of_epoch_eval(run)
-                due = (
-                    self.checkpoint_every == "epoch"
-                    or run.save_pending
-                    or run.epoch == self.epochs
-                )
+                due = self.checkpoint_every == "epoch" or run.save_pending or run.epoch == self.epochs
                 if (due and run.saved_step != run.step) or is_best:
                     self._save(run, is_best)
                 if run.epoch < self.epochs and self._stop_agreed():
                     return self._stop(run, "signal")
-            self._log({"event": "done", "step": run.step, "epoch": run.epoch,
-                       "metrics": run.metrics})
+            self._log({"event": "done", "step": run.step, "epoch": run.epoch, "metrics": run.metrics})
             return FitResult(run.step, run.epoch, False, run.path, run.metrics, run.best_score)
         finally:
             for sig, handler in previous_handlers.items():
@@ -686,23 +691,20 @@ class Trainer:
         is_best = isinstance(score, float) and self.task.is_better(score, run.best_score)
         if is_best:
             run.best_score = score
-        self._log({"event": "eval", "step": run.step, "epoch": run.epoch, "metrics": run.metrics,
-                   "best": is_best})
+        self._log({"event": "eval", "step": run.step, "epoch": run.epoch, "metrics": run.metrics, "best": is_best})
         return is_best
 
     def _stop(self, run: _RunState, reason: str) -> FitResult:
         if run.saved_step != run.step:
             self._save(run, False)
-        self._log({"event": "stopped", "reason": reason, "step": run.step,
-                   "epoch": self._epochs_done(run)})
+        self._log({"event": "stopped", "reason": reason, "step": run.step, "epoch": self._epochs_done(run)})
         return FitResult(run.step, run.epoch, True, run.path, run.metrics, run.best_score)
 
     def _resume_source(self, resume: bool | str | Path) -> Path | None:
         if resume is False:
             if resolve_checkpoint(self.ckpt_root) is not None:
                 raise InputError(
-                    f"{self.ckpt_root} already holds checkpoints; "
-                    "pass resume=True to continue, or use another out_dir"
+                    f"{self.ckpt_root} already holds checkpoints; pass resume=True to continue, or use another out_dir"
                 )
             return None
         if resume is True:
@@ -710,8 +712,7 @@ class Trainer:
         found = resolve_checkpoint(Path(resume))
         if found is None:
             raise InputError(
-                f"resume={str(resume)!r} is not a checkpoint folder or root; "
-                "point to one written by densepac"
+                f"resume={str(resume)!r} is not a checkpoint folder or root; point to one written by densepac"
             )
         return found
 
@@ -738,6 +739,13 @@ class Trainer:
         totals = torch.stack([window_loss.detach().cpu(), steps])
         dist_utils.all_reduce_sum(totals)
         mean_loss = float(totals[0] / totals[1])
-        self._log({"event": "train", "step": run.step, "epoch": self._epochs_done(run),
-                   "loss": mean_loss, "lr": self.optimizer.param_groups[0]["lr"]})
+        self._log(
+            {
+                "event": "train",
+                "step": run.step,
+                "epoch": self._epochs_done(run),
+                "loss": mean_loss,
+                "lr": self.optimizer.param_groups[0]["lr"],
+            }
+        )
         return mean_loss

@@ -39,8 +39,6 @@ MAX_DEPTH = 1e5
 DEPTH_EXTENSIONS: tuple[str, ...] = (".npy", ".npz", ".pfm", ".png", ".tif", ".tiff", ".exr")
 
 
-
-
 _FLOAT_DEPTH_HINT = "a float format (.npy, .npz, .pfm, .tiff)"
 
 
@@ -58,8 +56,6 @@ def check_depth_scale(depth_scale: float, path: PathLike) -> float:
     return scale
 
 
-
-
 def _enable_exr(path: Path) -> None:
     """Opt OpenCV into OpenEXR for this process, because the user asked for an EXR file.
 
@@ -75,8 +71,7 @@ def _enable_exr(path: Path) -> None:
         )
     if not cv2.haveImageWriter("probe.exr"):
         raise InputError(
-            f"{path}: this OpenCV build cannot read or write OpenEXR; convert the depth "
-            f"to {_FLOAT_DEPTH_HINT}"
+            f"{path}: this OpenCV build cannot read or write OpenEXR; convert the depth to {_FLOAT_DEPTH_HINT}"
         )
 
 
@@ -101,8 +96,7 @@ def _parse_pfm(path: Path, data: bytes) -> np.ndarray:
     magic = tokens[0]
     if magic == b"PF":
         raise InputError(
-            f"{path}: 3-channel PFM (PF) is a color image, not depth; save depth as a "
-            "single-channel Pf file or .npy"
+            f"{path}: 3-channel PFM (PF) is a color image, not depth; save depth as a single-channel Pf file or .npy"
         )
     if magic != b"Pf":
         raise corrupt_file_error(path, "depth", "PFM (missing 'Pf' magic)")
@@ -122,8 +116,7 @@ def _parse_pfm(path: Path, data: bytes) -> np.ndarray:
     raster = data[pos : pos + need]
     if len(raster) < need:
         raise InputError(
-            f"{path}: PFM file is truncated ({len(raster)} of {need} data bytes); "
-            "re-export or re-download it"
+            f"{path}: PFM file is truncated ({len(raster)} of {need} data bytes); re-export or re-download it"
         )
     dtype = np.dtype("<f4") if scale < 0 else np.dtype(">f4")
     rows = np.frombuffer(raster, dtype=dtype).reshape(height, width)
@@ -144,8 +137,7 @@ def _squeeze_depth_array(arr: np.ndarray, path: Path) -> np.ndarray:
         arr = arr[..., 0]
     if arr.ndim != 2 or arr.size == 0:
         raise InputError(
-            f"{path}: depth array has shape {tuple(arr.shape)}; save a 2-D (H, W) array "
-            "(or (1, H, W) / (H, W, 1))"
+            f"{path}: depth array has shape {tuple(arr.shape)}; save a 2-D (H, W) array (or (1, H, W) / (H, W, 1))"
         )
     return arr
 
@@ -171,8 +163,7 @@ def _to_metres(arr: np.ndarray, path: Path, depth_scale: float) -> np.ndarray:
     if arr.dtype.kind in "ui":
         return (arr.astype(np.float64) / check_depth_scale(depth_scale, path)).astype(np.float32)
     raise InputError(
-        f"{path}: depth array has dtype {arr.dtype}; save depth as float32 metres or as "
-        "integers in depth_scale units"
+        f"{path}: depth array has dtype {arr.dtype}; save depth as float32 metres or as integers in depth_scale units"
     )
 
 
@@ -237,8 +228,7 @@ def validate_depth(depth: np.ndarray, name: str) -> np.ndarray:
     arr = np.asarray(depth)
     if arr.ndim != 2 or arr.size == 0:
         raise InputError(
-            f"{name}: depth must be a 2-D (H, W) array, got shape {tuple(arr.shape)}; "
-            "squeeze batch/channel axes first"
+            f"{name}: depth must be a 2-D (H, W) array, got shape {tuple(arr.shape)}; squeeze batch/channel axes first"
         )
     if arr.dtype.kind not in "uif":
         raise InputError(f"{name}: depth has dtype {arr.dtype}; give float32 metres")
@@ -249,10 +239,7 @@ def validate_depth(depth: np.ndarray, name: str) -> np.ndarray:
             "metres >= 0, with 0 for missing pixels"
         )
     if not np.any(out > 0):
-        raise InputError(
-            f"{name}: every depth pixel is missing (0 or non-finite); check the file and "
-            "--depth-scale"
-        )
+        raise InputError(f"{name}: every depth pixel is missing (0 or non-finite); check the file and --depth-scale")
     if out.max() > MAX_DEPTH:
         raise InputError(
             f"{name}: depth reaches {float(out.max()):.3g} m, beyond any sensor's range "
@@ -266,23 +253,18 @@ def _prepare_depth_for_writing(depth: np.ndarray, path: Path) -> np.ndarray:
     if arr.ndim == 3 and 1 in (arr.shape[0], arr.shape[2]):
         arr = _squeeze_depth_array(arr, path)
     if arr.ndim != 2 or arr.size == 0:
-        raise InputError(
-            f"cannot write {path}: depth must be 2-D (H, W), got shape {tuple(arr.shape)}"
-        )
+        raise InputError(f"cannot write {path}: depth must be 2-D (H, W), got shape {tuple(arr.shape)}")
     if arr.dtype.kind not in "uif":
         raise InputError(f"cannot write {path}: depth has dtype {arr.dtype}; give float32 metres")
     out = finite_or_zero(arr)
     if np.any(out < 0):
         raise InputError(
-            f"cannot write {path}: depth has negative values (min {float(out.min()):g}); "
-            "depth must be metres >= 0"
+            f"cannot write {path}: depth has negative values (min {float(out.min()):g}); depth must be metres >= 0"
         )
     return out
 
 
-def write_depth(
-    path: PathLike, depth: np.ndarray, depth_scale: float = 1000.0, overwrite: bool = True
-) -> None:
+def write_depth(path: PathLike, depth: np.ndarray, depth_scale: float = 1000.0, overwrite: bool = True) -> None:
     """Write float ``(H, W)`` metres to any of :data:`DEPTH_EXTENSIONS`, atomically.
 
     Missing (non-finite) pixels are written as ``0``. 16-bit PNG stores
@@ -326,9 +308,7 @@ def depth_to_tensor(depth: np.ndarray) -> torch.Tensor:
     """float32 ``(1, 1, H, W)`` tensor from an ``(H, W)`` depth map; non-finite -> 0."""
     arr = np.asarray(depth)
     if arr.ndim != 2:
-        raise InputError(
-            f"depth_to_tensor: expected an (H, W) depth map, got shape {tuple(arr.shape)}"
-        )
+        raise InputError(f"depth_to_tensor: expected an (H, W) depth map, got shape {tuple(arr.shape)}")
     return torch.from_numpy(finite_or_zero(arr))[None, None]
 
 
@@ -338,7 +318,5 @@ def tensor_to_depth(tensor: torch.Tensor) -> np.ndarray:
     while t.ndim > 2 and t.shape[0] == 1:
         t = t[0]
     if t.ndim != 2:
-        raise InputError(
-            f"tensor_to_depth: expected one depth map (1, 1, H, W), got shape {tuple(tensor.shape)}"
-        )
+        raise InputError(f"tensor_to_depth: expected one depth map (1, 1, H, W), got shape {tuple(tensor.shape)}")
     return t.to(device="cpu", dtype=torch.float32).numpy().copy()

@@ -15,8 +15,9 @@ import errno
 import os
 import secrets
 import stat
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence, Union
+from typing import Union
 
 import cv2
 import numpy as np
@@ -31,8 +32,7 @@ def _check_target(path: Path, overwrite: bool) -> None:
     parent = path.parent
     if not parent.is_dir():
         raise InputError(
-            f"cannot write {path}: directory {parent} does not exist; create it first "
-            "or choose another output path"
+            f"cannot write {path}: directory {parent} does not exist; create it first or choose another output path"
         )
     if not os.access(parent, os.W_OK | os.X_OK):
         raise InputError(
@@ -43,8 +43,7 @@ def _check_target(path: Path, overwrite: bool) -> None:
         raise InputError(f"cannot write {path}: it is a directory; give a file name instead")
     if path.exists() and not overwrite:
         raise InputError(
-            f"{path} already exists; choose another output path or allow overwriting "
-            "(overwrite=True, --overwrite)"
+            f"{path} already exists; choose another output path or allow overwriting (overwrite=True, --overwrite)"
         )
 
 
@@ -147,8 +146,7 @@ def atomic_write(path: PathLike, overwrite: bool = True) -> Iterator[Path]:
             continue
         except OSError as exc:
             raise InputError(
-                f"cannot write {target}: {exc.strerror}; check the directory's "
-                "permissions and free space"
+                f"cannot write {target}: {exc.strerror}; check the directory's permissions and free space"
             ) from exc
         os.close(fd)
         break
@@ -184,8 +182,7 @@ def require_extension(path: Path, extensions: Sequence[str], kind: str) -> str:
     suffix = _suffix(path)
     if suffix not in extensions:
         raise InputError(
-            f"{path}: unsupported {kind} file extension '{suffix or '(none)'}'; "
-            f"use one of {', '.join(extensions)}"
+            f"{path}: unsupported {kind} file extension '{suffix or '(none)'}'; use one of {', '.join(extensions)}"
         )
     return suffix
 
@@ -229,9 +226,7 @@ def read_bytes(path: PathLike, extensions: Sequence[str], kind: str) -> tuple[Pa
     try:
         data = p.read_bytes()
     except OSError as exc:
-        raise InputError(
-            f"{p}: cannot read the {kind} file ({exc.strerror}); check its permissions"
-        ) from exc
+        raise InputError(f"{p}: cannot read the {kind} file ({exc.strerror}); check its permissions") from exc
     if not data:
         raise InputError(f"{p}: the {kind} file is empty; re-export or re-download it")
     return p, suffix, data
@@ -239,8 +234,7 @@ def read_bytes(path: PathLike, extensions: Sequence[str], kind: str) -> tuple[Pa
 
 def corrupt_file_error(path: Path, kind: str, what: str) -> InputError:
     return InputError(
-        f"{path}: cannot decode the {kind} file as {what} (truncated or corrupt); "
-        "re-export or re-download it"
+        f"{path}: cannot decode the {kind} file as {what} (truncated or corrupt); re-export or re-download it"
     )
 
 
@@ -257,8 +251,8 @@ def png_is_complete(data: bytes) -> bool:
         return False
     pos = len(_PNG_SIGNATURE)
     while pos + 8 <= len(data):
-        length = int.from_bytes(data[pos:pos + 4], "big")
-        chunk = data[pos + 4:pos + 8]
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        chunk = data[pos + 4 : pos + 8]
         pos += 12 + length  # length, type, data, CRC
         if pos > len(data):
             return False
@@ -285,8 +279,7 @@ def cv2_encode(path: Path, suffix: str, arr: np.ndarray, params: Sequence[int] =
         ok, buf = cv2.imencode(suffix, arr, list(params))
     except cv2.error as exc:
         raise InputError(
-            f"cannot encode {path} as {suffix} ({arr.dtype}, shape {arr.shape}); "
-            "choose another file format"
+            f"cannot encode {path} as {suffix} ({arr.dtype}, shape {arr.shape}); choose another file format"
         ) from exc
     if not ok:
         raise InputError(f"cannot encode {path} as {suffix}; choose another file format")

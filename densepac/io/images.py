@@ -68,9 +68,7 @@ def _image_to_unit_rgb(arr: np.ndarray, path: Path, bgr: bool) -> np.ndarray:
         return arr.astype(np.float32) / float(UINT16_MAX)
     if arr.dtype.kind == "f":
         return np.clip(finite_or_zero(arr), 0.0, 1.0)
-    raise InputError(
-        f"{path}: image has unsupported sample type {arr.dtype}; save it as 8- or 16-bit"
-    )
+    raise InputError(f"{path}: image has unsupported sample type {arr.dtype}; save it as 8- or 16-bit")
 
 
 def voc_palette(n: int = 256) -> np.ndarray:
@@ -117,21 +115,14 @@ def write_image(path: PathLike, image: np.ndarray, overwrite: bool = True) -> No
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)) or arr.size == 0:
-        raise InputError(
-            f"cannot write {p}: image must be (H, W, 3) RGB or (H, W) gray, got shape "
-            f"{tuple(arr.shape)}"
-        )
+        raise InputError(f"cannot write {p}: image must be (H, W, 3) RGB or (H, W) gray, got shape {tuple(arr.shape)}")
     if arr.dtype.kind in "fb":
         arr = np.round(np.clip(finite_or_zero(arr), 0.0, 1.0) * 255.0).astype(np.uint8)
     elif arr.dtype == np.uint16:
         if suffix not in (".png", ".tif", ".tiff"):
-            raise InputError(
-                f"cannot write {p}: {suffix} cannot hold 16-bit samples; use .png or .tiff"
-            )
+            raise InputError(f"cannot write {p}: {suffix} cannot hold 16-bit samples; use .png or .tiff")
     elif arr.dtype != np.uint8:
-        raise InputError(
-            f"cannot write {p}: image dtype {arr.dtype} is not uint8, uint16 or float in [0, 1]"
-        )
+        raise InputError(f"cannot write {p}: image dtype {arr.dtype} is not uint8, uint16 or float in [0, 1]")
     if arr.ndim == 3:
         arr = np.ascontiguousarray(arr[..., ::-1])  # OpenCV encodes BGR
     params = [cv2.IMWRITE_JPEG_QUALITY, 95] if suffix in (".jpg", ".jpeg") else []
@@ -172,8 +163,7 @@ def read_label(path: PathLike) -> np.ndarray:
         raise corrupt_file_error(p, "label", "PNG") from exc
     if arr is None:
         raise InputError(
-            f"{p}: label image is {mode}, a color image; save class ids as an indexed "
-            "(palette) or grayscale PNG"
+            f"{p}: label image is {mode}, a color image; save class ids as an indexed (palette) or grayscale PNG"
         )
     return arr.astype(np.int64)
 
@@ -194,10 +184,7 @@ def write_label(
     suffix = require_extension(p, LABEL_EXTENSIONS, "label")
     arr = np.asarray(labels)
     if arr.ndim != 2 or arr.size == 0 or arr.dtype.kind not in "uib":
-        raise InputError(
-            f"cannot write {p}: labels must be a 2-D integer array, got {arr.dtype} "
-            f"{tuple(arr.shape)}"
-        )
+        raise InputError(f"cannot write {p}: labels must be a 2-D integer array, got {arr.dtype} {tuple(arr.shape)}")
     if suffix == ".npy":
         buf = io.BytesIO()
         np.save(buf, arr.astype(np.int64), allow_pickle=False)
@@ -206,17 +193,13 @@ def write_label(
     low, high = int(arr.min()), int(arr.max())
     if low < 0 or high > 255:
         raise InputError(
-            f"cannot write {p}: label ids {low}..{high} do not fit an indexed PNG (0..255); "
-            "save them as .npy"
+            f"cannot write {p}: label ids {low}..{high} do not fit an indexed PNG (0..255); save them as .npy"
         )
     if palette is None:
-
         palette = voc_palette(256)
     pal = np.asarray(palette)
     if pal.ndim != 2 or pal.shape[1] != 3 or not 0 < pal.shape[0] <= 256:
-        raise InputError(
-            f"cannot write {p}: palette must have shape (n <= 256, 3), got {tuple(pal.shape)}"
-        )
+        raise InputError(f"cannot write {p}: palette must have shape (n <= 256, 3), got {tuple(pal.shape)}")
     height, width = arr.shape
     im = Image.frombytes("P", (width, height), np.ascontiguousarray(arr, dtype=np.uint8).tobytes())
     im.putpalette(np.clip(pal, 0, 255).astype(np.uint8).tobytes(), rawmode="RGB")
@@ -231,9 +214,7 @@ def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     if arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, axis=2)
     if arr.ndim != 3 or arr.shape[2] != 3:
-        raise InputError(
-            f"image_to_tensor: expected an (H, W, 3) image, got shape {tuple(arr.shape)}"
-        )
+        raise InputError(f"image_to_tensor: expected an (H, W, 3) image, got shape {tuple(arr.shape)}")
     scaled = arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float32)
     return torch.from_numpy(np.ascontiguousarray(scaled.transpose(2, 0, 1)))[None]
 
@@ -244,7 +225,5 @@ def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:
     if t.ndim == 4 and t.shape[0] == 1:
         t = t[0]
     if t.ndim != 3 or t.shape[0] != 3:
-        raise InputError(
-            f"tensor_to_image: expected one RGB image (1, 3, H, W), got shape {tuple(tensor.shape)}"
-        )
+        raise InputError(f"tensor_to_image: expected one RGB image (1, 3, H, W), got shape {tuple(tensor.shape)}")
     return t.to(device="cpu", dtype=torch.float32).permute(1, 2, 0).numpy().copy()

@@ -7,8 +7,6 @@ Depth follows the package convention: float metres, ``0`` or non-finite = missin
 
 from __future__ import annotations
 
-from typing import Optional
-
 import cv2
 import numpy as np
 import torch
@@ -24,13 +22,13 @@ _ROBUST_PERCENTILES = (2.0, 98.0)
 _IGNORE_LABEL = 255
 
 
-def _as_array(x: "np.ndarray | torch.Tensor") -> np.ndarray:
+def _as_array(x: np.ndarray | torch.Tensor) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().to("cpu").numpy()
     return np.asarray(x)
 
 
-def _as_depth(depth: "np.ndarray | torch.Tensor", name: str) -> np.ndarray:
+def _as_depth(depth: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
     """float32 ``(H, W)`` with missing as NaN, from ``(H, W)``/``(1, H, W)``/``(1, 1, H, W)``."""
     arr = _as_array(depth)
     while arr.ndim > 2 and arr.shape[0] == 1:
@@ -42,7 +40,7 @@ def _as_depth(depth: "np.ndarray | torch.Tensor", name: str) -> np.ndarray:
     return out
 
 
-def _as_rgb_uint8(image: "np.ndarray | torch.Tensor", name: str) -> np.ndarray:
+def _as_rgb_uint8(image: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
     """uint8 ``(H, W, 3)`` RGB from float [0, 1] or uint8 HWC/gray, or a CHW/NCHW tensor."""
     arr = _as_array(image)
     if isinstance(image, torch.Tensor):
@@ -88,9 +86,9 @@ def _colorize_nan_depth(depth: np.ndarray, vmin: float, vmax: float) -> np.ndarr
 
 
 def colorize_depth(
-    depth: "np.ndarray | torch.Tensor",
-    vmin: Optional[float] = None,
-    vmax: Optional[float] = None,
+    depth: np.ndarray | torch.Tensor,
+    vmin: float | None = None,
+    vmax: float | None = None,
 ) -> np.ndarray:
     """uint8 RGB ``(H, W, 3)`` picture of a depth map (metres) with the turbo colormap.
 
@@ -120,10 +118,10 @@ def _put_label(panel: np.ndarray, text: str) -> None:
 
 
 def depth_preview(
-    guide: "np.ndarray | torch.Tensor",
-    depth_in: "np.ndarray | torch.Tensor",
-    depth_out: "np.ndarray | torch.Tensor",
-    path: Optional[PathLike] = None,
+    guide: np.ndarray | torch.Tensor,
+    depth_in: np.ndarray | torch.Tensor,
+    depth_out: np.ndarray | torch.Tensor,
+    path: PathLike | None = None,
 ) -> np.ndarray:
     """Side-by-side uint8 RGB ``(H, 3W, 3)``: guide | input depth | output depth.
 
@@ -159,9 +157,7 @@ def depth_preview(
     return preview
 
 
-
-
-def colorize_labels(labels: "np.ndarray | torch.Tensor") -> np.ndarray:
+def colorize_labels(labels: np.ndarray | torch.Tensor) -> np.ndarray:
     """uint8 RGB ``(H, W, 3)`` of int class ids with the VOC palette.
 
     The ignore id 255 keeps its VOC color (224, 224, 192), the cream used on VOC borders.
@@ -169,9 +165,7 @@ def colorize_labels(labels: "np.ndarray | torch.Tensor") -> np.ndarray:
     """
     arr = _as_array(labels)
     if arr.ndim != 2 or arr.size == 0 or arr.dtype.kind not in "uib":
-        raise InputError(
-            f"colorize_labels: expected a 2-D integer label map, got {arr.dtype} {tuple(arr.shape)}"
-        )
+        raise InputError(f"colorize_labels: expected a 2-D integer label map, got {arr.dtype} {tuple(arr.shape)}")
     ids = arr.astype(np.int64)
     low, high = int(ids.min()), int(ids.max())
     if low < 0:
@@ -187,8 +181,8 @@ def _blend(base: np.ndarray, top: np.ndarray, alpha: float, name: str) -> np.nda
 
 
 def overlay_mask(
-    image: "np.ndarray | torch.Tensor",
-    labels: "np.ndarray | torch.Tensor",
+    image: np.ndarray | torch.Tensor,
+    labels: np.ndarray | torch.Tensor,
     alpha: float = 0.5,
 ) -> np.ndarray:
     """uint8 RGB: ``image`` blended with :func:`colorize_labels` of ``labels`` (same H, W).
@@ -206,8 +200,8 @@ def overlay_mask(
 
 
 def heatmap_overlay(
-    image: "np.ndarray | torch.Tensor",
-    heat: "np.ndarray | torch.Tensor",
+    image: np.ndarray | torch.Tensor,
+    heat: np.ndarray | torch.Tensor,
     alpha: float = 0.5,
 ) -> np.ndarray:
     """uint8 RGB: ``image`` blended with a turbo-colored ``heat`` map.

@@ -66,12 +66,20 @@ def bilinear_upsampler(channels: int, factor: int, depthwise: bool = True) -> nn
     align_corners=False)`` except within ``factor / 2`` pixels of the border. ``depthwise``
     (one filter per channel) or a full layer whose weights start block-diagonal (FCN-8s).
     """
-    up = nn.ConvTranspose2d(channels, channels, 2 * factor, stride=factor, padding=factor // 2,
-                            groups=channels if depthwise else 1, bias=False)
+    up = nn.ConvTranspose2d(
+        channels,
+        channels,
+        2 * factor,
+        stride=factor,
+        padding=factor // 2,
+        groups=channels if depthwise else 1,
+        bias=False,
+    )
     with torch.no_grad():
         # bilinear_kernel is (C, C, k, k) block-diagonal; a depthwise layer holds (C, 1, k, k).
-        up.weight.copy_(bilinear_kernel(1, 2 * factor).expand_as(up.weight) if depthwise
-                        else bilinear_kernel(channels, 2 * factor))
+        up.weight.copy_(
+            bilinear_kernel(1, 2 * factor).expand_as(up.weight) if depthwise else bilinear_kernel(channels, 2 * factor)
+        )
     return up
 
 

@@ -49,7 +49,7 @@ class GuideStore:
 
     # A copy never inherits features of a forward in flight (non-leaf tensors cannot be
     # deep-copied, and they belong to the original's graph anyway).
-    def __deepcopy__(self, memo: dict) -> "GuideStore":
+    def __deepcopy__(self, memo: dict) -> GuideStore:
         new = GuideStore(self.guide_name)
         memo[id(self)] = new
         return new
@@ -70,8 +70,10 @@ class _CaptureGuide:
 
     def __call__(self, module: nn.Module, args: tuple, output: object) -> None:
         if not isinstance(output, torch.Tensor) or output.dim() != 4:
-            raise InputTypeError(f"guide layer {self.store.guide_name!r} must output an (N, C, H, W) tensor, got "
-                            f"{tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__}")
+            raise InputTypeError(
+                f"guide layer {self.store.guide_name!r} must output an (N, C, H, W) tensor, got "
+                f"{tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__}"
+            )
         self.store.features = output
 
 
@@ -92,8 +94,7 @@ class GuidedConv2d(nn.Module):
     resized to (H, W) with ``resize`` and multiplied by ``guide_scale``.
     """
 
-    def __init__(self, pac: PacConv2d, store: GuideStore, guide_scale: float = 1e-4,
-                 resize: str = "bilinear") -> None:
+    def __init__(self, pac: PacConv2d, store: GuideStore, guide_scale: float = 1e-4, resize: str = "bilinear") -> None:
         super().__init__()
         if resize not in RESIZE_MODES:
             raise InputError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
@@ -108,14 +109,17 @@ class GuidedConv2d(nn.Module):
         if feats is None:
             raise RuntimeError(
                 f"guide layer {self.store.guide_name!r} has produced no features in this forward pass before "
-                "a swapped layer ran; pick a guide layer that runs before every target layer")
+                "a swapped layer ran; pick a guide layer that runs before every target layer"
+            )
         if feats.shape[0] != x.shape[0]:
             raise InputError(f"guide features batch {feats.shape[0]} != input batch {x.shape[0]}")
         size = tuple(x.shape[-2:])
         if tuple(feats.shape[-2:]) != size:
             if self.resize == "none":
-                raise InputError(f"guide features {tuple(feats.shape[-2:])} differ from the input size {size}; "
-                                 "pass resize='bilinear' (or another mode) to hot_swap")
+                raise InputError(
+                    f"guide features {tuple(feats.shape[-2:])} differ from the input size {size}; "
+                    "pass resize='bilinear' (or another mode) to hot_swap"
+                )
             if self.resize in ("bilinear", "bicubic"):
                 shrink = feats.shape[-2] > size[0] or feats.shape[-1] > size[1]
                 feats = F.interpolate(feats, size=size, mode=self.resize, align_corners=False, antialias=shrink)
@@ -143,8 +147,16 @@ def _close(name: str, candidates: list[str]) -> str:
     return f"available: {shown}{', ...' if len(candidates) > 8 else ''}" if candidates else "none available"
 
 
-def hot_swap(model: nn.Module, targets: Sequence[str] | str, guide: str, *, guide_scale: float = 1e-4,
-             kernel_type: str = "gaussian", normalize: bool = False, resize: str = "bilinear") -> list[str]:
+def hot_swap(
+    model: nn.Module,
+    targets: Sequence[str] | str,
+    guide: str,
+    *,
+    guide_scale: float = 1e-4,
+    kernel_type: str = "gaussian",
+    normalize: bool = False,
+    resize: str = "bilinear",
+) -> list[str]:
     """Replace the named ``nn.Conv2d`` layers of ``model`` by PAC layers guided by layer ``guide``.
 
     Args:
@@ -201,8 +213,9 @@ def hot_swap(model: nn.Module, targets: Sequence[str] | str, guide: str, *, guid
     if guide == "":
         raise InputError("guide must name a layer inside the model, not the model itself (its output comes last)")
     if guide not in modules:
-        raise InputError(f"no guide module named {guide!r} in {type(model).__name__}; "
-                         f"{_close(guide, [n for n in modules if n])}")
+        raise InputError(
+            f"no guide module named {guide!r} in {type(model).__name__}; {_close(guide, [n for n in modules if n])}"
+        )
     if any(modules[guide] is modules[t] for t in targets):
         raise InputError(f"guide {guide!r} is also a target; guide the swap with a different layer")
     inside = [t for t in targets if t.startswith(guide + ".")]
@@ -216,8 +229,12 @@ def hot_swap(model: nn.Module, targets: Sequence[str] | str, guide: str, *, guid
     model.register_forward_pre_hook(clear)
     model.register_forward_hook(clear, always_call=True)
 
-    wrappers = {id(modules[t]): GuidedConv2d(PacConv2d.from_conv(modules[t], kernel_type, normalize), store,
-                                             guide_scale, resize) for t in targets}
+    wrappers = {
+        id(modules[t]): GuidedConv2d(
+            PacConv2d.from_conv(modules[t], kernel_type, normalize), store, guide_scale, resize
+        )
+        for t in targets
+    }
     # Replace every path to a target (a conv registered twice keeps sharing one wrapper).
     paths = [n for n, m in model.named_modules(remove_duplicate=False) if id(m) in wrappers]
     for path in paths:

@@ -10,9 +10,10 @@ import difflib
 import fnmatch
 import importlib
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
@@ -45,8 +46,9 @@ def _import_models() -> None:
         importlib.import_module(module)
 
 
-def register_model(name: str | Callable[..., nn.Module] | None = None, *, task: str | None = None,
-                   **defaults: Any) -> Callable:
+def register_model(
+    name: str | Callable[..., nn.Module] | None = None, *, task: str | None = None, **defaults: Any
+) -> Callable:
     """Register a model factory (or class) under ``name``; used bare, as ``@register_model``, or called.
 
     Bare, the name is the factory's own (``def pac_learned_jbu_x8(...)`` registers
@@ -123,11 +125,15 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
     if isinstance(name, str) and name.endswith("+crf"):
         name, crf = name[: -len("+crf")], True
     entry = get_entry(name)  # a wrong type or an unknown name fails before anything else
-    for given, wanted, flag in ((crf_kwargs, crf, "crf=True (or a +crf name)"), (adl_kwargs, adl, "adl=True"),
-                                (stn_kwargs, stn, "stn='affine'")):
+    for given, wanted, flag in (
+        (crf_kwargs, crf, "crf=True (or a +crf name)"),
+        (adl_kwargs, adl, "adl=True"),
+        (stn_kwargs, stn, "stn='affine'"),
+    ):
         if given and not wanted:
-            raise InputError(f"options {sorted(given)} given for {name!r} without the module they configure; "
-                             f"add {flag}")
+            raise InputError(
+                f"options {sorted(given)} given for {name!r} without the module they configure; add {flag}"
+            )
     if (crf or adl or stn) and entry.task != "segmentation":
         raise InputError(f"crf/adl/stn apply to segmentation models; {name!r} is a {entry.task} model")
     card = shipped_card(name) if pretrained else None
@@ -190,8 +196,9 @@ def require_task(name: str | None, task: str) -> None:
         return
     found = get_entry(name.removesuffix("+crf")).task
     if found != task:
-        raise InputError(f"model {name!r} is a {found} model, not a {task} model; "
-                         f"pick one from `densepac models --task {task}`")
+        raise InputError(
+            f"model {name!r} is a {found} model, not a {task} model; pick one from `densepac models --task {task}`"
+        )
 
 
 def describe_models(task: str | None = None) -> list[dict[str, Any]]:

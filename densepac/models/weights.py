@@ -38,13 +38,21 @@ class WeightsCard:
     default: bool = False  # the model `densepac upsample` uses for its scale
 
     @classmethod
-    def from_json(cls, path: Path) -> "WeightsCard":
+    def from_json(cls, path: Path) -> WeightsCard:
         try:
             meta = json.loads(path.read_text())
-            return cls(name=path.stem, arch=meta["arch"], sha256=meta["sha256"],
-                       weights_path=path.with_suffix(".safetensors"), kwargs=meta.get("kwargs", {}),
-                       data=meta.get("data", ""), seed=meta.get("seed"), command=meta.get("command", ""),
-                       metrics=meta.get("metrics", {}), default=bool(meta.get("default", False)))
+            return cls(
+                name=path.stem,
+                arch=meta["arch"],
+                sha256=meta["sha256"],
+                weights_path=path.with_suffix(".safetensors"),
+                kwargs=meta.get("kwargs", {}),
+                data=meta.get("data", ""),
+                seed=meta.get("seed"),
+                command=meta.get("command", ""),
+                metrics=meta.get("metrics", {}),
+                default=bool(meta.get("default", False)),
+            )
         except (OSError, ValueError, KeyError) as e:
             raise WeightsError(f"model card {path} is unreadable ({e}); restore it from the repository") from None
 
@@ -77,8 +85,11 @@ def state_dict_mismatch(own: dict[str, torch.Tensor], state: dict[str, torch.Ten
     """How ``state`` fails to fit a model whose state dict is ``own`` ("" when it fits)."""
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-              if k in state and state[k].shape != v.shape]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
     parts = []
     if shapes:
         parts.append(f"shape mismatch (file vs model): {'; '.join(shapes[:3])}")
@@ -97,14 +108,17 @@ def load_weights_into(model: nn.Module, path: str | Path, expected_sha256: str |
             raise WeightsError(f"shipped weights {path} are missing; reinstall densepac")
         digest = sha256_file(path)
         if digest != expected_sha256:
-            raise WeightsError(f"weights {path} fail their sha256 check ({digest[:12]}... != "
-                               f"{expected_sha256[:12]}...); the file is corrupt, reinstall densepac")
+            raise WeightsError(
+                f"weights {path} fail their sha256 check ({digest[:12]}... != "
+                f"{expected_sha256[:12]}...); the file is corrupt, reinstall densepac"
+            )
     state = load_state_dict_safe(path)
     problem = state_dict_mismatch(model.state_dict(), state)
     if problem:
         name = getattr(model, "model_name", type(model).__name__)
-        raise WeightsError(f"weights {path} do not fit model {name!r}: {problem}; "
-                           "pick the model these weights were trained for")
+        raise WeightsError(
+            f"weights {path} do not fit model {name!r}: {problem}; pick the model these weights were trained for"
+        )
     model.load_state_dict(state)
     return model
 

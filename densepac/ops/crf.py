@@ -69,16 +69,18 @@ def _check_4d(name: str, t: torch.Tensor, what: str) -> None:
         raise InputError(f"{name} must be {what}, got shape {tuple(t.shape)}")
 
 
-def pixel_positions(height: int, width: int, *, dtype: torch.dtype | None = None,
-                    device: torch.device | str | None = None) -> torch.Tensor:
+def pixel_positions(
+    height: int, width: int, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+) -> torch.Tensor:
     """(1, 2, H, W) pixel coordinates (y, x) of a ``height`` x ``width`` grid."""
     ys = torch.arange(height, dtype=dtype, device=device)
     xs = torch.arange(width, dtype=dtype, device=device)
     return torch.stack(torch.meshgrid(ys, xs, indexing="ij")).unsqueeze(0)
 
 
-def crf_guide_features(guide: torch.Tensor, guide_scale: torch.Tensor, pos_scale: torch.Tensor | None = None,
-                       reach: float = 1.0) -> torch.Tensor:
+def crf_guide_features(
+    guide: torch.Tensor, guide_scale: torch.Tensor, pos_scale: torch.Tensor | None = None, reach: float = 1.0
+) -> torch.Tensor:
     """Adapting features of one pairwise kernel.
 
     Args:
@@ -107,8 +109,14 @@ def _centre_masked(spatial_weight: torch.Tensor) -> torch.Tensor:
     return spatial_weight * mask
 
 
-def pac_crf_message(q: torch.Tensor, features: torch.Tensor, spatial_weight: torch.Tensor, dilation: int = 1,
-                    normalize: bool = False, kernel_type: str = "gaussian") -> torch.Tensor:
+def pac_crf_message(
+    q: torch.Tensor,
+    features: torch.Tensor,
+    spatial_weight: torch.Tensor,
+    dilation: int = 1,
+    normalize: bool = False,
+    kernel_type: str = "gaussian",
+) -> torch.Tensor:
     """Messages ``m[l](i) = sum_{j != i} K(f_i, f_j) w[p_j - p_i] q[l](j)`` ("same" padding).
 
     Args:
@@ -139,9 +147,16 @@ def apply_compatibility(messages: torch.Tensor, compat: torch.Tensor) -> torch.T
     return F.conv2d(messages, compat.to(messages.dtype)[:, :, None, None])
 
 
-def pac_crf_step(unary: torch.Tensor, q: torch.Tensor, features: Sequence[torch.Tensor],
-                 spatial_weights: Sequence[torch.Tensor], compats: Sequence[torch.Tensor],
-                 dilations: Sequence[int], normalize: bool = False, kernel_type: str = "gaussian") -> torch.Tensor:
+def pac_crf_step(
+    unary: torch.Tensor,
+    q: torch.Tensor,
+    features: Sequence[torch.Tensor],
+    spatial_weights: Sequence[torch.Tensor],
+    compats: Sequence[torch.Tensor],
+    dilations: Sequence[int],
+    normalize: bool = False,
+    kernel_type: str = "gaussian",
+) -> torch.Tensor:
     """One mean-field update: ``unary - sum_k compats[k] @ message_k(q)``.
 
     Args:
@@ -154,17 +169,26 @@ def pac_crf_step(unary: torch.Tensor, q: torch.Tensor, features: Sequence[torch.
         (N, L, H, W) logits; ``softmax`` of them is the next ``q``.
     """
     if not (len(features) == len(spatial_weights) == len(compats) == len(dilations)):
-        raise InputError("features, spatial_weights, compats and dilations need one entry per kernel, got "
-                         f"{len(features)}, {len(spatial_weights)}, {len(compats)}, {len(dilations)}")
+        raise InputError(
+            "features, spatial_weights, compats and dilations need one entry per kernel, got "
+            f"{len(features)}, {len(spatial_weights)}, {len(compats)}, {len(dilations)}"
+        )
     logits = unary
     for f, w, mu, d in zip(features, spatial_weights, compats, dilations):
         logits = logits - apply_compatibility(pac_crf_message(q, f, w, d, normalize, kernel_type), mu)
     return logits
 
 
-def pac_crf(unary: torch.Tensor, features: Sequence[torch.Tensor], spatial_weights: Sequence[torch.Tensor],
-            compats: Sequence[torch.Tensor], dilations: Sequence[int], num_steps: int = 5,
-            normalize: bool = False, kernel_type: str = "gaussian") -> torch.Tensor:
+def pac_crf(
+    unary: torch.Tensor,
+    features: Sequence[torch.Tensor],
+    spatial_weights: Sequence[torch.Tensor],
+    compats: Sequence[torch.Tensor],
+    dilations: Sequence[int],
+    num_steps: int = 5,
+    normalize: bool = False,
+    kernel_type: str = "gaussian",
+) -> torch.Tensor:
     """Mean-field PAC-CRF from ``Q = softmax(unary)``; (N, L, H, W) -> (N, L, H, W) logits.
 
     ``num_steps = 0`` returns ``unary`` itself. Arguments as :func:`pac_crf_step`.
@@ -175,12 +199,15 @@ def pac_crf(unary: torch.Tensor, features: Sequence[torch.Tensor], spatial_weigh
     for k, f in enumerate(features):
         _check_4d(f"features[{k}]", f, "(N, Cf, H, W)")
         if f.shape[0] != unary.shape[0] or f.shape[-2:] != unary.shape[-2:]:
-            raise InputError(f"features[{k}] must be (N={unary.shape[0]}, Cf, {unary.shape[2]}, {unary.shape[3]}) "
-                             f"like the unary, got {tuple(f.shape)}")
+            raise InputError(
+                f"features[{k}] must be (N={unary.shape[0]}, Cf, {unary.shape[2]}, {unary.shape[3]}) "
+                f"like the unary, got {tuple(f.shape)}"
+            )
     logits = unary
     for _ in range(num_steps):
-        logits = pac_crf_step(unary, logits.softmax(1), features, spatial_weights, compats, dilations,
-                              normalize, kernel_type)
+        logits = pac_crf_step(
+            unary, logits.softmax(1), features, spatial_weights, compats, dilations, normalize, kernel_type
+        )
     return logits
 
 
@@ -193,12 +220,12 @@ def _init_spatial(kernel_size: int, init: str, normalize: bool) -> torch.Tensor:
     r = torch.arange(kernel_size, dtype=torch.float64) - kernel_size // 2
     if init == "gaussian":
         sigma = kernel_size / 4.0
-        w = torch.exp(-0.5 * (r[:, None] ** 2 + r[None, :] ** 2) / sigma ** 2)
+        w = torch.exp(-0.5 * (r[:, None] ** 2 + r[None, :] ** 2) / sigma**2)
     else:
         w = torch.ones(kernel_size, kernel_size, dtype=torch.float64)
     w[kernel_size // 2, kernel_size // 2] = 0
     w = w / w.sum()
-    return (w * kernel_size ** 2 if normalize else w).to(torch.get_default_dtype())
+    return (w * kernel_size**2 if normalize else w).to(torch.get_default_dtype())
 
 
 def _check_kernels(kernels: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -239,10 +266,21 @@ class PacCRF(nn.Module):
     is not checked for: it spreads at most ``num_steps`` kernel radii (see ``densepac.ops.pac``).
     """
 
-    def __init__(self, num_classes: int, num_steps: int = 5, kernels: Sequence[tuple[int, int]] = ((5, 1),),
-                 guide_features: str = "rgb", *, guide_scale: float = 10.0, pos_scale: float = 1.0,
-                 spatial_init: str = "gaussian", potts_weight: float = 1.0, normalize: bool = False,
-                 kernel_type: str = "gaussian", dilation_reference: int | None = None) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        num_steps: int = 5,
+        kernels: Sequence[tuple[int, int]] = ((5, 1),),
+        guide_features: str = "rgb",
+        *,
+        guide_scale: float = 10.0,
+        pos_scale: float = 1.0,
+        spatial_init: str = "gaussian",
+        potts_weight: float = 1.0,
+        normalize: bool = False,
+        kernel_type: str = "gaussian",
+        dilation_reference: int | None = None,
+    ) -> None:
         super().__init__()
         if num_classes < 1:
             raise InputError(f"num_classes must be >= 1, got {num_classes}")
@@ -263,10 +301,10 @@ class PacCRF(nn.Module):
         self.dilation_reference = dilation_reference
         nk = len(self.kernels)
         self.log_guide_scale = nn.Parameter(torch.full((nk,), math.log(guide_scale)))
-        self.log_pos_scale = (nn.Parameter(torch.full((nk,), math.log(pos_scale)))
-                              if guide_features == "rgbxy" else None)
-        self.spatial = nn.ParameterList(nn.Parameter(_init_spatial(k, spatial_init, normalize))
-                                        for k, _ in self.kernels)
+        self.log_pos_scale = nn.Parameter(torch.full((nk,), math.log(pos_scale))) if guide_features == "rgbxy" else None
+        self.spatial = nn.ParameterList(
+            nn.Parameter(_init_spatial(k, spatial_init, normalize)) for k, _ in self.kernels
+        )
         self.compat = nn.Parameter(-potts_weight * torch.eye(num_classes).repeat(nk, 1, 1))
 
     def dilations(self, size: tuple[int, int]) -> list[int]:
@@ -289,8 +327,9 @@ class PacCRF(nn.Module):
         if unary.shape[1] != self.num_classes:
             raise InputError(f"unary must be (N, {self.num_classes}, H, W) logits, got {tuple(unary.shape)}")
         if guide.shape[0] != unary.shape[0]:
-            raise InputError(f"guide batch {guide.shape[0]} != unary batch {unary.shape[0]}; expected "
-                             f"({unary.shape[0]}, C, H, W)")
+            raise InputError(
+                f"guide batch {guide.shape[0]} != unary batch {unary.shape[0]}; expected ({unary.shape[0]}, C, H, W)"
+            )
         if not unary.is_floating_point():
             raise InputTypeError(f"unary must be floating point, got {unary.dtype}")
         size = tuple(unary.shape[-2:])
@@ -304,13 +343,23 @@ class PacCRF(nn.Module):
             guide = F.interpolate(guide, size=size, mode="bilinear", align_corners=False, antialias=shrink)
         dilations = self.dilations(size)
         spatial = [w.to(cdt) for w in self.spatial]
-        logits = pac_crf(unary.to(cdt), self.features(guide, dilations), spatial, list(self.compat.to(cdt)),
-                         dilations, self.num_steps, self.normalize, self.kernel_type)
+        logits = pac_crf(
+            unary.to(cdt),
+            self.features(guide, dilations),
+            spatial,
+            list(self.compat.to(cdt)),
+            dilations,
+            self.num_steps,
+            self.normalize,
+            self.kernel_type,
+        )
         return logits.to(unary.dtype)
 
     def extra_repr(self) -> str:
-        s = (f"num_classes={self.num_classes}, num_steps={self.num_steps}, kernels={self.kernels}, "
-             f"guide_features={self.guide_features!r}, normalize={self.normalize}, kernel_type={self.kernel_type!r}")
+        s = (
+            f"num_classes={self.num_classes}, num_steps={self.num_steps}, kernels={self.kernels}, "
+            f"guide_features={self.guide_features!r}, normalize={self.normalize}, kernel_type={self.kernel_type!r}"
+        )
         if self.dilation_reference is not None:
             s += f", dilation_reference={self.dilation_reference}"
         return s
@@ -342,7 +391,7 @@ class CRFWrapped(PredictsLabels):
             raise InputError(f"image must be (N, 3, H, W) RGB in [0, 1], got {tuple(getattr(image, 'shape', ()))}")
         return self.crf(self.model(image), image)
 
-    def freeze_backbone(self, freeze: bool = True) -> "CRFWrapped":
+    def freeze_backbone(self, freeze: bool = True) -> CRFWrapped:
         """Stop (or restart) training the wrapped model; the CRF stays trainable.
 
         Frozen, the whole backbone stays in eval mode (BatchNorm on running statistics,
@@ -353,7 +402,7 @@ class CRFWrapped(PredictsLabels):
             p.requires_grad_(not freeze)
         return self.train(self.training)
 
-    def train(self, mode: bool = True) -> "CRFWrapped":
+    def train(self, mode: bool = True) -> CRFWrapped:
         super().train(mode)
         if self.backbone_frozen:
             self.model.eval()

@@ -26,8 +26,9 @@ def depth_range(depth: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor,
     return torch.minimum(lo, hi), hi
 
 
-def upsample_filled(filled: torch.Tensor, size: tuple[int, int], lo: torch.Tensor, hi: torch.Tensor,
-                    mode: str = "bicubic") -> torch.Tensor:
+def upsample_filled(
+    filled: torch.Tensor, size: tuple[int, int], lo: torch.Tensor, hi: torch.Tensor, mode: str = "bicubic"
+) -> torch.Tensor:
     """Interpolate hole-filled (N, 1, h, w) metres to ``size`` (align_corners=False), clamped to [lo, hi].
 
     The clamp matters: bicubic overshoots at depth edges and would otherwise invent negative
@@ -37,8 +38,9 @@ def upsample_filled(filled: torch.Tensor, size: tuple[int, int], lo: torch.Tenso
     return torch.minimum(torch.maximum(up, lo), hi)
 
 
-def guided_filter_upsample(filled: torch.Tensor, guide: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
-                           radius: int, eps: float) -> torch.Tensor:
+def guided_filter_upsample(
+    filled: torch.Tensor, guide: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, radius: int, eps: float
+) -> torch.Tensor:
     """He et al.'s guided filter of the bicubic-upsampled depth, guided by the HR image.
 
     Args:
@@ -50,9 +52,18 @@ def guided_filter_upsample(filled: torch.Tensor, guide: torch.Tensor, lo: torch.
     return guided_blur(guide.to(up.dtype), up, 2 * radius + 1, eps)
 
 
-def joint_bilateral_upsample(depth_lr: torch.Tensor, valid: torch.Tensor, filled: torch.Tensor, guide: torch.Tensor,
-                             lo: torch.Tensor, hi: torch.Tensor, scale: int, sigma_spatial: float,
-                             sigma_color: float, radius: int = 2) -> torch.Tensor:
+def joint_bilateral_upsample(
+    depth_lr: torch.Tensor,
+    valid: torch.Tensor,
+    filled: torch.Tensor,
+    guide: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    scale: int,
+    sigma_spatial: float,
+    sigma_color: float,
+    radius: int = 2,
+) -> torch.Tensor:
     """Joint bilateral upsampling (Kopf et al. 2007) of the measured LR samples.
 
     ``D(p) = sum_q g_s(|p - q|) g_c(|I_p - I_q|) D_q / sum_q g_s g_c`` over the valid LR samples
@@ -72,8 +83,9 @@ def joint_bilateral_upsample(depth_lr: torch.Tensor, valid: torch.Tensor, filled
     weight = (g[:, None] * g[None, :]).view(1, 1, k, k)
     w = valid.to(depth_lr.dtype)
     feats = guide.to(depth_lr.dtype) / sigma_color
-    num = pac_conv_transpose2d(torch.where(valid, depth_lr, torch.zeros_like(depth_lr)), feats, weight,
-                               stride=s, padding=pad)
+    num = pac_conv_transpose2d(
+        torch.where(valid, depth_lr, torch.zeros_like(depth_lr)), feats, weight, stride=s, padding=pad
+    )
     den = pac_conv_transpose2d(w, feats, weight, stride=s, padding=pad)
     fallback = upsample_filled(filled, tuple(guide.shape[-2:]), lo, hi)
     tiny = 1e-8
@@ -88,8 +100,10 @@ def guided_refine(logits: torch.Tensor, image: torch.Tensor, radius: int = 4, ep
     regulariser on luminance variance. Returns log-probabilities (N, K, H, W), usable as logits.
     """
     if logits.dim() != 4 or image.dim() != 4 or logits.shape[-2:] != image.shape[-2:]:
-        raise InputError(f"logits {tuple(logits.shape)} and image {tuple(image.shape)} must be (N, K, H, W) and "
-                         "(N, 3, H, W) of one size")
+        raise InputError(
+            f"logits {tuple(logits.shape)} and image {tuple(image.shape)} must be (N, K, H, W) and "
+            "(N, 3, H, W) of one size"
+        )
     if radius < 1 or eps <= 0:
         raise InputError(f"radius {radius} must be >= 1 and eps {eps} > 0")
     k = 2 * radius + 1

@@ -13,7 +13,7 @@ normalizer is at least 1, however far apart the guide features are.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -53,9 +53,7 @@ def get_kernel(kernel_type: str) -> KernelFn:
     try:
         return KERNELS[kernel_type]
     except KeyError:
-        raise InputError(
-            f"unknown kernel_type {kernel_type!r}; choose one of {', '.join(KERNEL_TYPES)}"
-        ) from None
+        raise InputError(f"unknown kernel_type {kernel_type!r}; choose one of {', '.join(KERNEL_TYPES)}") from None
 
 
 def adaptive_kernel(f_i: torch.Tensor, f_j: torch.Tensor, kernel_type: str = "gaussian") -> torch.Tensor:

@@ -30,19 +30,36 @@ def _int_padding(conv: nn.Module) -> tuple[int, int]:
 class _PacConvBase(nn.Module):
     """Weight/bias storage and initialisation shared by the PAC convolutions."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOr2, stride: IntOr2, padding: IntOr2,
-                 dilation: IntOr2, groups: int, bias: bool, padding_mode: str, kernel_type: str, normalize: bool,
-                 transposed: bool, device=None, dtype=None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOr2,
+        stride: IntOr2,
+        padding: IntOr2,
+        dilation: IntOr2,
+        groups: int,
+        bias: bool,
+        padding_mode: str,
+        kernel_type: str,
+        normalize: bool,
+        transposed: bool,
+        device=None,
+        dtype=None,
+    ) -> None:
         super().__init__()
         _check_padding_mode(padding_mode)
         get_kernel(kernel_type)
         if groups < 1 or in_channels % groups or out_channels % groups:
-            raise InputError(f"in_channels {in_channels} and out_channels {out_channels} must divide by groups {groups}")
+            raise InputError(
+                f"in_channels {in_channels} and out_channels {out_channels} must divide by groups {groups}"
+            )
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size, self.stride = _pair(kernel_size), _pair(stride)
         self.padding, self.dilation = _pair(padding), _pair(dilation)
-        weight_shape = ((in_channels, out_channels // groups) if transposed else
-                        (out_channels, in_channels // groups)) + self.kernel_size
+        weight_shape = (
+            (in_channels, out_channels // groups) if transposed else (out_channels, in_channels // groups)
+        ) + self.kernel_size
         factory = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(weight_shape, **factory))
         self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
@@ -65,8 +82,10 @@ class _PacConvBase(nn.Module):
                 self.bias.copy_(conv.bias)
 
     def extra_repr(self) -> str:
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-             f"stride={self.stride}, padding={self.padding}")
+        s = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}"
+        )
         if self.dilation != (1, 1):
             s += f", dilation={self.dilation}"
         if self.groups != 1:
@@ -84,26 +103,73 @@ def _check_padding_mode(padding_mode: str) -> None:
 class PacConv2d(_PacConvBase):
     """Pixel-adaptive ``nn.Conv2d``: ``forward(input (N,Cin,H,W), guide (N,Cg,H,W))``."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOr2, stride: IntOr2 = 1,
-                 padding: IntOr2 = 0, dilation: IntOr2 = 1, groups: int = 1, bias: bool = True,
-                 padding_mode: str = "zeros", device=None, dtype=None, kernel_type: str = "gaussian",
-                 normalize: bool = False) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         padding_mode, kernel_type, normalize, False, device, dtype)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOr2,
+        stride: IntOr2 = 1,
+        padding: IntOr2 = 0,
+        dilation: IntOr2 = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        device=None,
+        dtype=None,
+        kernel_type: str = "gaussian",
+        normalize: bool = False,
+    ) -> None:
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+            padding_mode,
+            kernel_type,
+            normalize,
+            False,
+            device,
+            dtype,
+        )
 
     def forward(self, input: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
-        return pac_conv2d(input, guide, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                          self.kernel_type, self.normalize, groups=self.groups)
+        return pac_conv2d(
+            input,
+            guide,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.kernel_type,
+            self.normalize,
+            groups=self.groups,
+        )
 
     @classmethod
-    def from_conv(cls, conv: nn.Conv2d, kernel_type: str = "gaussian", normalize: bool = False) -> "PacConv2d":
+    def from_conv(cls, conv: nn.Conv2d, kernel_type: str = "gaussian", normalize: bool = False) -> PacConv2d:
         """A PAC layer with ``conv``'s geometry and an exact copy of its weights."""
         if not isinstance(conv, nn.Conv2d):
             raise InputTypeError(f"expected nn.Conv2d, got {type(conv).__name__}")
         _check_padding_mode(conv.padding_mode)
-        layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, _int_padding(conv),
-                    conv.dilation, conv.groups, conv.bias is not None, device=conv.weight.device,
-                    dtype=conv.weight.dtype, kernel_type=kernel_type, normalize=normalize)
+        layer = cls(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            _int_padding(conv),
+            conv.dilation,
+            conv.groups,
+            conv.bias is not None,
+            device=conv.weight.device,
+            dtype=conv.weight.dtype,
+            kernel_type=kernel_type,
+            normalize=normalize,
+        )
         layer._copy_from(conv)
         return layer
 
@@ -115,41 +181,97 @@ class PacConvTranspose2d(_PacConvBase):
     rows/columns are produced as with ``output_padding`` (like ``output_size`` in torch).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOr2, stride: IntOr2 = 1,
-                 padding: IntOr2 = 0, output_padding: IntOr2 = 0, groups: int = 1, bias: bool = True,
-                 dilation: IntOr2 = 1, padding_mode: str = "zeros", device=None, dtype=None,
-                 kernel_type: str = "gaussian", normalize: bool = False) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         padding_mode, kernel_type, normalize, True, device, dtype)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOr2,
+        stride: IntOr2 = 1,
+        padding: IntOr2 = 0,
+        output_padding: IntOr2 = 0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation: IntOr2 = 1,
+        padding_mode: str = "zeros",
+        device=None,
+        dtype=None,
+        kernel_type: str = "gaussian",
+        normalize: bool = False,
+    ) -> None:
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+            padding_mode,
+            kernel_type,
+            normalize,
+            True,
+            device,
+            dtype,
+        )
         self.output_padding = _pair(output_padding)
 
-    def output_size(self, input_size: tuple[int, int], output_padding: tuple[int, int] | None = None) -> tuple[int, int]:
+    def output_size(
+        self, input_size: tuple[int, int], output_padding: tuple[int, int] | None = None
+    ) -> tuple[int, int]:
         """Output (H, W) for an input of ``input_size``."""
         op = self.output_padding if output_padding is None else output_padding
-        return tuple((n - 1) * s - 2 * p + d * (k - 1) + o + 1 for n, s, p, d, k, o in
-                     zip(input_size, self.stride, self.padding, self.dilation, self.kernel_size, op))
+        return tuple(
+            (n - 1) * s - 2 * p + d * (k - 1) + o + 1
+            for n, s, p, d, k, o in zip(input_size, self.stride, self.padding, self.dilation, self.kernel_size, op)
+        )
 
     def forward(self, input: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
         base = self.output_size(tuple(input.shape[-2:]), (0, 0))
         op = tuple(g - b for g, b in zip(guide.shape[-2:], base))
         limit = tuple(max(s, d) for s, d in zip(self.stride, self.dilation))
         if any(o < 0 or o >= m for o, m in zip(op, limit)):
-            raise InputError(f"guide size {tuple(guide.shape[-2:])} does not fit input {tuple(input.shape[-2:])}: "
-                             f"expected {base} plus at most {tuple(m - 1 for m in limit)}")
-        return pac_conv_transpose2d(input, guide, self.weight, self.bias, self.stride, self.padding, op,
-                                    self.dilation, self.kernel_type, self.normalize, groups=self.groups)
+            raise InputError(
+                f"guide size {tuple(guide.shape[-2:])} does not fit input {tuple(input.shape[-2:])}: "
+                f"expected {base} plus at most {tuple(m - 1 for m in limit)}"
+            )
+        return pac_conv_transpose2d(
+            input,
+            guide,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            op,
+            self.dilation,
+            self.kernel_type,
+            self.normalize,
+            groups=self.groups,
+        )
 
     @classmethod
-    def from_conv(cls, conv: nn.ConvTranspose2d, kernel_type: str = "gaussian",
-                  normalize: bool = False) -> "PacConvTranspose2d":
+    def from_conv(
+        cls, conv: nn.ConvTranspose2d, kernel_type: str = "gaussian", normalize: bool = False
+    ) -> PacConvTranspose2d:
         """A PAC layer with ``conv``'s geometry and an exact copy of its weights."""
         if not isinstance(conv, nn.ConvTranspose2d):
             raise InputTypeError(f"expected nn.ConvTranspose2d, got {type(conv).__name__}")
         _check_padding_mode(conv.padding_mode)
-        layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                    conv.output_padding, conv.groups, conv.bias is not None, conv.dilation,
-                    device=conv.weight.device, dtype=conv.weight.dtype, kernel_type=kernel_type,
-                    normalize=normalize)
+        layer = cls(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.output_padding,
+            conv.groups,
+            conv.bias is not None,
+            conv.dilation,
+            device=conv.weight.device,
+            dtype=conv.weight.dtype,
+            kernel_type=kernel_type,
+            normalize=normalize,
+        )
         layer._copy_from(conv)
         return layer
 
@@ -157,8 +279,14 @@ class PacConvTranspose2d(_PacConvBase):
 class PacPool2d(nn.Module):
     """Pixel-adaptive average pooling: ``forward(input (N,C,H,W), guide (N,Cg,H,W))``."""
 
-    def __init__(self, kernel_size: IntOr2, stride: IntOr2 = 1, padding: IntOr2 = 0, dilation: IntOr2 = 1,
-                 kernel_type: str = "gaussian") -> None:
+    def __init__(
+        self,
+        kernel_size: IntOr2,
+        stride: IntOr2 = 1,
+        padding: IntOr2 = 0,
+        dilation: IntOr2 = 1,
+        kernel_type: str = "gaussian",
+    ) -> None:
         super().__init__()
         get_kernel(kernel_type)
         self.kernel_size, self.stride = _pair(kernel_size), _pair(stride)
@@ -166,9 +294,10 @@ class PacPool2d(nn.Module):
         self.kernel_type = kernel_type
 
     def forward(self, input: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
-        return pac_pool2d(input, guide, self.kernel_size, self.stride, self.padding, self.dilation,
-                          self.kernel_type)
+        return pac_pool2d(input, guide, self.kernel_size, self.stride, self.padding, self.dilation, self.kernel_type)
 
     def extra_repr(self) -> str:
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                f"dilation={self.dilation}, kernel_type={self.kernel_type!r}")
+        return (
+            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+            f"dilation={self.dilation}, kernel_type={self.kernel_type!r}"
+        )

@@ -75,8 +75,15 @@ def _strided_range(n_idx: int, n_tgt: int, s: int, c: int) -> tuple[slice, slice
     return slice(lo, hi + 1), slice(s * lo + c, s * hi + c + 1, s)
 
 
-def _taps(idx_size: tuple[int, int], tgt_size: tuple[int, int], k: tuple[int, int], s: tuple[int, int],
-          p: tuple[int, int], d: tuple[int, int], transposed: bool) -> list[_Tap]:
+def _taps(
+    idx_size: tuple[int, int],
+    tgt_size: tuple[int, int],
+    k: tuple[int, int],
+    s: tuple[int, int],
+    p: tuple[int, int],
+    d: tuple[int, int],
+    transposed: bool,
+) -> list[_Tap]:
     """Filter taps connecting ``idx`` pixels ``m`` to ``tgt`` pixels ``s*m - p + d*t``.
 
     For a convolution ``idx`` is the output and ``tgt`` the input; for a transposed one the
@@ -175,8 +182,9 @@ class _PacFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x_src, nb_src, ctr_src, weight, taps, wmat_fn, wgrad_fn, out_shape,
-                normalize, kernel_type, inside=None):
+    def forward(
+        ctx, x_src, nb_src, ctr_src, weight, taps, wmat_fn, wgrad_fn, out_shape, normalize, kernel_type, inside=None
+    ):
         kern = get_kernel(kernel_type)
         cdt = _compute_dtype(x_src.dtype)
         n, cout, ho, wo = out_shape
@@ -243,8 +251,7 @@ class _PacFunction(torch.autograd.Function):
                     xk = xs * k
                     g, co, ci = wm.shape
                     nb_, _, h, w = xk.shape
-                    gmat = torch.einsum("ngop,ngip->goi", g_t.reshape(nb_, g, co, h * w),
-                                        xk.reshape(nb_, g, ci, h * w))
+                    gmat = torch.einsum("ngop,ngip->goi", g_t.reshape(nb_, g, co, h * w), xk.reshape(nb_, g, ci, h * w))
                     ctx.wgrad_fn(gw, tap, gmat)
                 if not (need_x or need_guide):
                     continue
@@ -262,12 +269,24 @@ class _PacFunction(torch.autograd.Function):
         def back(g, like):
             return None if g is None else g.to(like.dtype)
 
-        return (back(gx, x_src), back(gnb, nb_src), back(gctr, ctr_src), back(gw, weight),
-                None, None, None, None, None, None, None)
+        return (
+            back(gx, x_src),
+            back(gnb, nb_src),
+            back(gctr, ctr_src),
+            back(gw, weight),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
 
 
-def _check_common(input: torch.Tensor, guide: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                  kernel_type: str) -> None:
+def _check_common(
+    input: torch.Tensor, guide: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, kernel_type: str
+) -> None:
     for name, t in (("input", input), ("guide", guide), ("weight", weight)):
         if not isinstance(t, torch.Tensor):
             raise InputTypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -291,9 +310,19 @@ def _check_bias_length(bias: torch.Tensor | None, cout: int) -> None:
         raise InputError(f"bias has {bias.shape[0]} values but the weight gives {cout} output channels")
 
 
-def pac_conv2d(input: torch.Tensor, guide: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-               stride: IntOr2 = 1, padding: IntOr2 = 0, dilation: IntOr2 = 1,
-               kernel_type: str = "gaussian", normalize: bool = False, *, groups: int = 1) -> torch.Tensor:
+def pac_conv2d(
+    input: torch.Tensor,
+    guide: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: IntOr2 = 1,
+    padding: IntOr2 = 0,
+    dilation: IntOr2 = 1,
+    kernel_type: str = "gaussian",
+    normalize: bool = False,
+    *,
+    groups: int = 1,
+) -> torch.Tensor:
     """Pixel-adaptive convolution.
 
     Args:
@@ -344,18 +373,28 @@ def pac_conv2d(input: torch.Tensor, guide: torch.Tensor, weight: torch.Tensor, b
     def wgrad(gw: torch.Tensor, tap: _Tap, gmat: torch.Tensor) -> None:
         gw[:, :, tap.a, tap.b] += gmat.reshape(cout, cin // groups)
 
-    out = _PacFunction.apply(input, guide, ctr, weight, taps, wmat, wgrad, (n, cout, ho, wo), normalize,
-                             kernel_type, inside)
+    out = _PacFunction.apply(
+        input, guide, ctr, weight, taps, wmat, wgrad, (n, cout, ho, wo), normalize, kernel_type, inside
+    )
     if bias is not None:
         out = out + bias.view(1, -1, 1, 1)
     return out
 
 
-def pac_conv_transpose2d(input: torch.Tensor, guide: torch.Tensor, weight: torch.Tensor,
-                         bias: torch.Tensor | None = None, stride: IntOr2 = 1, padding: IntOr2 = 0,
-                         output_padding: IntOr2 = 0, dilation: IntOr2 = 1,
-                         kernel_type: str = "gaussian", normalize: bool = False, *,
-                         groups: int = 1) -> torch.Tensor:
+def pac_conv_transpose2d(
+    input: torch.Tensor,
+    guide: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: IntOr2 = 1,
+    padding: IntOr2 = 0,
+    output_padding: IntOr2 = 0,
+    dilation: IntOr2 = 1,
+    kernel_type: str = "gaussian",
+    normalize: bool = False,
+    *,
+    groups: int = 1,
+) -> torch.Tensor:
     """Pixel-adaptive transposed convolution.
 
     Args:
@@ -404,15 +443,21 @@ def pac_conv_transpose2d(input: torch.Tensor, guide: torch.Tensor, weight: torch
     def wgrad(gw: torch.Tensor, tap: _Tap, gmat: torch.Tensor) -> None:
         gw[:, :, tap.a, tap.b] += gmat.transpose(1, 2).reshape(cin, cout_g)
 
-    out = _PacFunction.apply(input, nb, guide, weight, taps, wmat, wgrad, (n, cout, ho, wo), normalize,
-                             kernel_type)
+    out = _PacFunction.apply(input, nb, guide, weight, taps, wmat, wgrad, (n, cout, ho, wo), normalize, kernel_type)
     if bias is not None:
         out = out + bias.view(1, -1, 1, 1)
     return out
 
 
-def pac_pool2d(input: torch.Tensor, guide: torch.Tensor, kernel_size: IntOr2, stride: IntOr2 = 1,
-               padding: IntOr2 = 0, dilation: IntOr2 = 1, kernel_type: str = "gaussian") -> torch.Tensor:
+def pac_pool2d(
+    input: torch.Tensor,
+    guide: torch.Tensor,
+    kernel_size: IntOr2,
+    stride: IntOr2 = 1,
+    padding: IntOr2 = 0,
+    dilation: IntOr2 = 1,
+    kernel_type: str = "gaussian",
+) -> torch.Tensor:
     """Pixel-adaptive average pooling: per channel, the kernel-weighted mean of each window.
 
     Args:
@@ -427,5 +472,4 @@ def pac_pool2d(input: torch.Tensor, guide: torch.Tensor, kernel_size: IntOr2, st
         raise InputError(f"input must be a 4-D tensor, got {getattr(input, 'shape', type(input))}")
     c = input.shape[1]
     weight = input.new_ones((c, 1, *_pair(kernel_size)))
-    return pac_conv2d(input, guide, weight, None, stride, padding, dilation, kernel_type, normalize=True,
-                      groups=c)
+    return pac_conv2d(input, guide, weight, None, stride, padding, dilation, kernel_type, normalize=True, groups=c)

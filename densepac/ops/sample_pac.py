@@ -49,8 +49,9 @@ def at_samples(x: torch.Tensor, scale: int) -> torch.Tensor:
     return x[..., off::scale, off::scale]
 
 
-def gaussian_spatial_logits(scale: int, radius: int, sigma: float, dtype: torch.dtype = torch.float32,
-                            device: torch.device | str | None = None) -> torch.Tensor:
+def gaussian_spatial_logits(
+    scale: int, radius: int, sigma: float, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+) -> torch.Tensor:
     """Log of a gaussian of the distance (HR px) from pixel to sample centre: ((2r+1)^2, s, s).
 
     Entry ``[t, a, b]`` is for neighbour ``t`` (row-major over the (2r+1)^2 window, centre
@@ -65,9 +66,14 @@ def gaussian_spatial_logits(scale: int, radius: int, sigma: float, dtype: torch.
     return (-0.5 * d2 / sigma**2).reshape(k * k, s, s)
 
 
-def sample_pac_upsample(values: torch.Tensor, feats_hr: torch.Tensor, feats_lr: torch.Tensor,
-                        spatial_logits: torch.Tensor, valid: torch.Tensor | None = None,
-                        radius: int = 2) -> torch.Tensor:
+def sample_pac_upsample(
+    values: torch.Tensor,
+    feats_hr: torch.Tensor,
+    feats_lr: torch.Tensor,
+    spatial_logits: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    radius: int = 2,
+) -> torch.Tensor:
     """Upsample LR ``values`` by a normalized PAC over the neighbouring LR samples.
 
     Args:
@@ -91,8 +97,9 @@ def sample_pac_upsample(values: torch.Tensor, feats_hr: torch.Tensor, feats_lr: 
         raise InputError(f"feats_hr {tuple(feats_hr.shape)} is not an integer upscale of values {tuple(values.shape)}")
     s = hh // h
     if spatial_logits.shape != (k2, s, s):
-        raise InputError(f"spatial_logits must be {(k2, s, s)} for scale {s}, radius {radius}, "
-                         f"got {tuple(spatial_logits.shape)}")
+        raise InputError(
+            f"spatial_logits must be {(k2, s, s)} for scale {s}, radius {radius}, got {tuple(spatial_logits.shape)}"
+        )
     # Softmax and sums in at least float32: half precision loses the small weights.
     dtype = torch.promote_types(values.dtype, torch.float32)
     g = lr_neighbours(feats_lr.to(dtype), radius)  # (N, C, K2, h, w)

@@ -9,7 +9,7 @@ rest of the object as well.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -17,8 +17,13 @@ from torch import nn
 from densepac.errors import InputError
 
 
-def adl(x: torch.Tensor, drop_rate: float = 0.75, threshold: float = 0.9, training: bool = True,
-        generator: torch.Generator | None = None) -> torch.Tensor:
+def adl(
+    x: torch.Tensor,
+    drop_rate: float = 0.75,
+    threshold: float = 0.9,
+    training: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Apply ADL to features (N, C, H, W); identity when ``training`` is False.
 
     Args:
@@ -69,8 +74,10 @@ class ADLHook:
 
     def __call__(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
         if not isinstance(output, torch.Tensor) or output.dim() != 4:
-            raise InputError(f"ADL after {type(module).__name__}: its output must be (N, C, H, W) features; "
-                             "pick a layer or stage that returns a feature map")
+            raise InputError(
+                f"ADL after {type(module).__name__}: its output must be (N, C, H, W) features; "
+                "pick a layer or stage that returns a feature map"
+            )
         return adl(output, self.drop_rate, self.threshold, module.training)
 
     def __repr__(self) -> str:
@@ -79,8 +86,7 @@ class ADLHook:
 
 def adl_layers(model: nn.Module) -> list[str]:
     """Names of the submodules of ``model`` whose output goes through ADL."""
-    return [name for name, m in model.named_modules()
-            if any(isinstance(h, ADLHook) for h in m._forward_hooks.values())]
+    return [name for name, m in model.named_modules() if any(isinstance(h, ADLHook) for h in m._forward_hooks.values())]
 
 
 def insert_adl(model: nn.Module, stages: Sequence[str], drop_rate: float = 0.75, threshold: float = 0.9) -> list[str]:
@@ -92,8 +98,10 @@ def insert_adl(model: nn.Module, stages: Sequence[str], drop_rate: float = 0.75,
     modules = dict(model.named_modules())
     missing = [s for s in stages if s not in modules or s == ""]
     if missing:
-        raise InputError(f"no submodule named {missing[0]!r} in {type(model).__name__}; "
-                         f"e.g. {', '.join(n for n in list(modules)[1:6])}")
+        raise InputError(
+            f"no submodule named {missing[0]!r} in {type(model).__name__}; "
+            f"e.g. {', '.join(n for n in list(modules)[1:6])}"
+        )
     already = set(adl_layers(model)) & set(stages)
     if already:
         raise InputError(f"{sorted(already)[0]!r} already has ADL; insert it once per layer")

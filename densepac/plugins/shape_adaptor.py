@@ -64,8 +64,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -108,8 +109,9 @@ def _pair(size: int | Sequence[int], name: str = "input size") -> Size:
     return values[0], values[1]
 
 
-def adaptor_output_sizes(input_size: int | Sequence[int], scales: Sequence[float],
-                         size_rule: str = "local") -> list[Size]:
+def adaptor_output_sizes(
+    input_size: int | Sequence[int], scales: Sequence[float], size_rule: str = "local"
+) -> list[Size]:
     """Output (H, W) of each adaptor of a chain with ``scales`` on an input of ``input_size``.
 
     Layers between adaptors keep the size. ``local``: ``floor(previous side * s_k)``;
@@ -133,8 +135,10 @@ def adaptor_output_sizes(input_size: int | Sequence[int], scales: Sequence[float
 def number_of_adaptors(input_size: int, min_output_size: float, r1: float = 0.5) -> int:
     """``round(log(input_size / min_output_size) / log(1 / r1))``: adaptors needed to reach ``min_output_size``."""
     if min_output_size <= 0 or input_size < min_output_size:
-        raise InputError(f"shape adaptor: input_size={input_size} is smaller than min_output_size={min_output_size}; "
-                         "give an input_size at least min_output_size")
+        raise InputError(
+            f"shape adaptor: input_size={input_size} is smaller than min_output_size={min_output_size}; "
+            "give an input_size at least min_output_size"
+        )
     return round(math.log(input_size / min_output_size) / math.log(1.0 / r1))
 
 
@@ -218,8 +222,13 @@ class FixedShapeAdaptor(nn.Module):
     (it follows ``.to()`` / ``.double()``); the scale is a Python float.
     """
 
-    def __init__(self, scale: float, alpha: float | torch.Tensor, residual: bool = False,
-                 ratios: tuple[float, float] = (0.5, 1.0)) -> None:
+    def __init__(
+        self,
+        scale: float,
+        alpha: float | torch.Tensor,
+        residual: bool = False,
+        ratios: tuple[float, float] = (0.5, 1.0),
+    ) -> None:
         super().__init__()
         self.fixed_scale, self.residual, (self.r1, self.r2) = float(scale), bool(residual), ratios
         alpha = alpha.detach().clone() if isinstance(alpha, torch.Tensor) else torch.tensor(float(alpha))
@@ -262,8 +271,9 @@ def alpha_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [m.logit for m in model.modules() if isinstance(m, ShapeAdaptor)]
 
 
-def shape_adaptor_param_groups(model: nn.Module, lr: float, alpha_lr: float,
-                               weight_decay: float = 0.0) -> list[dict[str, Any]]:
+def shape_adaptor_param_groups(
+    model: nn.Module, lr: float, alpha_lr: float, weight_decay: float = 0.0
+) -> list[dict[str, Any]]:
     """Optimizer param groups: network weights (``lr``, ``weight_decay``) and alphas (``alpha_lr``).
 
     Alphas get no weight decay: decay would pull every logit to 0 (``alpha = 0.5``). Only
@@ -273,8 +283,10 @@ def shape_adaptor_param_groups(model: nn.Module, lr: float, alpha_lr: float,
     alpha_ids = {id(p) for p in alphas}
     weights = [p for p in model.parameters() if p.requires_grad and id(p) not in alpha_ids]
     alphas = [p for p in alphas if p.requires_grad]
-    groups = [{"params": weights, "lr": lr, "weight_decay": weight_decay, "name": "weights"},
-              {"params": alphas, "lr": alpha_lr, "weight_decay": 0.0, "name": "alphas"}]
+    groups = [
+        {"params": weights, "lr": lr, "weight_decay": weight_decay, "name": "weights"},
+        {"params": alphas, "lr": alpha_lr, "weight_decay": 0.0, "name": "alphas"},
+    ]
     return [g for g in groups if g["params"]]
 
 
@@ -360,36 +372,51 @@ class ShapeAdaptorResNet(nn.Module):
     #: Side multiple the input needs: any size works (decoders read this to skip padding).
     pad_multiple = 1
 
-    def __init__(self, resnet: nn.Module, input_size: int = 224, min_output_size: float = 2,
-                 init_output_size: float | None = None, num_adaptors: int | None = None, r1: float = 0.5,
-                 r2: float = 1.0, size_rule: str = "local", depth: int | None = None) -> None:
+    def __init__(
+        self,
+        resnet: nn.Module,
+        input_size: int = 224,
+        min_output_size: float = 2,
+        init_output_size: float | None = None,
+        num_adaptors: int | None = None,
+        r1: float = 0.5,
+        r2: float = 1.0,
+        size_rule: str = "local",
+        depth: int | None = None,
+    ) -> None:
         super().__init__()
         from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
         if not isinstance(resnet, ResNet):
-            raise InputError(f"convert_resnet: got {type(resnet).__name__}; give a torchvision ResNet or an smp "
-                             "ResNet encoder (e.g. torchvision.models.resnet18())")
+            raise InputError(
+                f"convert_resnet: got {type(resnet).__name__}; give a torchvision ResNet or an smp "
+                "ResNet encoder (e.g. torchvision.models.resnet18())"
+            )
         self.r1, self.r2 = check_ratios(r1, r2)
         self.size_rule = check_size_rule(size_rule)
         depth = int(getattr(resnet, "_depth", 5)) if depth is None else depth
         if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= 5:
             raise InputError(f"ShapeAdaptorResNet: depth={depth!r}; use an int from 1 to 5")
         if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
-            raise InputError(f"ShapeAdaptorResNet: input_size={input_size!r} must be a positive int "
-                             "(the training image side)")
+            raise InputError(
+                f"ShapeAdaptorResNet: input_size={input_size!r} must be a positive int (the training image side)"
+            )
         self.input_size = input_size
         if isinstance(min_output_size, bool) or not isinstance(min_output_size, (int, float)) or min_output_size <= 0:
             raise InputError(f"ShapeAdaptorResNet: min_output_size={min_output_size!r} must be a positive number")
         n = number_of_adaptors(self.input_size, min_output_size, self.r1)
         if num_adaptors is not None:
             if isinstance(num_adaptors, bool) or not isinstance(num_adaptors, int) or num_adaptors < 0:
-                raise InputError(f"ShapeAdaptorResNet: num_adaptors={num_adaptors!r} must be an int >= 0 "
-                                 "(or None to derive it)")
+                raise InputError(
+                    f"ShapeAdaptorResNet: num_adaptors={num_adaptors!r} must be an int >= 0 (or None to derive it)"
+                )
             n = num_adaptors
         init_out = self.input_size / 32 if init_output_size is None else float(init_output_size)
         if not 0 < init_out <= self.input_size:
-            raise InputError(f"ShapeAdaptorResNet: init_output_size={init_output_size!r} must lie in "
-                             f"(0, input_size={self.input_size}]")
+            raise InputError(
+                f"ShapeAdaptorResNet: init_output_size={init_output_size!r} must lie in "
+                f"(0, input_size={self.input_size}]"
+            )
         self.depth = depth
 
         self.conv1, self.bn1 = copy.deepcopy(resnet.conv1), copy.deepcopy(resnet.bn1)
@@ -399,8 +426,10 @@ class ShapeAdaptorResNet(nn.Module):
         for layer in layers:
             for block in layer:
                 if not isinstance(block, (BasicBlock, Bottleneck)):
-                    raise InputError(f"convert_resnet: block {type(block).__name__} is not a torchvision "
-                                     "BasicBlock/Bottleneck; give a torchvision-style ResNet")
+                    raise InputError(
+                        f"convert_resnet: block {type(block).__name__} is not a torchvision "
+                        "BasicBlock/Bottleneck; give a torchvision-style ResNet"
+                    )
                 _unstride(block)
 
         # Candidates: the stem, then every block except the network's last one (as in the paper).
@@ -408,9 +437,11 @@ class ShapeAdaptorResNet(nn.Module):
         if len(candidates) > 1:
             candidates = candidates[:-1]
         if n > len(candidates):
-            raise InputError(f"ShapeAdaptorResNet: {n} adaptors needed for input_size={self.input_size} and "
-                             f"min_output_size={min_output_size}, but this ResNet has only {len(candidates)} "
-                             "positions; raise min_output_size or pass num_adaptors")
+            raise InputError(
+                f"ShapeAdaptorResNet: {n} adaptors needed for input_size={self.input_size} and "
+                f"min_output_size={min_output_size}, but this ResNet has only {len(candidates)} "
+                "positions; raise min_output_size or pass num_adaptors"
+            )
         chosen = {candidates[(i * len(candidates)) // n] for i in range(n)}
         alpha0 = initial_alpha(self.input_size, init_out, n, self.r1, self.r2)
 
@@ -480,8 +511,9 @@ class ShapeAdaptorResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         if x.dim() != 4 or x.shape[1] != self._out_channels[0]:
-            raise InputError(f"ShapeAdaptorResNet: input must be (N, {self._out_channels[0]}, H, W), "
-                             f"got {tuple(x.shape)}")
+            raise InputError(
+                f"ShapeAdaptorResNet: input must be (N, {self._out_channels[0]}, H, W), got {tuple(x.shape)}"
+            )
         sizes: Iterator[Size] = iter(self.output_sizes(tuple(x.shape[-2:])))
         features = [x]
         x = self.relu(self.bn1(self.conv1(x)))
@@ -495,8 +527,10 @@ class ShapeAdaptorResNet(nn.Module):
         return features
 
     def extra_repr(self) -> str:
-        return (f"input_size={self.input_size}, adaptors={len(self.positions)}, r1={self.r1}, r2={self.r2}, "
-                f"size_rule={self.size_rule!r}, depth={self.depth}")
+        return (
+            f"input_size={self.input_size}, adaptors={len(self.positions)}, r1={self.r1}, r2={self.r2}, "
+            f"size_rule={self.size_rule!r}, depth={self.depth}"
+        )
 
 
 def _block_out_channels(block: nn.Module) -> int:
@@ -521,27 +555,81 @@ def _build(arch: str, in_channels: int, depth: int, **kwargs: Any) -> ShapeAdapt
 
 
 @register_model
-def shape_adaptor_resnet18(in_channels: int = 3, depth: int = 5, input_size: int = 224, min_output_size: float = 2,
-                         init_output_size: float | None = None, num_adaptors: int | None = None, r1: float = 0.5,
-                         r2: float = 1.0, size_rule: str = "local") -> ShapeAdaptorResNet:
+def shape_adaptor_resnet18(
+    in_channels: int = 3,
+    depth: int = 5,
+    input_size: int = 224,
+    min_output_size: float = 2,
+    init_output_size: float | None = None,
+    num_adaptors: int | None = None,
+    r1: float = 0.5,
+    r2: float = 1.0,
+    size_rule: str = "local",
+) -> ShapeAdaptorResNet:
     """Shape Adaptor resnet18 encoder (random init; arguments: ShapeAdaptorResNet)."""
-    return _build("resnet18", in_channels, depth, input_size=input_size, min_output_size=min_output_size,
-                  init_output_size=init_output_size, num_adaptors=num_adaptors, r1=r1, r2=r2, size_rule=size_rule)
+    return _build(
+        "resnet18",
+        in_channels,
+        depth,
+        input_size=input_size,
+        min_output_size=min_output_size,
+        init_output_size=init_output_size,
+        num_adaptors=num_adaptors,
+        r1=r1,
+        r2=r2,
+        size_rule=size_rule,
+    )
 
 
 @register_model
-def shape_adaptor_resnet34(in_channels: int = 3, depth: int = 5, input_size: int = 224, min_output_size: float = 2,
-                         init_output_size: float | None = None, num_adaptors: int | None = None, r1: float = 0.5,
-                         r2: float = 1.0, size_rule: str = "local") -> ShapeAdaptorResNet:
+def shape_adaptor_resnet34(
+    in_channels: int = 3,
+    depth: int = 5,
+    input_size: int = 224,
+    min_output_size: float = 2,
+    init_output_size: float | None = None,
+    num_adaptors: int | None = None,
+    r1: float = 0.5,
+    r2: float = 1.0,
+    size_rule: str = "local",
+) -> ShapeAdaptorResNet:
     """Shape Adaptor resnet34 encoder (random init; arguments: ShapeAdaptorResNet)."""
-    return _build("resnet34", in_channels, depth, input_size=input_size, min_output_size=min_output_size,
-                  init_output_size=init_output_size, num_adaptors=num_adaptors, r1=r1, r2=r2, size_rule=size_rule)
+    return _build(
+        "resnet34",
+        in_channels,
+        depth,
+        input_size=input_size,
+        min_output_size=min_output_size,
+        init_output_size=init_output_size,
+        num_adaptors=num_adaptors,
+        r1=r1,
+        r2=r2,
+        size_rule=size_rule,
+    )
 
 
 @register_model
-def shape_adaptor_resnet50(in_channels: int = 3, depth: int = 5, input_size: int = 224, min_output_size: float = 2,
-                         init_output_size: float | None = None, num_adaptors: int | None = None, r1: float = 0.5,
-                         r2: float = 1.0, size_rule: str = "local") -> ShapeAdaptorResNet:
+def shape_adaptor_resnet50(
+    in_channels: int = 3,
+    depth: int = 5,
+    input_size: int = 224,
+    min_output_size: float = 2,
+    init_output_size: float | None = None,
+    num_adaptors: int | None = None,
+    r1: float = 0.5,
+    r2: float = 1.0,
+    size_rule: str = "local",
+) -> ShapeAdaptorResNet:
     """Shape Adaptor resnet50 encoder (random init; arguments: ShapeAdaptorResNet)."""
-    return _build("resnet50", in_channels, depth, input_size=input_size, min_output_size=min_output_size,
-                  init_output_size=init_output_size, num_adaptors=num_adaptors, r1=r1, r2=r2, size_rule=size_rule)
+    return _build(
+        "resnet50",
+        in_channels,
+        depth,
+        input_size=input_size,
+        min_output_size=min_output_size,
+        init_output_size=init_output_size,
+        num_adaptors=num_adaptors,
+        r1=r1,
+        r2=r2,
+        size_rule=size_rule,
+    )

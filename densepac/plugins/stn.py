@@ -87,8 +87,13 @@ def _out_size(x: torch.Tensor, size: tuple[int, int] | None) -> tuple[int, int]:
     return (int(x.shape[-2]), int(x.shape[-1])) if size is None else (int(size[0]), int(size[1]))
 
 
-def affine_grid_sample(x: torch.Tensor, theta: torch.Tensor, size: tuple[int, int] | None = None,
-                       mode: str = "bilinear", padding_mode: str = "zeros") -> torch.Tensor:
+def affine_grid_sample(
+    x: torch.Tensor,
+    theta: torch.Tensor,
+    size: tuple[int, int] | None = None,
+    mode: str = "bilinear",
+    padding_mode: str = "zeros",
+) -> torch.Tensor:
     """Warp ``x`` (N, C, H, W) by ``theta`` (N, 2, 3) -> (N, C, *size) (default: x's size).
 
     Output pixel ``p`` (normalized, ``align_corners=False``) takes the value of ``x`` at
@@ -128,8 +133,9 @@ def attention_theta(params: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.stack([s, zero, tx], -1), torch.stack([zero, s, ty], -1)], dim=1)
 
 
-def tps_control_points(grid_size: int, device: torch.device | str | None = None,
-                       dtype: torch.dtype | None = None) -> torch.Tensor:
+def tps_control_points(
+    grid_size: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """Regular ``grid_size x grid_size`` control points (G*G, 2) as (x, y), spanning [-1, 1], row-major."""
     if isinstance(grid_size, bool) or not isinstance(grid_size, int) or grid_size < 2:
         raise InputError(f"tps grid_size={grid_size!r} must be an integer >= 2 (control points per side)")
@@ -151,8 +157,9 @@ def _check_ctrl(ctrl_out: torch.Tensor, ctrl_in: torch.Tensor, batch: int) -> tu
 
 def _pixel_grid(batch: int, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
     """Normalized pixel centres (N, H*W, 2), ``align_corners=False``, as (x, y)."""
-    coords = create_meshgrid(h, w, normalized_coordinates=True, device=like.device, dtype=like.dtype,
-                             align_corners=False)
+    coords = create_meshgrid(
+        h, w, normalized_coordinates=True, device=like.device, dtype=like.dtype, align_corners=False
+    )
     return coords.reshape(1, h * w, 2).expand(batch, -1, -1)
 
 
@@ -169,8 +176,9 @@ def tps_grid(ctrl_out: torch.Tensor, ctrl_in: torch.Tensor, size: tuple[int, int
     return pts.view(n, size[0], size[1], 2)
 
 
-def tps_inverse_grid(ctrl_out: torch.Tensor, ctrl_in: torch.Tensor, size: tuple[int, int],
-                     steps: int = 3) -> torch.Tensor:
+def tps_inverse_grid(
+    ctrl_out: torch.Tensor, ctrl_in: torch.Tensor, size: tuple[int, int], steps: int = 3
+) -> torch.Tensor:
     """Sampling grid (N, H, W, 2) of the approximate inverse of :func:`tps_grid`'s spline.
 
     Start from the reverse TPS (control points swapped; exact at the control points), then
@@ -189,9 +197,14 @@ def tps_inverse_grid(ctrl_out: torch.Tensor, ctrl_in: torch.Tensor, size: tuple[
     return p.view(n, size[0], size[1], 2)
 
 
-def tps_grid_sample(x: torch.Tensor, ctrl_out: torch.Tensor, ctrl_in: torch.Tensor,
-                    size: tuple[int, int] | None = None, mode: str = "bilinear",
-                    padding_mode: str = "zeros") -> torch.Tensor:
+def tps_grid_sample(
+    x: torch.Tensor,
+    ctrl_out: torch.Tensor,
+    ctrl_in: torch.Tensor,
+    size: tuple[int, int] | None = None,
+    mode: str = "bilinear",
+    padding_mode: str = "zeros",
+) -> torch.Tensor:
     """Warp ``x`` (N, C, H, W) by the TPS ``ctrl_out -> ctrl_in`` -> (N, C, *size).
 
     Same result as kornia's ``warp_image_tps`` at ``size=None`` (kornia fixes ``mode`` to bilinear).
@@ -231,25 +244,42 @@ class SpatialTransformer(nn.Module):
     the input-frame positions (N, G*G, 2) of the regular control points for ``tps``.
     """
 
-    def __init__(self, in_channels: int = 3, kind: str = "affine", hidden: int = 32, grid_size: int = 4,
-                 pool_size: int = 4, invert_steps: int = 3) -> None:
+    def __init__(
+        self,
+        in_channels: int = 3,
+        kind: str = "affine",
+        hidden: int = 32,
+        grid_size: int = 4,
+        pool_size: int = 4,
+        invert_steps: int = 3,
+    ) -> None:
         super().__init__()
         self.kind = _check_kind(kind)
-        for name, value, low in (("in_channels", in_channels, 1), ("hidden", hidden, 1),
-                                 ("pool_size", pool_size, 1), ("invert_steps", invert_steps, 0)):
+        for name, value, low in (
+            ("in_channels", in_channels, 1),
+            ("hidden", hidden, 1),
+            ("pool_size", pool_size, 1),
+            ("invert_steps", invert_steps, 0),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise InputError(f"STN {name}={value!r} must be an integer >= {low}")
         self.in_channels, self.hidden, self.pool_size = in_channels, hidden, pool_size
         self.grid_size, self.invert_steps = grid_size, invert_steps
         # Derived from grid_size, so not part of the state dict.
-        self.register_buffer("control_points", tps_control_points(grid_size) if kind == "tps"
-                             else torch.empty(0, 2), persistent=False)
+        self.register_buffer(
+            "control_points", tps_control_points(grid_size) if kind == "tps" else torch.empty(0, 2), persistent=False
+        )
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, hidden, 3, stride=2, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, hidden, 3, stride=2, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, hidden, 3, stride=2, padding=1), nn.ReLU(inplace=True),
-            nn.AdaptiveAvgPool2d(pool_size), nn.Flatten(),
-            nn.Linear(hidden * pool_size * pool_size, hidden), nn.ReLU(inplace=True),
+            nn.Conv2d(in_channels, hidden, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, hidden, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, hidden, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(pool_size),
+            nn.Flatten(),
+            nn.Linear(hidden * pool_size * pool_size, hidden),
+            nn.ReLU(inplace=True),
         )
         self.head = nn.Linear(hidden, _num_params(kind, grid_size))
         self.reset_head()
@@ -279,20 +309,21 @@ class SpatialTransformer(nn.Module):
             return attention_theta(params)
         return self.control_points.to(params.dtype) + params.view(params.shape[0], -1, 2)
 
-    def warp(self, x: torch.Tensor, transform: torch.Tensor, size: tuple[int, int] | None = None,
-             padding_mode: str = "zeros") -> torch.Tensor:
+    def warp(
+        self, x: torch.Tensor, transform: torch.Tensor, size: tuple[int, int] | None = None, padding_mode: str = "zeros"
+    ) -> torch.Tensor:
         """Warped view (N, C, *size) of ``x`` (N, C, H, W): output pixel p samples x at T(p)."""
         if self.kind == "tps":
             return tps_grid_sample(x, self.control_points, transform, size, padding_mode=padding_mode)
         return affine_grid_sample(x, transform, size, padding_mode=padding_mode)
 
-    def unwarp(self, y: torch.Tensor, transform: torch.Tensor, size: tuple[int, int] | None = None,
-               padding_mode: str = "zeros") -> torch.Tensor:
+    def unwarp(
+        self, y: torch.Tensor, transform: torch.Tensor, size: tuple[int, int] | None = None, padding_mode: str = "zeros"
+    ) -> torch.Tensor:
         """Bring ``y`` (N, C, h, w), living in the warped view, back to the input grid (N, C, *size)."""
         if self.kind == "tps":
             _check_padding(padding_mode)
-            grid = tps_inverse_grid(self.control_points, transform.to(y.dtype), _out_size(y, size),
-                                    self.invert_steps)
+            grid = tps_inverse_grid(self.control_points, transform.to(y.dtype), _out_size(y, size), self.invert_steps)
             return F.grid_sample(y, grid, padding_mode=padding_mode, align_corners=False)
         return affine_grid_sample(y, invert_affine(transform), size, padding_mode=padding_mode)
 
@@ -327,9 +358,17 @@ class STNSegmentation(SegmentationModel):
         fill: ``"zeros"`` (uniform logits) or ``"border"`` for input pixels the view misses.
     """
 
-    def __init__(self, model: nn.Module, kind: str = "affine", hidden: int = 32, grid_size: int = 4,
-                 pool_size: int = 4, invert_steps: int = 3, image_padding: str = "border",
-                 fill: str = "zeros") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        kind: str = "affine",
+        hidden: int = 32,
+        grid_size: int = 4,
+        pool_size: int = 4,
+        invert_steps: int = 3,
+        image_padding: str = "border",
+        fill: str = "zeros",
+    ) -> None:
         super().__init__()
         _check_segmentation(model)
         if image_padding not in PADDING_MODES:
@@ -361,10 +400,15 @@ class STNSegmentation(SegmentationModel):
 
 
 def _check_segmentation(model: Any) -> None:
-    if not isinstance(model, nn.Module) or getattr(model, "task", None) != "segmentation" \
-            or not hasattr(model, "num_classes"):
-        raise InputError(f"STN wraps segmentation models only, got {type(model).__name__}; "
-                         "pass a model from list_models(task='segmentation')")
+    if (
+        not isinstance(model, nn.Module)
+        or getattr(model, "task", None) != "segmentation"
+        or not hasattr(model, "num_classes")
+    ):
+        raise InputError(
+            f"STN wraps segmentation models only, got {type(model).__name__}; "
+            "pass a model from list_models(task='segmentation')"
+        )
 
 
 #: Keyword arguments :func:`wrap_stn` forwards to :class:`STNSegmentation`.

@@ -28,7 +28,7 @@ bottom/right padding (as in FCN-8s, which pads to a multiple of 32) that is crop
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -46,8 +46,10 @@ def _check(model: nn.Module, image: torch.Tensor) -> None:
     if not isinstance(model, nn.Module):
         raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if getattr(model, "task", "segmentation") != "segmentation":
-        raise InputTypeError(f"{getattr(model, 'model_name', type(model).__name__)!r} is a {model.task} model; "
-                        "attention and class activation maps need a segmentation model")
+        raise InputTypeError(
+            f"{getattr(model, 'model_name', type(model).__name__)!r} is a {model.task} model; "
+            "attention and class activation maps need a segmentation model"
+        )
     if not isinstance(image, torch.Tensor):
         raise InputTypeError(f"image must be a torch.Tensor (N, 3, H, W), got {type(image).__name__}")
     if image.dim() != 4 or image.shape[1] != 3 or image.shape[-2] < 1 or image.shape[-1] < 1:
@@ -60,8 +62,10 @@ def _module(model: nn.Module, layer: str) -> nn.Module:
     modules = dict(model.named_modules())
     if not isinstance(layer, str) or layer not in modules or layer == "":
         some = ", ".join(n for n in list(modules)[1:] if "." not in n)[:200]
-        raise InputError(f"no layer named {layer!r} in {type(model).__name__}; "
-                         f"give a name from model.named_modules() (top level: {some})")
+        raise InputError(
+            f"no layer named {layer!r} in {type(model).__name__}; "
+            f"give a name from model.named_modules() (top level: {some})"
+        )
     return modules[layer]
 
 
@@ -70,12 +74,14 @@ def _num_classes(model: nn.Module) -> int | None:
     return k if isinstance(k, int) else None
 
 
-def _forward_capture(model: nn.Module, image: torch.Tensor,
-                     layer: str | None) -> tuple[torch.Tensor, torch.Tensor, str]:
+def _forward_capture(
+    model: nn.Module, image: torch.Tensor, layer: str | None
+) -> tuple[torch.Tensor, torch.Tensor, str]:
     """(logits, features (N, C, h, w) of ``layer``, the layer's name) from one forward pass."""
     captured: dict[str, tuple[str, torch.Tensor]] = {}
     handles = []
     if layer is not None:
+
         def keep(module, args, output, name=layer):
             if isinstance(output, torch.Tensor):
                 captured["best"] = (name, output)  # a module run twice: its last call wins
@@ -105,14 +111,18 @@ def _forward_capture(model: nn.Module, image: torch.Tensor,
         raise InputTypeError(f"{type(model).__name__} returned {type(logits).__name__}, not (N, K, H, W) logits")
     found = captured.get("best") or captured.get("scores")
     if found is None and layer is not None:
-        raise InputError(f"layer {layer!r} of {type(model).__name__} did not run or returned no tensor; "
-                         "name a convolution or activation layer that forward() uses")
+        raise InputError(
+            f"layer {layer!r} of {type(model).__name__} did not run or returned no tensor; "
+            "name a convolution or activation layer that forward() uses"
+        )
     if found is None:
         raise InputError(f"no layer of {type(model).__name__} returned (N, C, h, w) features; pass layer=NAME")
     name, feats = found
     if feats.dim() != 4:
-        raise InputError(f"layer {name!r} outputs shape {tuple(feats.shape)}, not (N, C, h, w) features; "
-                         "name a convolution or activation layer")
+        raise InputError(
+            f"layer {name!r} outputs shape {tuple(feats.shape)}, not (N, C, h, w) features; "
+            "name a convolution or activation layer"
+        )
     return logits, feats, name
 
 
@@ -174,8 +184,9 @@ def attention_map(model: nn.Module, image: torch.Tensor, layer: str | None = Non
         return _normalize(_to_image(att, tuple(image.shape[-2:])))[:, 0]
 
 
-def class_activation_maps(model: nn.Module, image: torch.Tensor, layer: str | None = None,
-                          classes: int | Sequence[int] | None = None) -> torch.Tensor:
+def class_activation_maps(
+    model: nn.Module, image: torch.Tensor, layer: str | None = None, classes: int | Sequence[int] | None = None
+) -> torch.Tensor:
     """Seg-Grad-CAM maps of ``classes`` (default: all) at the image size, in [0, 1].
 
     Args:

@@ -31,8 +31,9 @@ with ``val.txt`` is refused, because evaluating on training images inflates ever
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,16 +49,36 @@ ImageMaskTransform = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.nda
 
 IGNORE_INDEX = 255
 VOC_CLASSES: tuple[str, ...] = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 VOC_NUM_CLASSES = len(VOC_CLASSES)
 # Preferred extension first when one stem has several image files (VOC ships .jpg).
 _IMAGE_PREFERENCE = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
-def check_labels(label: np.ndarray, num_classes: int | None, source: str | os.PathLike[str],
-                 ignore_index: int = IGNORE_INDEX) -> None:
+def check_labels(
+    label: np.ndarray, num_classes: int | None, source: str | os.PathLike[str], ignore_index: int = IGNORE_INDEX
+) -> None:
     """Raise InputError when ``label`` holds ids outside ``[0, num_classes)`` other than ``ignore_index``.
 
     With ``num_classes=None`` only negative ids are refused.
@@ -75,9 +96,9 @@ def check_labels(label: np.ndarray, num_classes: int | None, source: str | os.Pa
         )
 
 
-
-def seg_item(image: np.ndarray, label: np.ndarray, name: str,
-             transform: ImageMaskTransform | None = None) -> dict[str, Any]:
+def seg_item(
+    image: np.ndarray, label: np.ndarray, name: str, transform: ImageMaskTransform | None = None
+) -> dict[str, Any]:
     """The dataset item of an image (H, W, 3) float [0, 1] or uint8 and its label (H, W), after ``transform``.
 
     Returns:
@@ -166,9 +187,15 @@ class VOCSegmentation(_SegDataset):
         num_classes: labels must lie in ``[0, num_classes)`` or be 255 (21 for VOC).
     """
 
-    def __init__(self, root: str | os.PathLike[str], split: str = "train",
-                 image_set_dir: str = "ImageSets/Segmentation", sbd: bool = False,
-                 transform: ImageMaskTransform | None = None, num_classes: int = VOC_NUM_CLASSES) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        split: str = "train",
+        image_set_dir: str = "ImageSets/Segmentation",
+        sbd: bool = False,
+        transform: ImageMaskTransform | None = None,
+        num_classes: int = VOC_NUM_CLASSES,
+    ) -> None:
         super().__init__(transform, check_num_classes(num_classes, maximum=255, allow_none=False))
         self.root = Path(root)
         if not self.root.is_dir():
@@ -237,8 +264,14 @@ class FolderSegmentation(_SegDataset):
         images, masks: names of the two sub-folders.
     """
 
-    def __init__(self, root: str | os.PathLike[str], transform: ImageMaskTransform | None = None,
-                 num_classes: int | None = None, images: str = "images", masks: str = "masks") -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        transform: ImageMaskTransform | None = None,
+        num_classes: int | None = None,
+        images: str = "images",
+        masks: str = "masks",
+    ) -> None:
         super().__init__(transform, check_num_classes(num_classes, maximum=255, allow_none=True))
         self.root = Path(root)
         if not self.root.is_dir():
@@ -247,8 +280,10 @@ class FolderSegmentation(_SegDataset):
         mask_files = index_folder(self.root / masks, LABEL_EXTENSIONS, f"'{masks}'", prefer=True)
         check_paired(self.root, image_files, mask_files, "images without a mask", "masks without an image")
         if not image_files:
-            raise InputError(f"{self.root}: no image/mask pairs in {images}/ and {masks}/; "
-                             f"add <stem>.png files ({', '.join(IMAGE_EXTENSIONS)} for images)")
+            raise InputError(
+                f"{self.root}: no image/mask pairs in {images}/ and {masks}/; "
+                f"add <stem>.png files ({', '.join(IMAGE_EXTENSIONS)} for images)"
+            )
         self.names = sorted(image_files)
         self.image_files = [image_files[s] for s in self.names]
         self.label_files = [mask_files[s] for s in self.names]
@@ -274,8 +309,16 @@ def _parse_seg_spec(spec: str) -> tuple[str, str | None]:
     return kind, arg
 
 
-def make_seg_dataset(spec: str, split: str, *, num_classes: int = 21, size: int | tuple[int, int] | None = None,
-                     num_scenes: int = 100, seed: int = 0, transform: Any = None) -> Dataset:
+def make_seg_dataset(
+    spec: str,
+    split: str,
+    *,
+    num_classes: int = 21,
+    size: int | tuple[int, int] | None = None,
+    num_scenes: int = 100,
+    seed: int = 0,
+    transform: Any = None,
+) -> Dataset:
     """A segmentation dataset for ``split`` ("train", "val" or "test") named by ``spec``.
 
     ``synthetic`` | ``synthetic:SEED``: ``num_scenes`` scenes of ``size`` (default 128x128);
@@ -299,7 +342,12 @@ def make_seg_dataset(spec: str, split: str, *, num_classes: int = 21, size: int 
         return SyntheticSegmentation(num_scenes, seed=base, size=hw, num_classes=num_classes, transform=transform)
     root = Path(arg)  # type: ignore[arg-type]
     if kind in ("voc", "voc_aug"):
-        return VOCSegmentation(root, split="train" if split == "train" else "val", sbd=kind == "voc_aug",
-                               transform=transform, num_classes=num_classes)
+        return VOCSegmentation(
+            root,
+            split="train" if split == "train" else "val",
+            sbd=kind == "voc_aug",
+            transform=transform,
+            num_classes=num_classes,
+        )
     folder = root / split if (root / split).is_dir() else root
     return FolderSegmentation(folder, transform=transform, num_classes=num_classes)

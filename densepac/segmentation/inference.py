@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -29,9 +29,14 @@ from densepac.tiling import (
 )
 
 
-def segment_image(model: nn.Module, image: np.ndarray, device: torch.device | str = "cpu",
-                  max_memory: int | str | None = None, tile: int | None = None,
-                  progress: bool = False) -> np.ndarray:
+def segment_image(
+    model: nn.Module,
+    image: np.ndarray,
+    device: torch.device | str = "cpu",
+    max_memory: int | str | None = None,
+    tile: int | None = None,
+    progress: bool = False,
+) -> np.ndarray:
     """Labels (H, W) int64 of one RGB image (H, W, 3) float32 in [0, 1] (uint8 / uint16 are scaled).
 
     Args:
@@ -81,8 +86,12 @@ def segmentation_memory_model(model: nn.Module, device: torch.device | str = "cp
 
     def measure() -> MemoryModel:
         with torch.inference_mode():
-            return measure_memory(lambda h, w: (torch.rand(1, 3, h, w, device=device),), model,
-                                  [(64, 64), (128, 128)], fixed=largest_tensor_bytes(model))
+            return measure_memory(
+                lambda h, w: (torch.rand(1, 3, h, w, device=device),),
+                model,
+                [(64, 64), (128, 128)],
+                fixed=largest_tensor_bytes(model),
+            )
 
     return cached_memory_model(model, ("segmentation", device.type), measure)
 
@@ -94,21 +103,33 @@ def segmentation_tile_margin(model: nn.Module, size: tuple[int, int]) -> int:
     """
     from densepac.ops.crf import PacCRF
 
-    reach = [crf.num_steps * max(d * (k // 2) for (k, _), d in zip(crf.kernels, crf.dilations(size)))
-             for crf in model.modules() if isinstance(crf, PacCRF)]
+    reach = [
+        crf.num_steps * max(d * (k // 2) for (k, _), d in zip(crf.kernels, crf.dilations(size)))
+        for crf in model.modules()
+        if isinstance(crf, PacCRF)
+    ]
     return SEG_TILE_MARGIN + max(reach, default=0)
 
 
-def segmentation_tiles_for_budget(model: nn.Module, image: torch.Tensor,
-                                  max_memory: int | str) -> tuple[int, int] | None:
+def segmentation_tiles_for_budget(
+    model: nn.Module, image: torch.Tensor, max_memory: int | str
+) -> tuple[int, int] | None:
     """Tile (th, tw) for :func:`tiled_segment` (labels) under ``max_memory``, or None: untiled fits."""
     budget = budget_bytes(max_memory)
     warn_if_over(budget, image.device)
     n, _, h, w = image.shape
     memory = segmentation_memory_model(model, image.device)
-    return tiles_for_budget((h, w), budget, memory_in_use(image.device), n * h * w * 8, memory,
-                            segmentation_tile_margin(model, (h, w)), SEG_TILE_ALIGN, MIN_SEG_TILE,
-                            what=getattr(model, "model_name", type(model).__name__))
+    return tiles_for_budget(
+        (h, w),
+        budget,
+        memory_in_use(image.device),
+        n * h * w * 8,
+        memory,
+        segmentation_tile_margin(model, (h, w)),
+        SEG_TILE_ALIGN,
+        MIN_SEG_TILE,
+        what=getattr(model, "model_name", type(model).__name__),
+    )
 
 
 @contextmanager
@@ -134,8 +155,14 @@ def whole_image_crf(model: nn.Module, size: tuple[int, int]):
             crf.kernels, crf.dilation_reference = kernels, reference
 
 
-def tiled_segment(model: nn.Module, image: torch.Tensor, tile: int | tuple[int, int], margin: int | None = None,
-                  labels: bool = False, progress: bool = False) -> torch.Tensor:
+def tiled_segment(
+    model: nn.Module,
+    image: torch.Tensor,
+    tile: int | tuple[int, int],
+    margin: int | None = None,
+    labels: bool = False,
+    progress: bool = False,
+) -> torch.Tensor:
     """Segment ``image`` (N, 3, H, W) tile by tile: logits (N, K, H, W), or labels (N, H, W) int64.
 
     Tiles (kept ``tile`` pixels, on the :data:`SEG_TILE_ALIGN` grid) see ``margin`` pixels of
@@ -162,10 +189,21 @@ class SegmentReport:
     model: str
 
 
-def segment_files(images: Sequence[PathLike], output_dir: PathLike, *, model: str | None = None,
-                  weights: PathLike | None = None, crf: bool = False, model_kwargs: dict | None = None,
-                  cam: bool = False, cam_layer: str | None = None, max_memory: int | str | None = None,
-                  device: str = "auto", overwrite: bool = False, progress: bool = True) -> SegmentReport:
+def segment_files(
+    images: Sequence[PathLike],
+    output_dir: PathLike,
+    *,
+    model: str | None = None,
+    weights: PathLike | None = None,
+    crf: bool = False,
+    model_kwargs: dict | None = None,
+    cam: bool = False,
+    cam_layer: str | None = None,
+    max_memory: int | str | None = None,
+    device: str = "auto",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> SegmentReport:
     """Segment image files into ``output_dir``: ``NAME.png`` (labels, VOC palette) and ``NAME_overlay.png``.
 
     With ``cam``, also ``NAME_cam.png``: the model's attention (channel mean of ``cam_layer``,
@@ -205,11 +243,15 @@ def segment_files(images: Sequence[PathLike], output_dir: PathLike, *, model: st
     net = load_model_for_inference(model, weights, crf=crf, **(model_kwargs or {}))
     if getattr(net, "task", None) != "segmentation":
         source = f"{weights}: " if weights is not None else ""
-        raise InputError(f"{source}model {net.model_name!r} is a {net.task} model; "
-                         "pick one from `densepac models --task segmentation`")
+        raise InputError(
+            f"{source}model {net.model_name!r} is a {net.task} model; "
+            "pick one from `densepac models --task segmentation`"
+        )
     if cam_layer is not None and cam_layer not in dict(net.named_modules()):
-        raise InputError(f"--cam-layer {cam_layer!r} is not a layer of {net.model_name}; "
-                         "give a name from model.named_modules(), e.g. relu7 for FCN-8s")
+        raise InputError(
+            f"--cam-layer {cam_layer!r} is not a layer of {net.model_name}; "
+            "give a name from model.named_modules(), e.g. relu7 for FCN-8s"
+        )
     output_dir.mkdir(exist_ok=True)
     quiet = not progress or not sys.stderr.isatty() or len(paths) == 1
     for path, group in zip(tqdm(paths, desc="segment", disable=quiet), targets):

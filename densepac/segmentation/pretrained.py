@@ -10,8 +10,8 @@ model. Nothing is unpickled: safetensors, or ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import torch
 from torch import nn
@@ -57,7 +57,7 @@ def detect_weights_format(state: Mapping[str, torch.Tensor]) -> str:
         (``backbone.*`` + ``classifier.4.*``), ``"resnet"`` (torchvision ImageNet ResNet:
         ``conv1``, ``layer4``, ``fc``) or ``"densepac"`` (anything else: a densepac model).
     """
-    keys = [k[len("module."):] if k.startswith("module.") else k for k in state]
+    keys = [k[len("module.") :] if k.startswith("module.") else k for k in state]
     if any(re.fullmatch(r"features\.\d+\.weight", k) for k in keys):
         return "vgg16"
     if any(k.startswith("backbone.") for k in keys) and "classifier.4.weight" in keys:
@@ -91,15 +91,18 @@ def _class_mismatch(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.T
     return found.pop() if len(found) == 1 else None
 
 
-def _check_classes(model: nn.Module, state: Mapping[str, torch.Tensor], source: str,
-                   own: Mapping[str, torch.Tensor] | None = None) -> None:
+def _check_classes(
+    model: nn.Module, state: Mapping[str, torch.Tensor], source: str, own: Mapping[str, torch.Tensor] | None = None
+) -> None:
     k = getattr(model, "num_classes", None)
     if not isinstance(k, int):
         return
     n = _class_mismatch(own if own is not None else model.state_dict(), state, k)
     if n is not None:
-        raise InputError(f"{source} predicts {n} classes but the model has {k}; "
-                         f"set num_classes={n} or start from weights without the class layers")
+        raise InputError(
+            f"{source} predicts {n} classes but the model has {k}; "
+            f"set num_classes={n} or start from weights without the class layers"
+        )
 
 
 def load_exact(model: nn.Module, state: Mapping[str, torch.Tensor], source: str, kind: str) -> None:
@@ -108,23 +111,28 @@ def load_exact(model: nn.Module, state: Mapping[str, torch.Tensor], source: str,
     _check_classes(model, state, source, own)
     problem = state_dict_mismatch(own, state)
     if problem:
-        raise WeightsError(f"{kind} weights {source} do not fit model {_name(model)!r}: {problem}; "
-                           "pick the model these weights were trained for")
+        raise WeightsError(
+            f"{kind} weights {source} do not fit model {_name(model)!r}: {problem}; "
+            "pick the model these weights were trained for"
+        )
     model.load_state_dict(state)
 
 
 def _load_vgg16(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
     base = _base(model)
     if not isinstance(base, FCN8s):
-        raise WeightsError(f"{source} holds torchvision VGG16 weights, which fit fcn8s_vgg16 / pac_fcn8s_vgg16, "
-                           f"not {_name(base)!r}; pick an FCN-8s model or other weights")
-    keys = {k[len("module."):] if k.startswith("module.") else k for k in state}
+        raise WeightsError(
+            f"{source} holds torchvision VGG16 weights, which fit fcn8s_vgg16 / pac_fcn8s_vgg16, "
+            f"not {_name(base)!r}; pick an FCN-8s model or other weights"
+        )
+    keys = {k[len("module.") :] if k.startswith("module.") else k for k in state}
     if any(k.startswith("features.") and k.endswith(("running_mean", "running_var")) for k in keys):
         raise WeightsError(f"{source} holds a batch-norm VGG (vgg16_bn); give plain torchvision vgg16 weights")
     convs = {int(m.group(1)) for k in keys if (m := re.fullmatch(r"features\.(\d+)\.weight", k))}
     if convs != _VGG16_CONV_INDICES:
-        raise WeightsError(f"{source} holds a VGG with {len(convs)} convolutions, not VGG16's 13; "
-                           "give torchvision vgg16 weights")
+        raise WeightsError(
+            f"{source} holds a VGG with {len(convs)} convolutions, not VGG16's 13; give torchvision vgg16 weights"
+        )
     load_vgg16_backbone(base, state, load_fc="classifier.0.weight" in keys)
 
 
@@ -137,32 +145,40 @@ def _load_torchvision(model: nn.Module, state: Mapping[str, torch.Tensor], sourc
     base = _base(model)
     title = "torchvision FCN-ResNet" if fmt == "torchvision_fcn" else "torchvision ImageNet ResNet"
     if not isinstance(base, TorchvisionFCN):
-        raise WeightsError(f"{source} holds {title} weights, which fit fcn_resnet50 / fcn_resnet101, "
-                           f"not {_name(base)!r}; pick an fcn_resnet model or other weights")
+        raise WeightsError(
+            f"{source} holds {title} weights, which fit fcn_resnet50 / fcn_resnet101, "
+            f"not {_name(base)!r}; pick an fcn_resnet model or other weights"
+        )
     prefix = "backbone." if fmt == "torchvision_fcn" else ""
     depth = _resnet_depth(state, prefix)
     if depth is not None and depth != base.depth:
-        raise WeightsError(f"{source} holds ResNet-{depth} weights but the model is fcn_resnet{base.depth}; "
-                           f"use model fcn_resnet{depth}")
+        raise WeightsError(
+            f"{source} holds ResNet-{depth} weights but the model is fcn_resnet{base.depth}; "
+            f"use model fcn_resnet{depth}"
+        )
     if fmt == "resnet":  # ImageNet classifier: backbone only, the FCN heads keep their initialisation
         backbone = {k: v for k, v in state.items() if not k.startswith("fc.")}
         load_exact(base.net.backbone, backbone, source, title)
         return
     n = int(state["classifier.4.weight"].shape[0])
     if n != base.num_classes:
-        raise InputError(f"{source} predicts {n} classes but the model has {base.num_classes}; "
-                         f"set num_classes={n} or start from ImageNet ResNet weights")
+        raise InputError(
+            f"{source} predicts {n} classes but the model has {base.num_classes}; "
+            f"set num_classes={n} or start from ImageNet ResNet weights"
+        )
     has_aux = any(k.startswith("aux_classifier.") for k in state)
     if base.aux_loss and not has_aux:
-        raise WeightsError(f"{source} has no auxiliary head but the model was built with aux_loss=True; "
-                           "build it with aux_loss=False")
+        raise WeightsError(
+            f"{source} has no auxiliary head but the model was built with aux_loss=True; build it with aux_loss=False"
+        )
     # COCO/VOC checkpoints carry the auxiliary head; a model without one ignores it.
     kept = {k: v for k, v in state.items() if base.aux_loss or not k.startswith("aux_classifier.")}
     load_exact(base.net, kept, source, title)
 
 
-def _align_pac_keys(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor],
-                    source: str) -> dict[str, torch.Tensor]:
+def _align_pac_keys(
+    state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor], source: str
+) -> dict[str, torch.Tensor]:
     """Rename plain-conv keys to the ``.pac.`` keys of a hot-swapped model; refuse the reverse."""
     out = dict(state)
     for key in own:
@@ -172,8 +188,10 @@ def _align_pac_keys(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.T
                 out[key] = out.pop(plain)
     stray = [k for k in out if ".pac." in k and k not in own and k.replace(".pac.", ".") in own]
     if stray:
-        raise WeightsError(f"{source} comes from a hot-swapped PAC model (e.g. {stray[0]}); "
-                           "set hot_swap=True (--hot-swap) or use pac_fcn8s_vgg16")
+        raise WeightsError(
+            f"{source} comes from a hot-swapped PAC model (e.g. {stray[0]}); "
+            "set hot_swap=True (--hot-swap) or use pac_fcn8s_vgg16"
+        )
     return out
 
 

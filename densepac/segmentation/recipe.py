@@ -16,9 +16,10 @@ Pretrained weights are read by :mod:`densepac.segmentation.pretrained`.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -38,19 +39,14 @@ from densepac.segmentation.models.fcn import FCN8s, to_pac_fcn8s
 from densepac.segmentation.pretrained import load_exact, load_pretrained
 
 __all__ = [
-    "SEG_DATA_KINDS",
     "STAGES",
     "SegFinetuneConfig",
     "build_seg_architecture",
     "build_seg_model",
     "build_seg_trainer",
-    "detect_weights_format",
     "export_seg_weights",
     "finetune_run",
     "finetune_segmentation",
-    "load_pretrained",
-    "make_seg_dataset",
-    "read_pretrained",
 ]
 
 
@@ -74,12 +70,16 @@ class SegFinetuneConfig(TrainConfig):
 
     data: str = option("synthetic", "synthetic | voc:ROOT | voc_aug:ROOT | folder:ROOT")
     lr: float = option(1e-4, "Learning rate.")
-    weights: str | None = option(None, "Start from: torchvision vgg16 / fcn_resnet50/101 state dict, or a densepac "
-                                       "weights file, run or checkpoint folder.")
+    weights: str | None = option(
+        None,
+        "Start from: torchvision vgg16 / fcn_resnet50/101 state dict, or a densepac "
+        "weights file, run or checkpoint folder.",
+    )
     hot_swap: bool = option(False, "Swap conv3_3/4_3/5_3 of FCN-8s for PAC guided by conv2_2.")
     crf: bool = option(False, "Append a trainable PAC-CRF.")
-    stage: str = option("joint", "crf_only: train the CRF with the backbone frozen (the paper's first stage).",
-                        choices=STAGES)
+    stage: str = option(
+        "joint", "crf_only: train the CRF with the backbone frozen (the paper's first stage).", choices=STAGES
+    )
     num_classes: int = option(21, "Classes (21 for PASCAL VOC).")
     scene_size: int = option(160, "Side of synthetic scenes.")
     crf_lr: float = option(1e-3, "Learning rate of the CRF parameters.")
@@ -91,8 +91,9 @@ class SegFinetuneConfig(TrainConfig):
         if "+crf" in self.model:
             raise InputError(f"model {self.model!r}: give the base name and crf=True (--crf) instead of '+crf'")
         if get_entry(self.model).task != "segmentation":
-            raise InputError(f"model {self.model!r} is not a segmentation model; "
-                             "see `densepac models --task segmentation`")
+            raise InputError(
+                f"model {self.model!r} is not a segmentation model; see `densepac models --task segmentation`"
+            )
         check_choice(self.stage, STAGES, "stage")
         if self.stage == "crf_only" and not self.crf:
             raise InputError("stage='crf_only' trains the PAC-CRF alone; also set crf=True (--crf)")
@@ -114,8 +115,13 @@ class SegFinetuneConfig(TrainConfig):
         from densepac.segmentation.transforms import SegTransform
 
         common = dict(num_classes=self.num_classes, size=self.scene_size, seed=self.seed)
-        train = make_seg_dataset(self.data, "train", num_scenes=self.train_size,
-                                 transform=SegTransform(crop=(self.crop, self.crop)), **common)
+        train = make_seg_dataset(
+            self.data,
+            "train",
+            num_scenes=self.train_size,
+            transform=SegTransform(crop=(self.crop, self.crop)),
+            **common,
+        )
         val = make_seg_dataset(self.data, "val", num_scenes=self.val_size, **common)
         return train, val
 
@@ -127,8 +133,10 @@ def build_seg_architecture(cfg: SegFinetuneConfig) -> nn.Module:
     model = create_model(cfg.model, num_classes=cfg.num_classes, **cfg.model_kwargs)
     if cfg.hot_swap and not swapped_layers(model):
         if not isinstance(model, FCN8s):
-            raise InputError(f"hot_swap has a recipe for FCN-8s only, not {cfg.model!r}; use fcn8s_vgg16, or "
-                             "densepac.models.hot_swap(model, targets, guide) with your own layer names")
+            raise InputError(
+                f"hot_swap has a recipe for FCN-8s only, not {cfg.model!r}; use fcn8s_vgg16, or "
+                "densepac.models.hot_swap(model, targets, guide) with your own layer names"
+            )
         to_pac_fcn8s(model)
     model.model_name = cfg.arch().removesuffix("+crf")
     if cfg.crf:
@@ -174,8 +182,9 @@ def _rounded(metrics: Mapping[str, Any]) -> dict[str, float]:
     return {k: round(float(v), 5) for k, v in metrics.items() if isinstance(v, float)}
 
 
-def export_seg_weights(cfg: SegFinetuneConfig, out_dir: str | Path, name: str | None = None,
-                       default: bool = False, device: str = "cpu") -> Path:
+def export_seg_weights(
+    cfg: SegFinetuneConfig, out_dir: str | Path, name: str | None = None, default: bool = False, device: str = "cpu"
+) -> Path:
     """Write the best checkpoint of ``cfg.out`` as ``out_dir/NAME.safetensors`` + model card.
 
     The card holds the architecture (``cfg.arch()``) and its arguments, the data, seed, the
@@ -192,18 +201,29 @@ def export_seg_weights(cfg: SegFinetuneConfig, out_dir: str | Path, name: str | 
         start = build_seg_model(dataclasses.replace(cfg, stage="joint")).to(device)
         metrics["start"] = _rounded(evaluate(start, task, val, device=device, seed=cfg.seed))
     card: dict[str, Any] = dict(
-        kwargs={"num_classes": cfg.num_classes, **cfg.model_kwargs}, default=default, seed=cfg.seed,
-        command=cfg.command(out_dir), steps=ckpt.step, metrics=metrics,
+        kwargs={"num_classes": cfg.num_classes, **cfg.model_kwargs},
+        default=default,
+        seed=cfg.seed,
+        command=cfg.command(out_dir),
+        steps=ckpt.step,
+        metrics=metrics,
         data=f"{cfg.data} ({cfg.train_size} scenes/epoch, {cfg.crop}px crops, {cfg.num_classes} classes); "
-             f"validated on {cfg.val_size} held-out scenes",
-        start=str(cfg.weights) if cfg.weights is not None else None, stage=cfg.stage)
+        f"validated on {cfg.val_size} held-out scenes",
+        start=str(cfg.weights) if cfg.weights is not None else None,
+        stage=cfg.stage,
+    )
     if cfg.crf_kwargs:
         card["kwargs"]["crf_kwargs"] = dict(cfg.crf_kwargs)  # so create_model rebuilds the same CRF
     return save_weights(model.cpu(), name or cfg.arch().replace("+", "_"), cfg.arch(), out_dir, **card)
 
 
-def finetune_run(cfg: SegFinetuneConfig, resume: bool = False, export_dir: str | Path | None = None,
-                 progress: bool | None = None) -> RunReport:
+def finetune_run(
+    cfg: SegFinetuneConfig, resume: bool = False, export_dir: str | Path | None = None, progress: bool | None = None
+) -> RunReport:
     """What ``densepac finetune`` does: :func:`finetune_segmentation` in the run folder ``cfg.out``, then export."""
-    return train_in_run_folder(cfg.out, export_dir, lambda: finetune_segmentation(cfg, resume=resume, progress=progress),
-                               lambda result: export_seg_weights(cfg, export_dir, device=cfg.device))
+    return train_in_run_folder(
+        cfg.out,
+        export_dir,
+        lambda: finetune_segmentation(cfg, resume=resume, progress=progress),
+        lambda result: export_seg_weights(cfg, export_dir, device=cfg.device),
+    )

@@ -14,18 +14,19 @@ object. The scenes hold the cases that separate edge-aware models from coarse on
   objects, a background made of two textures split by a wavy horizon, and color-only
   decals on top of either.
 
-Textures are those of the RGB-D scenes (:mod:`densepac.depth.synthetic`, painted with :mod:`densepac.data.procedural`), evaluated at pixel
-coordinates divided by a per-scene scale. Natural photographs are never used, so a seed
-gives the same scene on every machine. A 128 x 128 scene takes a few milliseconds.
-"""
+Textures are those of the RGB-D scenes (:mod:`densepac.depth.synthetic`, painted with
+:mod:`densepac.data.procedural`), evaluated at pixel coordinates divided by a per-scene
+scale. Natural photographs are never used, so a seed gives the same scene on every machine.
+A 128 x 128 scene takes a few milliseconds."""
 
 from __future__ import annotations
 
 import colorsys
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -96,8 +97,13 @@ def _class_texture(rng: np.random.Generator, cls: int) -> dict:
     # Second color: a darker or lighter shade of the same hue, so the stripes inside an
     # object are strong edges that are not class boundaries.
     c2 = np.clip(c1 * rng.uniform(0.35, 0.6) if rng.random() < 0.7 else c1 + (1 - c1) * 0.6, 0.0, 1.0)
-    tex: dict[str, Any] = {"kind": kind, "c1": c1, "c2": c2.astype(np.float32),
-                           "angle": rng.uniform(0, math.pi), "offset": rng.uniform(-10, 10, size=2)}
+    tex: dict[str, Any] = {
+        "kind": kind,
+        "c1": c1,
+        "c2": c2.astype(np.float32),
+        "angle": rng.uniform(0, math.pi),
+        "offset": rng.uniform(-10, 10, size=2),
+    }
     if kind == "noise":
         tex.update(grid=rng.random((16, 16)).astype(np.float32), period=rng.uniform(0.08, 0.25), octaves=3)
     elif kind == "fractal":
@@ -146,7 +152,7 @@ class _Painter:
     def ramp(self, rng: np.random.Generator, strength: float) -> np.ndarray:
         """A linear shading ramp (H, W) in ``1 +- strength``, in a random direction."""
         a = rng.uniform(0, 2 * math.pi)
-        d = (math.cos(a) * (self.s - self.s.mean()) + math.sin(a) * (self.t - self.t.mean()))
+        d = math.cos(a) * (self.s - self.s.mean()) + math.sin(a) * (self.t - self.t.mean())
         return (1.0 + strength * d / max(float(np.abs(d).max()), 1e-6)).astype(np.float32)
 
 
@@ -207,8 +213,10 @@ def _thin(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 def _horizon(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """Pixels below a wavy line across the image."""
     x = np.arange(w, dtype=np.float32)
-    line = h * (rng.uniform(0.3, 0.7) + rng.uniform(0.02, 0.08) * np.sin(x / w * rng.uniform(3, 12)
-                                                                          + rng.uniform(0, 2 * math.pi)))
+    line = h * (
+        rng.uniform(0.3, 0.7)
+        + rng.uniform(0.02, 0.08) * np.sin(x / w * rng.uniform(3, 12) + rng.uniform(0, 2 * math.pi))
+    )
     return np.arange(h, dtype=np.float32)[:, None] > line[None, :]
 
 
@@ -219,8 +227,9 @@ def _void_band(label: np.ndarray, width: int) -> np.ndarray:
     return cv2.dilate(lab, k) != cv2.erode(lab, k)
 
 
-def make_seg_scene(seed: int, height: int = 128, width: int = 128, num_classes: int = 5,
-                   **options: Any) -> dict[str, np.ndarray]:
+def make_seg_scene(
+    seed: int, height: int = 128, width: int = 128, num_classes: int = 5, **options: Any
+) -> dict[str, np.ndarray]:
     """Render one procedural segmentation scene, deterministic from ``seed``.
 
     Args:
@@ -236,16 +245,18 @@ def make_seg_scene(seed: int, height: int = 128, width: int = 128, num_classes: 
     fields = {f.name for f in dataclasses.fields(SegSceneOptions)}
     unknown = sorted(set(options) - fields)
     if unknown:
-        raise InputError(f"make_seg_scene: unknown option(s) {', '.join(unknown)}; "
-                         f"valid options are {', '.join(sorted(fields))}")
+        raise InputError(
+            f"make_seg_scene: unknown option(s) {', '.join(unknown)}; valid options are {', '.join(sorted(fields))}"
+        )
     opts = SegSceneOptions(**options)
     opts.validate()
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"make_seg_scene: seed must be a non-negative int, got {seed!r}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) \
-            or not 2 <= num_classes <= 255:
-        raise InputError(f"make_seg_scene: num_classes={num_classes!r}; use an int in [2, 255] "
-                         "(background 0 plus at least one object class)")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or not 2 <= num_classes <= 255:
+        raise InputError(
+            f"make_seg_scene: num_classes={num_classes!r}; use an int in [2, 255] "
+            "(background 0 plus at least one object class)"
+        )
     h, w = int(height), int(width)
     if h < 16 or w < 16:
         raise InputError(f"make_seg_scene: size {height}x{width} is too small; use at least 16x16 pixels")
@@ -319,8 +330,15 @@ class SyntheticSegmentation(Dataset):
         scene_options: keyword options of :func:`make_seg_scene`.
     """
 
-    def __init__(self, num_scenes: int, seed: int = 0, size: tuple[int, int] = (128, 128), num_classes: int = 5,
-                 transform: ImageMaskTransform | None = None, scene_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        num_scenes: int,
+        seed: int = 0,
+        size: tuple[int, int] = (128, 128),
+        num_classes: int = 5,
+        transform: ImageMaskTransform | None = None,
+        scene_options: dict[str, Any] | None = None,
+    ) -> None:
         if isinstance(num_scenes, bool) or not isinstance(num_scenes, (int, np.integer)) or num_scenes < 1:
             raise InputError(f"num_scenes={num_scenes!r} must be a positive integer")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -350,5 +368,7 @@ class SyntheticSegmentation(Dataset):
         return seg_item(scene["image"], scene["label"], f"synthetic_seg_{self.seed}_{index:06d}", self.transform)
 
     def __repr__(self) -> str:
-        return (f"SyntheticSegmentation({self.num_scenes} scenes, seed={self.seed}, size={self.size}, "
-                f"num_classes={self.num_classes})")
+        return (
+            f"SyntheticSegmentation({self.num_scenes} scenes, seed={self.seed}, size={self.size}, "
+            f"num_classes={self.num_classes})"
+        )

@@ -6,7 +6,7 @@ the image only, and pixels brought in from outside the image get ``ignore_index`
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -11,24 +11,75 @@ from densepac.io.images import read_label, write_image
 
 def test_finetune_stages_export_and_segment(tmp_path):
     run = CliRunner().invoke
-    common = ["--num-classes", "3", "--scene-size", "40", "--crop", "32", "--train-size", "2", "--val-size", "2",
-              "--epochs", "1", "--batch-size", "2", "--device", "cpu", "--arg", "widths=[4,4,8,8,8]",
-              "--arg", "fc_channels=8"]
+    common = [
+        "--num-classes",
+        "3",
+        "--scene-size",
+        "40",
+        "--crop",
+        "32",
+        "--train-size",
+        "2",
+        "--val-size",
+        "2",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+        "--arg",
+        "widths=[4,4,8,8,8]",
+        "--arg",
+        "fc_channels=8",
+    ]
     r = run(main, ["finetune", "--model", "fcn8s_vgg16", "--out", str(tmp_path / "fcn"), *common])
     assert r.exit_code == 0, r.output
-    r = run(main, ["finetune", "--model", "fcn8s_vgg16", "--hot-swap", "--crf", "--stage", "crf_only",
-                   "--weights", str(tmp_path / "fcn"), "--out", str(tmp_path / "crf"), *common])
+    r = run(
+        main,
+        [
+            "finetune",
+            "--model",
+            "fcn8s_vgg16",
+            "--hot-swap",
+            "--crf",
+            "--stage",
+            "crf_only",
+            "--weights",
+            str(tmp_path / "fcn"),
+            "--out",
+            str(tmp_path / "crf"),
+            *common,
+        ],
+    )
     assert r.exit_code == 0, r.output
-    r = run(main, ["finetune", "--model", "fcn8s_vgg16", "--hot-swap", "--crf", "--weights", str(tmp_path / "crf"),
-                   "--out", str(tmp_path / "joint"), "--export", str(tmp_path / "w"), *common])
+    r = run(
+        main,
+        [
+            "finetune",
+            "--model",
+            "fcn8s_vgg16",
+            "--hot-swap",
+            "--crf",
+            "--weights",
+            str(tmp_path / "crf"),
+            "--out",
+            str(tmp_path / "joint"),
+            "--export",
+            str(tmp_path / "w"),
+            *common,
+        ],
+    )
     assert r.exit_code == 0, r.output
     card_path = next((tmp_path / "w").glob("*.json"))
     card = json.loads(card_path.read_text())
     assert card["command"].startswith("densepac finetune --model fcn8s_vgg16")
     image = tmp_path / "a.png"
     write_image(image, np.random.default_rng(0).random((37, 41, 3)))
-    r = run(main, ["segment", str(image), "-o", str(tmp_path / "seg"), "--weights",
-                   str(card_path.with_suffix(".safetensors"))])
+    r = run(
+        main,
+        ["segment", str(image), "-o", str(tmp_path / "seg"), "--weights", str(card_path.with_suffix(".safetensors"))],
+    )
     assert r.exit_code == 0, r.output
     assert read_label(tmp_path / "seg" / "a.png").shape == (37, 41)
 
@@ -46,11 +97,43 @@ def test_finetune_bad_inputs(tmp_path):
 def test_crf_arguments_survive_export_and_reload(tmp_path):
     from densepac.inference import load_model_for_inference
 
-    r = CliRunner().invoke(main, [
-        "finetune", "--model", "fcn8s_vgg16", "--crf", "--crf-arg", "num_steps=2", "--crf-arg", "kernels=[[3,2]]",
-        "--num-classes", "3", "--scene-size", "40", "--crop", "32", "--train-size", "2", "--val-size", "2",
-        "--epochs", "1", "--batch-size", "2", "--device", "cpu", "--arg", "widths=[4,4,8,8,8]",
-        "--arg", "fc_channels=8", "--out", str(tmp_path / "run"), "--export", str(tmp_path / "w")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "finetune",
+            "--model",
+            "fcn8s_vgg16",
+            "--crf",
+            "--crf-arg",
+            "num_steps=2",
+            "--crf-arg",
+            "kernels=[[3,2]]",
+            "--num-classes",
+            "3",
+            "--scene-size",
+            "40",
+            "--crop",
+            "32",
+            "--train-size",
+            "2",
+            "--val-size",
+            "2",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "2",
+            "--device",
+            "cpu",
+            "--arg",
+            "widths=[4,4,8,8,8]",
+            "--arg",
+            "fc_channels=8",
+            "--out",
+            str(tmp_path / "run"),
+            "--export",
+            str(tmp_path / "w"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     weights = next((tmp_path / "w").glob("*.safetensors"))
     model = load_model_for_inference(None, weights)

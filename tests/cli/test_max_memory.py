@@ -17,7 +17,7 @@ def test_cli_max_memory(tmp_path):
     lr, rgb = (rng.random((8, 12)) + 1).astype(np.float32), rng.random((32, 48, 3)).astype(np.float32)
     np.save(tmp_path / "d.npy", lr)
     write_image(tmp_path / "g.png", rgb)
-    run = lambda *a: CliRunner().invoke(main, [str(v) for v in a])  # noqa: E731
+    run = lambda *a: CliRunner().invoke(main, [str(v) for v in a])
     up = ["upsample", tmp_path / "d.npy", tmp_path / "g.png", "--model", "joint_bilateral", "--device", "cpu"]
     assert run(*up, "-o", tmp_path / "a.npy").exit_code == 0
     r = run(*up, "-o", tmp_path / "b.npy", "--max-memory", "64GiB")

@@ -29,8 +29,9 @@ def test_segment_writes_labels_and_overlays(setup, tmp_path):
     weights, images = setup
     out = tmp_path / "out"
     for extra in ([], ["--crf", "--overwrite"]):
-        r = CliRunner().invoke(main, ["segment", *map(str, images), "-o", str(out), "--weights", str(weights),
-                                      "--device", "cpu", *extra])
+        r = CliRunner().invoke(
+            main, ["segment", *map(str, images), "-o", str(out), "--weights", str(weights), "--device", "cpu", *extra]
+        )
         assert r.exit_code == 0, r.output
         for i, size in enumerate([(33, 40), (48, 29)]):
             labels = read_label(out / f"img{i}.png")
@@ -40,7 +41,7 @@ def test_segment_writes_labels_and_overlays(setup, tmp_path):
 
 def test_segment_bad_inputs(setup, tmp_path):
     weights, images = setup
-    run = lambda *a: CliRunner().invoke(main, ["segment", *map(str, a)])  # noqa: E731
+    run = lambda *a: CliRunner().invoke(main, ["segment", *map(str, a)])
     cases = [
         ((images[0], "-o", tmp_path / "o1"), "no model given"),
         ((tmp_path / "missing.png", "-o", tmp_path / "o2", "--weights", weights), "no such image"),
@@ -69,7 +70,8 @@ def test_segment_cam_writes_attention_overlays(setup, tmp_path):
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"img{i}{s}.png" for i in range(2) for s in ("", "_overlay", "_cam"))
+        f"img{i}{s}.png" for i in range(2) for s in ("", "_overlay", "_cam")
+    )
     for i, size in enumerate([(33, 40), (48, 29)]):
         cam = read_image(out / f"img{i}_cam.png")
         assert cam.shape == (*size, 3)

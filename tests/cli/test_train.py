@@ -10,8 +10,27 @@ from densepac.cli import main
 def test_train_export_eval(tmp_path):
     run = CliRunner().invoke
     out, export = tmp_path / "run", tmp_path / "weights"
-    base = ["train", "--model", "pac_jointupsample_lite_x4", "--arg", "channels=8", "--train-size", "4",
-            "--val-size", "2", "--batch-size", "2", "--crop", "32", "--loss", "l2", "--out", str(out), "--device", "cpu"]
+    base = [
+        "train",
+        "--model",
+        "pac_jointupsample_lite_x4",
+        "--arg",
+        "channels=8",
+        "--train-size",
+        "4",
+        "--val-size",
+        "2",
+        "--batch-size",
+        "2",
+        "--crop",
+        "32",
+        "--loss",
+        "l2",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
     args = base + ["--epochs", "2", "--export", str(export)]
     r = run(main, args)
     assert r.exit_code == 0, r.output
@@ -29,16 +48,42 @@ def test_train_export_eval(tmp_path):
     assert "step 6" in r.stderr
     weights = export / "pac_jointupsample_lite_x4.safetensors"
     # The model card beside the weights supplies channels=8.
-    r = run(main, ["eval", "--models", "bicubic", "--weights", f"pac_jointupsample_lite_x4={weights}",
-                   "--scale", "4", "--num-scenes", "2", "--csv", str(tmp_path / "t.csv")])
+    r = run(
+        main,
+        [
+            "eval",
+            "--models",
+            "bicubic",
+            "--weights",
+            f"pac_jointupsample_lite_x4={weights}",
+            "--scale",
+            "4",
+            "--num-scenes",
+            "2",
+            "--csv",
+            str(tmp_path / "t.csv"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     rows = (tmp_path / "t.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in rows[1:]] == ["bicubic", "pac_jointupsample_lite_x4"]
     # Without its card, the default width (16) does not fit the file, and the error says so.
     bare = tmp_path / "bare.safetensors"
     bare.write_bytes(weights.read_bytes())
-    r = run(main, ["eval", "--models", "bicubic", "--weights", f"pac_jointupsample_lite_x4={bare}",
-                   "--scale", "4", "--num-scenes", "2"])
+    r = run(
+        main,
+        [
+            "eval",
+            "--models",
+            "bicubic",
+            "--weights",
+            f"pac_jointupsample_lite_x4={bare}",
+            "--scale",
+            "4",
+            "--num-scenes",
+            "2",
+        ],
+    )
     assert r.exit_code == 2 and "do not fit" in r.stderr
 
 

@@ -78,8 +78,10 @@ def _bad_cases(tmp: Path, depth: Path, guide: Path):
         "negative depth": ([tmp / "neg.npy", guide, "-o", o], "negative"),
         "two channels": ([tmp / "chan.npy", guide, "-o", o], "chan.npy"),
         "unknown model": ([depth, guide, "-o", o, "--model", "bicubik"], "bicubic"),
-        "segmentation weights missing": ([depth, guide, "-o", o, "--weights", tmp / "nope.safetensors",
-                                          "--model", "bicubic"], "nope.safetensors"),
+        "segmentation weights missing": (
+            [depth, guide, "-o", o, "--weights", tmp / "nope.safetensors", "--model", "bicubic"],
+            "nope.safetensors",
+        ),
         "output exists": ([depth, guide, "-o", tmp / "exists.npy"], "--overwrite"),
         "missing output dir": ([depth, guide, "-o", tmp / "no" / "out.npy"], "no"),
         "bad output extension": ([depth, guide, "-o", tmp / "out.txt"], "out.txt"),
@@ -106,10 +108,19 @@ def test_console_script_subprocess(pair, tmp_path):
     depth, guide = pair
     exe = Path(sys.executable).with_name("densepac")
     out = tmp_path / "o.pfm"
-    r = subprocess.run([str(exe), "upsample", str(depth), str(guide), "-o", str(out)], capture_output=True,
-                       text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, timeout=120)
+    r = subprocess.run(
+        [str(exe), "upsample", str(depth), str(guide), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert read_depth(out).shape == (32, 48)
-    r = subprocess.run([str(exe), "upsample", str(depth), str(tmp_path / "x.png"), "-o", str(out)],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [str(exe), "upsample", str(depth), str(tmp_path / "x.png"), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr

@@ -77,7 +77,7 @@ def test_color_jitter_touches_rgb_only():
     for _ in range(5):
         out_rgb, out_depth = t(rgb, depth)
         assert np.array_equal(out_depth, depth)
-        assert out_rgb.dtype == np.float32 and 0 <= out_rgb.min() and out_rgb.max() <= 1
+        assert out_rgb.dtype == np.float32 and out_rgb.min() >= 0 and out_rgb.max() <= 1
         changed |= not np.allclose(out_rgb, rgb)
     assert changed
 

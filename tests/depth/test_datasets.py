@@ -143,7 +143,10 @@ def _write_pfm(path: Path, values: np.ndarray) -> None:
     path.write_bytes(header + np.ascontiguousarray(values[::-1], dtype="<f4").tobytes())
 
 
-CALIB = "cam0=[1000.5 0 12.5; 0 1000.5 8.5; 0 0 1]\ncam1=[1000.5 0 15.5; 0 1000.5 8.5; 0 0 1]\ndoffs=3\nbaseline=200.0\nwidth=24\nheight=16\nndisp=64\n"
+CALIB = (
+    "cam0=[1000.5 0 12.5; 0 1000.5 8.5; 0 0 1]\ncam1=[1000.5 0 15.5; 0 1000.5 8.5; 0 0 1]\n"
+    "doffs=3\nbaseline=200.0\nwidth=24\nheight=16\nndisp=64\n"
+)
 
 
 @pytest.fixture()
@@ -161,8 +164,6 @@ def middlebury(tmp_path: Path) -> Path:
         _write_pfm(scene / ("disp0.pfm" if k == 0 else "disp0GT.pfm"), disp)
         (scene / "calib.txt").write_text(CALIB)
     return root
-
-
 
 
 def test_middlebury_depth_from_disparity(middlebury):

@@ -20,7 +20,9 @@ def test_compare_and_tables():
 
 def test_synthetic_splits_are_disjoint():
     """Train, val (checkpoint choice) and test (tables) scenes all differ."""
-    splits = {s: make_depth_dataset("synthetic", s, 4, num_scenes=1, size=(32, 32))[0]["depth"]
-              for s in ("train", "val", "test")}
+    splits = {
+        s: make_depth_dataset("synthetic", s, 4, num_scenes=1, size=(32, 32))[0]["depth"]
+        for s in ("train", "val", "test")
+    }
     for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
         assert not (splits[a] == splits[b]).all(), (a, b)

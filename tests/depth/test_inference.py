@@ -52,7 +52,6 @@ def test_tile_with_no_valid_depth_is_filled_from_the_image():
     assert (upsample_depth(create_model("bicubic"), lr, rgb, tile=8)[:48, :48] >= 1).all()  # filled, not zero
 
 
-
 def _depth_pair(h=24, w=40, s=4, seed=0):
     rng = np.random.default_rng(seed)
     return (rng.random((h, w)) + 1).astype(np.float32), rng.random((h * s, w * s, 3)).astype(np.float32)
@@ -77,8 +76,11 @@ def test_depth_budget_tiles_equal_untiled(nothing_in_use):
 
 def test_depth_budget_too_small_names_the_minimum():
     lr, rgb = _depth_pair()
-    with pytest.raises(InputError, match=r"budget of 1 MiB is too small for joint_bilateral on a 40x24 LR px \(x4\) "
-                                         r"image: give at least \d+ MiB"):
+    with pytest.raises(
+        InputError,
+        match=r"budget of 1 MiB is too small for joint_bilateral on a 40x24 LR px \(x4\) "
+        r"image: give at least \d+ MiB",
+    ):
         upsample_depth(create_model("joint_bilateral"), lr, rgb, max_memory="1MiB")
 
 

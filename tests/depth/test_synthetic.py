@@ -22,7 +22,7 @@ def test_output_types_and_ranges():
     assert rgb.shape == (48, 64, 3) and rgb.dtype == np.float32
     assert depth.shape == (48, 64) and depth.dtype == np.float32
     assert scene["object_id"].shape == (48, 64)
-    assert 0.0 <= rgb.min() and rgb.max() <= 1.0
+    assert rgb.min() >= 0.0 and rgb.max() <= 1.0
     assert np.isfinite(depth).all()
     assert depth.min() >= 0.5 and depth.max() <= 10.0
 

@@ -39,12 +39,12 @@ import torch
 torch.set_num_threads(1)
 
 # What `densepac train` imports lazily, so that the forked children find it loaded.
-import torch._dynamo  # noqa: E402,F401  (the optimisers import it on first use)
+import torch._dynamo  # noqa: E402  (the optimisers import it on first use)
 
 import densepac.cli  # noqa: E402
-import densepac.depth.recipe  # noqa: E402,F401
-import densepac.depth.transforms  # noqa: E402,F401
-import densepac.inference  # noqa: E402,F401
+import densepac.depth.recipe  # noqa: E402
+import densepac.depth.transforms  # noqa: E402
+import densepac.inference  # noqa: E402
 from densepac.engine import checkpoint as ckpt_mod  # noqa: E402
 from densepac.engine import trainer as trainer_mod  # noqa: E402
 

@@ -62,9 +62,7 @@ class Net(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 1, 3, padding=1)
-        )
+        self.body = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 1, 3, padding=1))
 
     def forward(self, depth_lr: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
         up = F.interpolate(depth_lr, size=guide.shape[-2:], mode="bilinear", align_corners=False)
@@ -78,14 +76,33 @@ def build_model(seed: int = 0) -> Net:
 
 def build_trainer(model: nn.Module, train: Dataset, out_dir: Path, batch_size: int) -> Trainer:
     return Trainer(
-        model, DepthTask(), train, RecordingDepthSet(VAL_SIZE, seed=1), out_dir=out_dir,
-        epochs=2, batch_size=batch_size, lr=1e-2, seed=0, checkpoint_every=1, log_every=1,
+        model,
+        DepthTask(),
+        train,
+        RecordingDepthSet(VAL_SIZE, seed=1),
+        out_dir=out_dir,
+        epochs=2,
+        batch_size=batch_size,
+        lr=1e-2,
+        seed=0,
+        checkpoint_every=1,
+        log_every=1,
     )
 
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
-_WRITE_EVENTS = {"os.mkdir": 1, "os.rename": 2, "os.remove": 1, "os.rmdir": 1, "shutil.rmtree": 1,
-                 "os.truncate": 1, "os.link": 2, "os.symlink": 2, "shutil.copyfile": 2, "shutil.move": 2}
+_WRITE_EVENTS = {
+    "os.mkdir": 1,
+    "os.rename": 2,
+    "os.remove": 1,
+    "os.rmdir": 1,
+    "shutil.rmtree": 1,
+    "os.truncate": 1,
+    "os.link": 2,
+    "os.symlink": 2,
+    "shutil.copyfile": 2,
+    "shutil.move": 2,
+}
 
 
 def record_writes(root: Path) -> list[list[str]]:
@@ -101,7 +118,7 @@ def record_writes(root: Path) -> list[list[str]]:
         if isinstance(path, int):
             return None
         full = os.path.abspath(os.fsdecode(path))
-        return full[len(root_str):] if (full + os.sep).startswith(root_str) else None
+        return full[len(root_str) :] if (full + os.sep).startswith(root_str) else None
 
     def hook(event: str, args: tuple) -> None:
         if event == "open":
@@ -136,21 +153,35 @@ def main(out_root: Path, record_dir: Path) -> None:
     straight = build_trainer(straight_model, train, out_root / "c" / f"rank{rank}", 3).fit()
 
     odd_train, odd_val = RecordingDepthSet(ODD_SIZE), RecordingDepthSet(VAL_SIZE, seed=1)
-    Trainer(build_model(), DepthTask(), odd_train, odd_val, out_dir=out_root / "odd", epochs=2, batch_size=2,
-            lr=1e-2, seed=0, log_every=1).fit()
+    Trainer(
+        build_model(),
+        DepthTask(),
+        odd_train,
+        odd_val,
+        out_dir=out_root / "odd",
+        epochs=2,
+        batch_size=2,
+        lr=1e-2,
+        seed=0,
+        log_every=1,
+    ).fit()
 
     record_dir.mkdir(parents=True, exist_ok=True)
-    (record_dir / f"rank{rank}.json").write_text(json.dumps({
-        "world_size": du.world_size(),
-        "seen": train.seen,
-        "stopped_step": stopped.step,
-        "resumed_step": resumed.step,
-        "metrics": straight.metrics,
-        "resumed_metrics": resumed.metrics,
-        "odd_seen": odd_train.seen,
-        "odd_val_seen": odd_val.seen,
-        "writes": list(writes),
-    }))
+    (record_dir / f"rank{rank}.json").write_text(
+        json.dumps(
+            {
+                "world_size": du.world_size(),
+                "seen": train.seen,
+                "stopped_step": stopped.step,
+                "resumed_step": resumed.step,
+                "metrics": straight.metrics,
+                "resumed_metrics": resumed.metrics,
+                "odd_seen": odd_train.seen,
+                "odd_val_seen": odd_val.seen,
+                "writes": list(writes),
+            }
+        )
+    )
     save_file(dict(resumed_model.state_dict()), record_dir / f"rank{rank}_resumed.safetensors")
     save_file(dict(straight_model.state_dict()), record_dir / f"rank{rank}_straight.safetensors")
     du.cleanup()

@@ -57,9 +57,16 @@ def _ckpt(model, opt=None, sched=None, step=1, **kw) -> Checkpoint:
 
 def test_round_trip(tmp_path):
     model, opt, sched = _trained_parts()
-    ck = _ckpt(model, opt, sched, step=7, epoch=2, batch_in_epoch=3,
-               config={"model": "tiny", "path": tmp_path},
-               metrics={"rmse": 0.5, "bad": float("nan")})
+    ck = _ckpt(
+        model,
+        opt,
+        sched,
+        step=7,
+        epoch=2,
+        batch_in_epoch=3,
+        config={"model": "tiny", "path": tmp_path},
+        metrics={"rmse": 0.5, "bad": float("nan")},
+    )
     folder = save_checkpoint(tmp_path, ck)
     assert folder.name == "step-00000007"
     files = sorted(p.name for p in folder.iterdir())

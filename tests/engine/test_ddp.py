@@ -42,8 +42,17 @@ def ddp_run(tmp_path_factory):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(var, None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(WORKER), str(out), str(records)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(WORKER),
+        str(out),
+        str(records),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     if proc.returncode != 0:
         tail = f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
@@ -81,7 +90,7 @@ def test_odd_sized_set_is_sharded_as_distributed_sampler_promises(ddp_run):
     assert [len(s) for s in seen] == [2 * per_rank, 2 * per_rank]  # 2 epochs
     orders = []
     for epoch in range(2):
-        r0, r1 = (s[epoch * per_rank:(epoch + 1) * per_rank] for s in seen)
+        r0, r1 = (s[epoch * per_rank : (epoch + 1) * per_rank] for s in seen)
         order = [i for pair in zip(r0, r1) for i in pair]  # the padded global order
         assert sorted(order[:size]) == list(range(size))  # every sample once...
         assert order[size:] == order[: 2 * per_rank - size]  # ...plus the padding, from the start
@@ -98,7 +107,7 @@ def test_odd_sized_set_is_sharded_as_distributed_sampler_promises(ddp_run):
     shares = [len(range(rank, worker.VAL_SIZE, 2)) for rank in range(2)]
     assert [len(v) for v in val] == [2 * n for n in shares]
     for epoch in range(2):
-        chunk = [v[epoch * n:(epoch + 1) * n] for v, n in zip(val, shares)]
+        chunk = [v[epoch * n : (epoch + 1) * n] for v, n in zip(val, shares)]
         assert sorted(chunk[0] + chunk[1]) == list(range(worker.VAL_SIZE))
 
 
@@ -159,10 +168,35 @@ def test_cli_train_under_torchrun(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(var, None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "densepac.cli", "train", "--model", "pac_jointupsample_lite_x4", "--arg", "channels=4",
-           "--train-size", "8", "--val-size", "2", "--batch-size", "2", "--crop", "16", "--epochs", "1",
-           "--device", "cpu", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "densepac.cli",
+        "train",
+        "--model",
+        "pac_jointupsample_lite_x4",
+        "--arg",
+        "channels=4",
+        "--train-size",
+        "8",
+        "--val-size",
+        "2",
+        "--batch-size",
+        "2",
+        "--crop",
+        "16",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
     events = [json.loads(line)["event"] for line in (out / "log.jsonl").read_text().splitlines()]

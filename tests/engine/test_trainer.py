@@ -76,8 +76,7 @@ def make_model(seed: int = 0) -> TinyUpsampler:
 
 
 def make_trainer(model, out_dir, **kw) -> Trainer:
-    args = dict(out_dir=out_dir, epochs=3, batch_size=3, lr=1e-2, log_every=1, seed=0,
-                checkpoint_every="epoch")
+    args = dict(out_dir=out_dir, epochs=3, batch_size=3, lr=1e-2, log_every=1, seed=0, checkpoint_every="epoch")
     args.update(kw)
     val = TinyDepthSet(4, seed=1, augment=False)
     return Trainer(model, DepthTask(), TinyDepthSet(10), val, **args)
@@ -173,8 +172,7 @@ def test_resume_rules(reference, tmp_path):
 
 def test_param_groups_and_bad_arguments(tmp_path):
     model = make_model()
-    t = make_trainer(model, tmp_path, param_groups=[{"params": [model.head.weight], "lr": 1e-4}],
-                     scheduler="none")
+    t = make_trainer(model, tmp_path, param_groups=[{"params": [model.head.weight], "lr": 1e-4}], scheduler="none")
     groups = t.optimizer.param_groups
     assert len(groups) == 2 and groups[1]["lr"] == 1e-4 and groups[0]["lr"] == 1e-2
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
@@ -208,8 +206,18 @@ def test_segmentation_task_trains_and_evaluates(tmp_path):
     torch.manual_seed(0)
     model = nn.Conv2d(3, 3, 1)
     task = SegmentationTask(3, boundary_width=2)
-    trainer = Trainer(model, task, TinySegSet(), TinySegSet(2), out_dir=tmp_path, epochs=6,
-                      batch_size=3, lr=1.0, optimizer="sgd", scheduler="poly")
+    trainer = Trainer(
+        model,
+        task,
+        TinySegSet(),
+        TinySegSet(2),
+        out_dir=tmp_path,
+        epochs=6,
+        batch_size=3,
+        lr=1.0,
+        optimizer="sgd",
+        scheduler="poly",
+    )
     result = trainer.fit()
     assert set(result.metrics) >= {"miou", "iou", "pixel_acc", "mean_class_acc", "boundary_miou"}
     assert result.metrics["pixel_acc"] > 0.5
@@ -261,8 +269,9 @@ def test_segmentation_loss_all_ignored_is_zero_not_nan():
 
 def test_amp_grad_clip_and_step_schedule_run(tmp_path):
     model = make_model()
-    trainer = make_trainer(model, tmp_path, epochs=2, amp=True, grad_clip=0.5, scheduler="step",
-                           step_epochs=1, gamma=0.5, optimizer="adam")
+    trainer = make_trainer(
+        model, tmp_path, epochs=2, amp=True, grad_clip=0.5, scheduler="step", step_epochs=1, gamma=0.5, optimizer="adam"
+    )
     result = trainer.fit()
     assert result.step == 8 and math.isfinite(result.metrics["rmse"])
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(1e-2 * 0.25)

@@ -70,9 +70,7 @@ def test_png_depth_round_trip_quantised_by_scale(tmp_path: Path, depth: np.ndarr
     np.testing.assert_allclose(back, _expected(d), atol=0.5 / scale + 1e-6)
 
 
-def test_exr_round_trip_or_clear_error(
-    tmp_path: Path, depth: np.ndarray, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_exr_round_trip_or_clear_error(tmp_path: Path, depth: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
     # Reading EXR opts the process in; setenv makes pytest undo that afterwards.
     monkeypatch.setenv("OPENCV_IO_ENABLE_OPENEXR", "1")
     path = tmp_path / "d.exr"
@@ -414,29 +412,25 @@ def test_atomic_write_keeps_suffix_and_replaces(tmp_path: Path) -> None:
 def test_atomic_write_cleans_up_on_exception(tmp_path: Path) -> None:
     target = tmp_path / "out.npy"
     target.write_bytes(b"old")
-    with pytest.raises(RuntimeError):
-        with dio.atomic_write(target) as tmp:
-            tmp.write_bytes(b"partial")
-            raise RuntimeError("writer failed")
+    with pytest.raises(RuntimeError), dio.atomic_write(target) as tmp:
+        tmp.write_bytes(b"partial")
+        raise RuntimeError("writer failed")
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npy"]
 
 
 def test_atomic_write_refusals(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="does not exist"):
-        with dio.atomic_write(tmp_path / "nope" / "out.png"):
-            pass
+    with pytest.raises(InputError, match="does not exist"), dio.atomic_write(tmp_path / "nope" / "out.png"):
+        pass
     existing = tmp_path / "exists.npy"
     existing.write_bytes(b"keep")
-    with pytest.raises(InputError, match=r"exists\.npy.*already exists"):
-        with dio.atomic_write(existing, overwrite=False):
-            pass
+    with pytest.raises(InputError, match=r"exists\.npy.*already exists"), dio.atomic_write(existing, overwrite=False):
+        pass
     with pytest.raises(InputError, match="already exists"):
         dio.write_depth(existing, np.ones((4, 4)), overwrite=False)
     assert existing.read_bytes() == b"keep"
-    with pytest.raises(InputError, match="directory"):
-        with dio.atomic_write(tmp_path):
-            pass
+    with pytest.raises(InputError, match="directory"), dio.atomic_write(tmp_path):
+        pass
     assert _leftovers(tmp_path) == []
 
 
@@ -452,9 +446,7 @@ def test_atomic_write_refuses_read_only_directory(tmp_path: Path) -> None:
         locked.chmod(0o700)
 
 
-def test_atomic_write_refuses_unwritable_directory_as_reported(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_atomic_write_refuses_unwritable_directory_as_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Runs even as root, where real permission bits are not enforced.
     monkeypatch.setattr(os, "access", lambda *args, **kwargs: False)
     with pytest.raises(InputError, match="not writable"):

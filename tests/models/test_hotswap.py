@@ -19,8 +19,13 @@ class TinyNet(nn.Module):
         super().__init__()
         self.edge = nn.Conv2d(3, 2, 3, padding=1)
         self.stem = nn.Conv2d(3, 4, 3, padding=1)
-        self.block = nn.Sequential(nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
-                                   nn.Conv2d(6, 6, 3, padding=2, dilation=2), nn.ReLU())
+        self.block = nn.Sequential(
+            nn.Conv2d(4, 6, 3, stride=2, padding=1),
+            nn.BatchNorm2d(6),
+            nn.ReLU(),
+            nn.Conv2d(6, 6, 3, padding=2, dilation=2),
+            nn.ReLU(),
+        )
         self.head = nn.Conv2d(6, 3, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -55,8 +60,11 @@ def test_weights_copied_bit_for_bit_and_layers_listed():
         conv, wrapped = orig.get_submodule(name), model.get_submodule(name)
         assert isinstance(wrapped, GuidedConv2d) and isinstance(wrapped.pac, PacConv2d)
         assert torch.equal(wrapped.pac.weight, conv.weight) and torch.equal(wrapped.pac.bias, conv.bias)
-        assert (wrapped.pac.stride, wrapped.pac.padding, wrapped.pac.dilation) == (conv.stride, conv.padding,
-                                                                                   conv.dilation)
+        assert (wrapped.pac.stride, wrapped.pac.padding, wrapped.pac.dilation) == (
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+        )
 
 
 def test_small_guide_scale_reproduces_the_original():

@@ -214,8 +214,14 @@ def test_plug_ins_compose_through_create_model():
     """Shape-adaptor encoder under PAC DLA-Up, with ADL inside, an STN around and a CRF outermost."""
     from densepac.ops import adl_layers
 
-    model = create_model("pac_dla_up+crf", num_classes=3, encoder_name="shape_adaptor_resnet18",
-                         encoder_kwargs={"input_size": 64}, adl=True, stn="attention")
+    model = create_model(
+        "pac_dla_up+crf",
+        num_classes=3,
+        encoder_name="shape_adaptor_resnet18",
+        encoder_kwargs={"input_size": 64},
+        adl=True,
+        stn="attention",
+    )
     assert model.model_name == "pac_dla_up+stn_attention+crf"
     assert adl_layers(model) == ["model.model.encoder.layers.2", "model.model.encoder.layers.3"]
     image = torch.rand(2, 3, 61, 83)

@@ -17,7 +17,7 @@ def _two_regions(h: int = 16, w: int = 16):
     """Left/right regions of different color, a 1-px stripe of the right color and label
     inside the left region, and a few isolated flipped labels in the unary."""
     labels = torch.zeros(h, w, dtype=torch.long)
-    labels[:, w // 2:] = 1
+    labels[:, w // 2 :] = 1
     labels[:, 4] = 1
     guide = labels.float().expand(1, 3, h, w).clone()
     noisy = labels.clone()
@@ -91,8 +91,10 @@ def test_module_equals_functional():
     torch.manual_seed(0)
     crf = PacCRF(3, num_steps=2, kernels=((3, 1), (5, 1)), guide_features="rgbxy")
     unary, guide = torch.randn(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
-    feats = [crf_guide_features(guide, crf.log_guide_scale[k].exp(), crf.log_pos_scale[k].exp(), float(ks // 2))
-             for k, (ks, _) in enumerate(crf.kernels)]
+    feats = [
+        crf_guide_features(guide, crf.log_guide_scale[k].exp(), crf.log_pos_scale[k].exp(), float(ks // 2))
+        for k, (ks, _) in enumerate(crf.kernels)
+    ]
     ref = pac_crf(unary, feats, list(crf.spatial), list(crf.compat), [1, 1], num_steps=2)
     torch.testing.assert_close(crf(unary, guide), ref)
 
@@ -167,8 +169,9 @@ class _TinySeg(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5),
-                                  nn.Conv2d(4, 3, 1))
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5), nn.Conv2d(4, 3, 1)
+        )
 
     def forward(self, image):
         return self.body(image)

@@ -23,7 +23,7 @@ def test_single_sample_fills_everything_and_empty_stays_zero():
 
 
 def test_gradcheck():
-    d = (torch.rand(1, 1, 5, 6, dtype=torch.float64) + 1)
+    d = torch.rand(1, 1, 5, 6, dtype=torch.float64) + 1
     d[0, 0, 2, 3] = 0
     d.requires_grad_()
     valid = valid_mask(d.detach())

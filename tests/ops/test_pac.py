@@ -69,8 +69,9 @@ def test_conv2d_constant_guide_equals_conv2d(k, s, p, d):
     torch.testing.assert_close(pac_conv2d(x, g, w, b, s, p, d), F.conv2d(x, w, b, s, p, d))
 
 
-@pytest.mark.parametrize("k,s,p,d,op", [(k, s, p, d, op) for k, s, p, d in CONV_GRID for op in (0, 1)
-                                        if op < max(s, d)])
+@pytest.mark.parametrize(
+    "k,s,p,d,op", [(k, s, p, d, op) for k, s, p, d in CONV_GRID for op in (0, 1) if op < max(s, d)]
+)
 def test_conv_transpose2d_constant_guide_equals_conv_transpose2d(k, s, p, d, op):
     torch.manual_seed(0)
     x = torch.randn(2, 4, 5, 7, dtype=torch.float64)
@@ -80,8 +81,9 @@ def test_conv_transpose2d_constant_guide_equals_conv_transpose2d(k, s, p, d, op)
     torch.testing.assert_close(pac_conv_transpose2d(x, g, w, b, s, p, op, d), ref)
 
 
-@pytest.mark.parametrize("k,s,p", [(k, s, p) for k, s, p in itertools.product([1, 2, 3, 4, 5], [1, 2, 3], [0, 1, 2])
-                                   if p <= k // 2])
+@pytest.mark.parametrize(
+    "k,s,p", [(k, s, p) for k, s, p in itertools.product([1, 2, 3, 4, 5], [1, 2, 3], [0, 1, 2]) if p <= k // 2]
+)
 def test_pool2d_constant_guide_equals_avg_pool(k, s, p):
     x = torch.randn(2, 3, 9, 11, dtype=torch.float64)
     g = torch.zeros(2, 2, 9, 11, dtype=torch.float64)
@@ -232,21 +234,44 @@ def test_non_contiguous_inputs():
     torch.testing.assert_close(pac_conv2d(x, g, w, padding=1), pac_conv2d(x.contiguous(), g.contiguous(), w, padding=1))
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda: pac_conv2d(torch.randn(3, 8, 8), torch.randn(1, 1, 8, 8), torch.randn(1, 3, 3, 3)), "4-D"),
-    (lambda: pac_conv2d(torch.randn(1, 3, 8, 8), torch.randn(1, 1, 7, 8), torch.randn(1, 3, 3, 3)), "guide size"),
-    (lambda: pac_conv2d(torch.randn(1, 3, 8, 8), torch.randn(2, 1, 8, 8), torch.randn(1, 3, 3, 3)), "batch"),
-    (lambda: pac_conv2d(torch.randn(1, 3, 8, 8), torch.randn(1, 1, 8, 8), torch.randn(1, 2, 3, 3)), "does not fit"),
-    (lambda: pac_conv2d(torch.randn(1, 3, 8, 8), torch.randn(1, 1, 8, 8), torch.randn(1, 3, 3, 3), stride=0), "stride"),
-    (lambda: pac_conv2d(torch.randn(1, 3, 2, 2), torch.randn(1, 1, 2, 2), torch.randn(1, 3, 3, 3)), "too small"),
-    (lambda: pac_conv2d(torch.randn(1, 3, 8, 8), torch.randn(1, 1, 8, 8), torch.randn(1, 3, 3, 3),
-                        kernel_type="box"), "kernel_type"),
-    (lambda: pac_conv_transpose2d(torch.randn(1, 3, 4, 4), torch.randn(1, 1, 9, 9), torch.randn(3, 1, 4, 4),
-                                  stride=2, padding=1), "output size"),
-    (lambda: pac_conv_transpose2d(torch.randn(1, 3, 4, 4), torch.randn(1, 1, 8, 8), torch.randn(3, 1, 4, 4),
-                                  stride=2, padding=1, output_padding=2), "output_padding"),
-    (lambda: PacConv2d(3, 4, 3, padding_mode="reflect"), "padding_mode"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: pac_conv2d(torch.randn(3, 8, 8), torch.randn(1, 1, 8, 8), torch.randn(1, 3, 3, 3)), "4-D"),
+        (lambda: pac_conv2d(torch.randn(1, 3, 8, 8), torch.randn(1, 1, 7, 8), torch.randn(1, 3, 3, 3)), "guide size"),
+        (lambda: pac_conv2d(torch.randn(1, 3, 8, 8), torch.randn(2, 1, 8, 8), torch.randn(1, 3, 3, 3)), "batch"),
+        (lambda: pac_conv2d(torch.randn(1, 3, 8, 8), torch.randn(1, 1, 8, 8), torch.randn(1, 2, 3, 3)), "does not fit"),
+        (
+            lambda: pac_conv2d(torch.randn(1, 3, 8, 8), torch.randn(1, 1, 8, 8), torch.randn(1, 3, 3, 3), stride=0),
+            "stride",
+        ),
+        (lambda: pac_conv2d(torch.randn(1, 3, 2, 2), torch.randn(1, 1, 2, 2), torch.randn(1, 3, 3, 3)), "too small"),
+        (
+            lambda: pac_conv2d(
+                torch.randn(1, 3, 8, 8), torch.randn(1, 1, 8, 8), torch.randn(1, 3, 3, 3), kernel_type="box"
+            ),
+            "kernel_type",
+        ),
+        (
+            lambda: pac_conv_transpose2d(
+                torch.randn(1, 3, 4, 4), torch.randn(1, 1, 9, 9), torch.randn(3, 1, 4, 4), stride=2, padding=1
+            ),
+            "output size",
+        ),
+        (
+            lambda: pac_conv_transpose2d(
+                torch.randn(1, 3, 4, 4),
+                torch.randn(1, 1, 8, 8),
+                torch.randn(3, 1, 4, 4),
+                stride=2,
+                padding=1,
+                output_padding=2,
+            ),
+            "output_padding",
+        ),
+        (lambda: PacConv2d(3, 4, 3, padding_mode="reflect"), "padding_mode"),
+    ],
+)
 def test_exceptions(call, match):
     with pytest.raises(ValueError, match=match):
         call()

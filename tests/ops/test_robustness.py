@@ -119,7 +119,7 @@ def test_far_features_transposed_takes_the_nearest_sample_not_zero(kernel_type, 
         assert out.dtype == dtype and torch.isfinite(out).all()
         # A normalized filter with positive weights: a mean of the samples, never 0 or NaN.
         assert out.min() >= x.min() and out.max() <= x.max()
-        if kernel_type == "gaussian" and scale ** 2 < torch.finfo(torch.float32).max:
+        if kernel_type == "gaussian" and scale**2 < torch.finfo(torch.float32).max:
             # (The heavy-tailed cauchy kernel keeps ratios ~ref/s at any scale, and squared
             # distances beyond float32's range all count as equally far.)
             expected = _nearest_sample_upsampling(x, guide, 2, 1, 4)
@@ -127,8 +127,9 @@ def test_far_features_transposed_takes_the_nearest_sample_not_zero(kernel_type, 
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, *HALF_TYPES], ids=["f32", "f16", "bf16"])
-@pytest.mark.parametrize("k,s,p,d", [(3, 1, 1, 1), (3, 1, 2, 1), (3, 1, 3, 2), (4, 2, 3, 1), (2, 1, 1, 1),
-                                     (5, 2, 4, 2)])
+@pytest.mark.parametrize(
+    "k,s,p,d", [(3, 1, 1, 1), (3, 1, 2, 1), (3, 1, 3, 2), (4, 2, 3, 1), (2, 1, 1, 1), (5, 2, 4, 2)]
+)
 def test_borders_never_divide_by_zero(dtype, k, s, p, d):
     # Large padding/dilation: the clamped centre feature is often no tap of its own window,
     # so with far-apart features every tap an output sees may underflow.
@@ -174,8 +175,10 @@ def _ops(kernel_type, normalize, dtype):
     wt = torch.randn(3, 2, 4, 4, generator=torch.Generator().manual_seed(2)).to(dtype)
     return [
         ("conv2d", lambda x, g, gt: pac_conv2d(x, g, w.to(x.dtype), None, 1, 1, 1, kernel_type, normalize)),
-        ("conv_transpose2d", lambda x, g, gt: pac_conv_transpose2d(x, gt, wt.to(x.dtype), None, 2, 1, 0, 1,
-                                                                  kernel_type, normalize)),
+        (
+            "conv_transpose2d",
+            lambda x, g, gt: pac_conv_transpose2d(x, gt, wt.to(x.dtype), None, 2, 1, 0, 1, kernel_type, normalize),
+        ),
         ("pool2d", lambda x, g, gt: pac_pool2d(x, g, 3, 1, 1, 1, kernel_type)),
     ]
 
@@ -270,7 +273,7 @@ def test_gradcheck_when_kernels_underflow(kernel_type):
 
 def _window(shape, y, x, r):
     mask = torch.zeros(shape, dtype=torch.bool)
-    mask[..., max(0, y - r): y + r + 1, max(0, x - r): x + r + 1] = True
+    mask[..., max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1] = True
     return mask
 
 
@@ -282,8 +285,10 @@ def test_non_finite_guide_stays_local(bad, normalize):
     w = torch.randn(3, 2, 3, 3)
     broken = g.clone()
     broken[0, 1, 4, 5] = bad
-    for op in (lambda gg: pac_conv2d(x, gg, w, padding=1, normalize=normalize),
-               lambda gg: pac_pool2d(x, gg, 3, padding=1)):
+    for op in (
+        lambda gg: pac_conv2d(x, gg, w, padding=1, normalize=normalize),
+        lambda gg: pac_pool2d(x, gg, 3, padding=1),
+    ):
         clean, out = op(g), op(broken)
         near = _window(out.shape, 4, 5, 1)
         assert torch.equal(out[~near], clean[~near])  # everything else exactly unchanged
@@ -305,8 +310,9 @@ def test_non_finite_guide_stays_local(bad, normalize):
 
 def _crf(kernel_type="gaussian", normalize=False):
     torch.manual_seed(0)
-    return PacCRF(3, num_steps=2, kernels=((5, 1), (3, 2)), guide_features="rgbxy", normalize=normalize,
-                  kernel_type=kernel_type)
+    return PacCRF(
+        3, num_steps=2, kernels=((5, 1), (3, 2)), guide_features="rgbxy", normalize=normalize, kernel_type=kernel_type
+    )
 
 
 @pytest.mark.parametrize("dtype", HALF_TYPES, ids=["f16", "bf16"])

@@ -56,17 +56,20 @@ def test_equals_joint_bilateral_upsampling():
     guide = torch.rand(1, 3, h * s, w * s, dtype=torch.float64)
     lo, hi = depth.min().view(1, 1, 1, 1), depth.max().view(1, 1, 1, 1)
     ref = joint_bilateral_upsample(depth, valid, depth, guide, lo, hi, s, float(s), sc)
-    out = sample_pac_upsample(depth, guide / sc, at_samples(guide, s) / sc,
-                              gaussian_spatial_logits(s, 2, float(s), torch.float64), valid, 2)
+    out = sample_pac_upsample(
+        depth, guide / sc, at_samples(guide, s) / sc, gaussian_spatial_logits(s, 2, float(s), torch.float64), valid, 2
+    )
     torch.testing.assert_close(out, ref)
 
 
 def test_gradcheck():
     torch.manual_seed(2)
-    args = (torch.rand(1, 1, 3, 3, dtype=torch.float64, requires_grad=True),
-            torch.randn(1, 2, 6, 6, dtype=torch.float64, requires_grad=True),
-            torch.randn(1, 2, 3, 3, dtype=torch.float64, requires_grad=True),
-            torch.randn(9, 2, 2, dtype=torch.float64, requires_grad=True))
+    args = (
+        torch.rand(1, 1, 3, 3, dtype=torch.float64, requires_grad=True),
+        torch.randn(1, 2, 6, 6, dtype=torch.float64, requires_grad=True),
+        torch.randn(1, 2, 3, 3, dtype=torch.float64, requires_grad=True),
+        torch.randn(9, 2, 2, dtype=torch.float64, requires_grad=True),
+    )
     valid = torch.tensor([[[[1, 0, 1], [1, 1, 1], [0, 1, 1]]]], dtype=torch.bool)
     assert torch.autograd.gradcheck(lambda *a: sample_pac_upsample(*a, valid, 1), args)
 
@@ -76,9 +79,14 @@ def test_convex_combination_of_valid_neighbours(device, dtype):
     values = torch.rand(2, 1, 8, 8, dtype=dtype, device=device)
     valid = torch.rand(2, 1, 8, 8, device=device) > 0.5
     values[~valid] = 100.0  # a missing sample must never leak in
-    out = sample_pac_upsample(values, torch.randn(2, 4, 32, 32, dtype=dtype, device=device),
-                              torch.randn(2, 4, 8, 8, dtype=dtype, device=device),
-                              gaussian_spatial_logits(4, 2, 4.0, dtype, device), valid, 2)
+    out = sample_pac_upsample(
+        values,
+        torch.randn(2, 4, 32, 32, dtype=dtype, device=device),
+        torch.randn(2, 4, 8, 8, dtype=dtype, device=device),
+        gaussian_spatial_logits(4, 2, 4.0, dtype, device),
+        valid,
+        2,
+    )
     assert out.dtype == dtype and out.device.type == device.type
     assert out.min() >= 0 and out.max() <= 1
 
@@ -86,15 +94,20 @@ def test_convex_combination_of_valid_neighbours(device, dtype):
 def test_all_missing_neighbourhood_mixes_the_filled_values():
     values = torch.full((1, 1, 6, 6), 2.0)
     valid = torch.zeros(1, 1, 6, 6, dtype=torch.bool)
-    out = sample_pac_upsample(values, torch.zeros(1, 1, 12, 12), torch.zeros(1, 1, 6, 6),
-                              gaussian_spatial_logits(2, 1, 2.0), valid, 1)
+    out = sample_pac_upsample(
+        values, torch.zeros(1, 1, 12, 12), torch.zeros(1, 1, 6, 6), gaussian_spatial_logits(2, 1, 2.0), valid, 1
+    )
     torch.testing.assert_close(out, torch.full((1, 1, 12, 12), 2.0))
 
 
 def test_half_precision_is_computed_in_float32():
     torch.manual_seed(4)
-    args = (torch.rand(1, 1, 5, 5), torch.randn(1, 2, 20, 20) * 3, torch.randn(1, 2, 5, 5) * 3,
-            gaussian_spatial_logits(4, 2, 4.0))
+    args = (
+        torch.rand(1, 1, 5, 5),
+        torch.randn(1, 2, 20, 20) * 3,
+        torch.randn(1, 2, 5, 5) * 3,
+        gaussian_spatial_logits(4, 2, 4.0),
+    )
     ref = sample_pac_upsample(*args)
     out = sample_pac_upsample(*(a.bfloat16() for a in args))
     assert out.dtype == torch.bfloat16
@@ -122,21 +135,33 @@ def test_neighbours_replicate_the_border():
     assert nb[0, 0, :, 0, 0].tolist() == [0, 0, 1, 0, 0, 1, 3, 3, 4]
 
 
-@pytest.mark.parametrize("bad, match", [
-    (dict(feats_lr=torch.zeros(1, 2, 3, 3)), "feats_lr"),
-    (dict(feats_hr=torch.zeros(1, 3, 8, 12)), "integer upscale"),
-    (dict(spatial_logits=torch.zeros(9, 4, 4)), "spatial_logits"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(feats_lr=torch.zeros(1, 2, 3, 3)), "feats_lr"),
+        (dict(feats_hr=torch.zeros(1, 3, 8, 12)), "integer upscale"),
+        (dict(spatial_logits=torch.zeros(9, 4, 4)), "spatial_logits"),
+    ],
+)
 def test_shape_errors(bad, match):
-    args = dict(values=torch.zeros(1, 1, 4, 4), feats_hr=torch.zeros(1, 3, 8, 8), feats_lr=torch.zeros(1, 3, 4, 4),
-                spatial_logits=torch.zeros(25, 2, 2))
+    args = dict(
+        values=torch.zeros(1, 1, 4, 4),
+        feats_hr=torch.zeros(1, 3, 8, 8),
+        feats_lr=torch.zeros(1, 3, 4, 4),
+        spatial_logits=torch.zeros(25, 2, 2),
+    )
     with pytest.raises(ValueError, match=match):
         sample_pac_upsample(**{**args, **bad})
 
 
 def test_channels_last_features_give_the_same_result():
     torch.manual_seed(5)
-    args = (torch.rand(1, 1, 4, 4), torch.randn(1, 3, 16, 16), torch.randn(1, 3, 4, 4), gaussian_spatial_logits(4, 2, 4.0))
+    args = (
+        torch.rand(1, 1, 4, 4),
+        torch.randn(1, 3, 16, 16),
+        torch.randn(1, 3, 4, 4),
+        gaussian_spatial_logits(4, 2, 4.0),
+    )
     ref = sample_pac_upsample(*args)
     out = sample_pac_upsample(args[0], args[1].to(memory_format=torch.channels_last), *args[2:])
     torch.testing.assert_close(out, ref)

@@ -72,7 +72,7 @@ def test_forward_mixes_resized_branches(device, dtype, residual):
     low = torch.randn(2, 3, 8, 6, device=device, dtype=dtype)
     high = torch.randn(2, 3, 15, 11, device=device, dtype=dtype)
     out = adaptor(low, high, (10, 7))
-    resize = lambda t: F.interpolate(t, size=(10, 7), mode="bilinear", align_corners=False)  # noqa: E731
+    resize = lambda t: F.interpolate(t, size=(10, 7), mode="bilinear", align_corners=False)
     expected = 0.8 * resize(low) + 0.2 * resize(high)
     assert out.shape == (2, 3, 10, 7) and out.dtype == dtype
     torch.testing.assert_close(out, 2 * expected if residual else expected)
@@ -249,7 +249,8 @@ def test_float64(resnet18):
 
 def test_registry_encoders():
     assert {"shape_adaptor_resnet18", "shape_adaptor_resnet34", "shape_adaptor_resnet50"} <= set(
-        list_models(task="encoder"))
+        list_models(task="encoder")
+    )
     encoder = create_model("shape_adaptor_resnet18")
     assert encoder.task == "encoder" and len(encoder.adaptors()) == 7  # input_size 224, min output 2
     assert len(encoder.eval()(torch.rand(1, 3, 33, 32))) == 6  # eval: the last maps are 1x1 at this size
@@ -259,16 +260,19 @@ def test_registry_encoders():
     assert [f.shape[1] for f in features] == [1, 64, 256, 512]
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"r1": 0.6, "r2": 0.5}, "r1"),
-    ({"r1": 0.5, "r2": 1.2}, r"\(0, 1\]"),
-    ({"size_rule": "nearest"}, "size_rule"),
-    ({"input_size": 2, "min_output_size": 4}, "smaller than min_output_size"),
-    ({"input_size": 4096}, "raise min_output_size"),
-    ({"depth": 6}, "depth"),
-    ({"num_adaptors": -1}, "num_adaptors"),
-    ({"bogus": 1}, "unexpected keyword"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"r1": 0.6, "r2": 0.5}, "r1"),
+        ({"r1": 0.5, "r2": 1.2}, r"\(0, 1\]"),
+        ({"size_rule": "nearest"}, "size_rule"),
+        ({"input_size": 2, "min_output_size": 4}, "smaller than min_output_size"),
+        ({"input_size": 4096}, "raise min_output_size"),
+        ({"depth": 6}, "depth"),
+        ({"num_adaptors": -1}, "num_adaptors"),
+        ({"bogus": 1}, "unexpected keyword"),
+    ],
+)
 def test_registry_bad_arguments(kwargs, match):
     with pytest.raises(InputError, match=match):
         create_model("shape_adaptor_resnet18", **kwargs)

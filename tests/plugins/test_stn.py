@@ -128,14 +128,18 @@ def test_general_affine_warp_is_undone_on_linear_image(device, dtype):
     # Rotation + anisotropic scale + shear + shift: no pixel lands on a pixel centre, but a
     # linear image is interpolated exactly, so the interior comes back to float tolerance.
     a = 0.3
-    theta = torch.tensor([[0.8 * math.cos(a), -0.9 * math.sin(a) + 0.1, 0.05],
-                          [0.8 * math.sin(a), 0.9 * math.cos(a), -0.04]], device=device, dtype=dtype)[None]
+    theta = torch.tensor(
+        [[0.8 * math.cos(a), -0.9 * math.sin(a) + 0.1, 0.05], [0.8 * math.sin(a), 0.9 * math.cos(a), -0.04]],
+        device=device,
+        dtype=dtype,
+    )[None]
     image = _ramp(1, 32, 32, device=device, dtype=dtype)
     warped = affine_grid_sample(image, theta)
     # The warped view samples the image at theta @ p: check one hand-computable point (the centre).
     centre = warped[0, :, 15:17, 15:17].mean((-2, -1))
-    torch.testing.assert_close(centre, torch.stack([theta[0, 0, 2], theta[0, 1, 2] + 2 * theta[0, 0, 2]]),
-                               **_tol(dtype))
+    torch.testing.assert_close(
+        centre, torch.stack([theta[0, 0, 2], theta[0, 1, 2] + 2 * theta[0, 0, 2]]), **_tol(dtype)
+    )
     back = affine_grid_sample(warped, invert_affine(theta))
     torch.testing.assert_close(_interior(back, 6), _interior(image, 6), **_tol(dtype))
 
@@ -295,12 +299,13 @@ def test_gradcheck_affine_warp():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(1, 2, 5, 6, generator=g, dtype=torch.float64, requires_grad=True)
     # Off the identity, so no sample sits on a bilinear kink (a pixel centre).
-    theta = (torch.eye(2, 3, dtype=torch.float64) + 0.1 * torch.randn(1, 2, 3, generator=g, dtype=torch.float64))
+    theta = torch.eye(2, 3, dtype=torch.float64) + 0.1 * torch.randn(1, 2, 3, generator=g, dtype=torch.float64)
     theta.requires_grad_(True)
     assert torch.autograd.gradcheck(lambda x, t: affine_grid_sample(x, t), (x, theta))
     assert torch.autograd.gradcheck(invert_affine, (theta,))
-    assert torch.autograd.gradcheck(lambda p: attention_theta(p), (torch.rand(2, 3, dtype=torch.float64,
-                                                                              requires_grad=True),))
+    assert torch.autograd.gradcheck(
+        lambda p: attention_theta(p), (torch.rand(2, 3, dtype=torch.float64, requires_grad=True),)
+    )
 
 
 def test_gradcheck_tps_warp():

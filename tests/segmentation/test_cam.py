@@ -108,8 +108,9 @@ def test_named_layer_is_cropped_from_the_padded_grid():
     handle.remove()
     mean = seen["f"].mean(1)[0, :33, :40]
     expected = (mean - mean.min()) / (mean.max() - mean.min())
-    np.testing.assert_allclose(attention_map(model, image, layer="features.conv1_1")[0].numpy(), expected.numpy(),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        attention_map(model, image, layer="features.conv1_1")[0].numpy(), expected.numpy(), atol=1e-5
+    )
 
 
 def test_bad_arguments():

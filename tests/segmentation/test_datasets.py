@@ -26,8 +26,9 @@ def _scene(seed: int) -> tuple[np.ndarray, np.ndarray]:
     return image, label
 
 
-def _voc(root: Path, ids: dict[str, list[str]], label_dir: str = "SegmentationClass",
-         ext: str = ".jpg") -> dict[str, np.ndarray]:
+def _voc(
+    root: Path, ids: dict[str, list[str]], label_dir: str = "SegmentationClass", ext: str = ".jpg"
+) -> dict[str, np.ndarray]:
     """Write a VOC2012-like tree; returns the labels written, by id."""
     (root / "JPEGImages").mkdir(parents=True, exist_ok=True)
     (root / label_dir).mkdir(parents=True, exist_ok=True)
@@ -46,8 +47,11 @@ def _voc(root: Path, ids: dict[str, list[str]], label_dir: str = "SegmentationCl
 
 @pytest.fixture()
 def voc(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
-    ids = {"train": ["2007_000032", "2007_000039"], "val": ["2007_000063"],
-           "trainval": ["2007_000032", "2007_000039", "2007_000063"]}
+    ids = {
+        "train": ["2007_000032", "2007_000039"],
+        "val": ["2007_000063"],
+        "trainval": ["2007_000032", "2007_000039", "2007_000063"],
+    }
     root = tmp_path / "VOC2012"
     return root, _voc(root, ids)
 
@@ -59,7 +63,7 @@ def test_voc_items(voc):
     item = train[1]
     assert set(item) == {"image", "label", "name"}
     assert item["image"].shape == (3, H, W) and item["image"].dtype == torch.float32
-    assert 0.0 <= float(item["image"].min()) and float(item["image"].max()) <= 1.0
+    assert float(item["image"].min()) >= 0.0 and float(item["image"].max()) <= 1.0
     assert item["label"].dtype == torch.int64 and item["name"] == "2007_000039"
     np.testing.assert_array_equal(item["label"].numpy(), labels["2007_000039"])  # palette indices, 255 kept
     assert train[-1]["name"] == "2007_000039"
@@ -148,7 +152,8 @@ def test_voc_sbd_train_aug(tmp_path):
     lists = root / "ImageSets" / "Segmentation"
     # DeepLab's two-column format.
     (lists / "train_aug.txt").write_text(
-        "".join(f"/JPEGImages/{i}.jpg /SegmentationClassAug/{i}.png\n" for i in ["t1", "s1", "s2"]))
+        "".join(f"/JPEGImages/{i}.jpg /SegmentationClassAug/{i}.png\n" for i in ["t1", "s1", "s2"])
+    )
     aug = VOCSegmentation(root, "train", sbd=True)
     assert aug.split == "train_aug" and aug.names == ["t1", "s1", "s2"]
     assert aug.label_files[1].parent.name == "SegmentationClassAug"

@@ -33,8 +33,9 @@ def _smooth_image(h, w, seed=0):
     return torch.nn.functional.interpolate(torch.rand(1, 3, h // 16, w // 16), size=(h, w), mode="bilinear")
 
 
-@pytest.mark.parametrize("crf_kwargs", [None, {"num_steps": 2, "kernels": [(3, 1)], "dilation_reference": 64}],
-                         ids=["fcn", "fcn+crf"])
+@pytest.mark.parametrize(
+    "crf_kwargs", [None, {"num_steps": 2, "kernels": [(3, 1)], "dilation_reference": 64}], ids=["fcn", "fcn+crf"]
+)
 def test_segmentation_tiles_close_to_untiled(crf_kwargs):
     # FCN receptive fields exceed any margin: tiled logits are close, not equal. A margin of
     # 32 px (not the default 96) keeps the windows of this small image smaller than the image.

@@ -33,9 +33,21 @@ K = 3
 
 def _cfg(out: Path, **overrides) -> SegFinetuneConfig:
     """A run of two 32 px steps on a thin FCN-8s with a one-step CRF, validated on one 40 px scene."""
-    base = dict(model="fcn8s_vgg16", out=str(out), num_classes=K, crop=32, scene_size=40, train_size=2,
-                val_size=1, epochs=1, batch_size=1, lr=1e-3, crf_lr=1e-2, model_kwargs=dict(TINY),
-                crf_kwargs={"num_steps": 1})
+    base = dict(
+        model="fcn8s_vgg16",
+        out=str(out),
+        num_classes=K,
+        crop=32,
+        scene_size=40,
+        train_size=2,
+        val_size=1,
+        epochs=1,
+        batch_size=1,
+        lr=1e-3,
+        crf_lr=1e-2,
+        model_kwargs=dict(TINY),
+        crf_kwargs={"num_steps": 1},
+    )
     return SegFinetuneConfig(**{**base, **overrides})
 
 
@@ -67,9 +79,15 @@ def _tiny_torchvision_vgg(layout: str = "D") -> torch.nn.Module:
     vgg = VGG(make_layers([v if v == "M" else thin[v] for v in cfgs[layout]]), init_weights=False)
     fc = TINY["fc_channels"]
     # Same layer indices as torchvision's 4096-wide classifier, thin enough for a test.
-    vgg.classifier = torch.nn.Sequential(torch.nn.Linear(16 * 49, fc), torch.nn.ReLU(True), torch.nn.Dropout(),
-                                         torch.nn.Linear(fc, fc), torch.nn.ReLU(True), torch.nn.Dropout(),
-                                         torch.nn.Linear(fc, 1000))
+    vgg.classifier = torch.nn.Sequential(
+        torch.nn.Linear(16 * 49, fc),
+        torch.nn.ReLU(True),
+        torch.nn.Dropout(),
+        torch.nn.Linear(fc, fc),
+        torch.nn.ReLU(True),
+        torch.nn.Dropout(),
+        torch.nn.Linear(fc, 1000),
+    )
     for p in vgg.parameters():
         torch.nn.init.normal_(p, std=0.2)
     return vgg.eval()
@@ -88,9 +106,15 @@ def test_synthetic_val_split_uses_its_own_seed_stream():
     assert int(item["label"].max()) < K
 
 
-@pytest.mark.parametrize("spec, match", [("nyu:x", "unknown segmentation data source"),
-                                         ("voc", "needs a path"), ("folder:/no/such/dir", "does not exist"),
-                                         ("synthetic:abc", "seed must be an integer")])
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ("nyu:x", "unknown segmentation data source"),
+        ("voc", "needs a path"),
+        ("folder:/no/such/dir", "does not exist"),
+        ("synthetic:abc", "seed must be an integer"),
+    ],
+)
 def test_bad_data_specs(spec, match):
     with pytest.raises(InputError, match=match):
         make_seg_dataset(spec, "train", num_classes=K)
@@ -113,15 +137,18 @@ def test_folder_spec_prefers_the_split_subfolder(tmp_path):
 # --------------------------------------------------------------------------- config
 
 
-@pytest.mark.parametrize("overrides, match", [
-    ({"stage": "crf_only"}, "also set crf=True"),
-    ({"stage": "warmup"}, "stage='warmup' is unknown"),
-    ({"model_kwargs": {"num_classes": 4}}, "model_kwargs sets 'num_classes'"),
-    ({"model": "pac_jointupsample_x8"}, "not a segmentation model"),
-    ({"model": "fcn8s_vgg16+crf"}, "crf=True"),
-    ({"num_classes": 1}, "num_classes=1"),
-    ({"crf": True, "crf_kwargs": {"num_stepz": 2}}, "crf_kwargs"),
-])
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"stage": "crf_only"}, "also set crf=True"),
+        ({"stage": "warmup"}, "stage='warmup' is unknown"),
+        ({"model_kwargs": {"num_classes": 4}}, "model_kwargs sets 'num_classes'"),
+        ({"model": "pac_jointupsample_x8"}, "not a segmentation model"),
+        ({"model": "fcn8s_vgg16+crf"}, "crf=True"),
+        ({"num_classes": 1}, "num_classes=1"),
+        ({"crf": True, "crf_kwargs": {"num_stepz": 2}}, "crf_kwargs"),
+    ],
+)
 def test_config_errors(tmp_path, overrides, match):
     with pytest.raises(InputError, match=match):
         build_seg_model(_cfg(tmp_path / "run", **overrides))
@@ -203,8 +230,9 @@ def test_crf_only_then_joint_staged_training(tmp_path):
 # --------------------------------------------------------------------------- hot-swap
 
 
-@pytest.mark.parametrize("model_name, source", [("fcn8s_vgg16", "file"), ("fcn8s_vgg16", "checkpoint"),
-                                                ("pac_fcn8s_vgg16", "file")])
+@pytest.mark.parametrize(
+    "model_name, source", [("fcn8s_vgg16", "file"), ("fcn8s_vgg16", "checkpoint"), ("pac_fcn8s_vgg16", "file")]
+)
 def test_hot_swapped_model_starts_with_the_plain_fcn_logits(tmp_path, model_name, source):
     fcn = _plain_fcn()
     if source == "file":

@@ -22,7 +22,7 @@ def test_scene_format_and_determinism():
     a = make_seg_scene(3, 48, 64, num_classes=4)
     assert a["image"].shape == (48, 64, 3) and a["image"].dtype == np.float32
     assert a["label"].shape == (48, 64) and a["label"].dtype == np.int64
-    assert 0.0 <= a["image"].min() and a["image"].max() <= 1.0
+    assert a["image"].min() >= 0.0 and a["image"].max() <= 1.0
     assert set(np.unique(a["label"])) <= {0, 1, 2, 3}
     b = make_seg_scene(3, 48, 64, num_classes=4)
     np.testing.assert_array_equal(a["image"], b["image"])
@@ -52,8 +52,7 @@ def test_thin_structures_are_thin():
     # of their pixels, which no filled object would lose.
     kept = total = 0
     for seed in range(4):
-        scene = make_seg_scene(seed, 64, 64, min_objects=0, max_objects=0, min_thin=2, max_thin=2,
-                               p_decal=0.0)
+        scene = make_seg_scene(seed, 64, 64, min_objects=0, max_objects=0, min_thin=2, max_thin=2, p_decal=0.0)
         fg = (scene["label"] > 0).astype(np.uint8)
         opened = cv2.morphologyEx(fg, cv2.MORPH_OPEN, np.ones((4, 4), np.uint8))
         kept, total = kept + int(opened.sum()), total + int(fg.sum())
@@ -130,8 +129,7 @@ def test_dataset_items():
     scene = make_seg_scene(scene_seed(5, 2), 40, 48, 4)
     np.testing.assert_array_equal(item["label"].numpy(), scene["label"])
     np.testing.assert_array_equal(item["image"].permute(1, 2, 0).numpy(), scene["image"])
-    aug = SyntheticSegmentation(3, seed=5, size=(40, 48), num_classes=4,
-                                transform=SegTransform(crop=(32, 32), seed=0))
+    aug = SyntheticSegmentation(3, seed=5, size=(40, 48), num_classes=4, transform=SegTransform(crop=(32, 32), seed=0))
     assert aug[0]["image"].shape == (3, 32, 32)
     with pytest.raises(IndexError):
         ds[3]

@@ -23,8 +23,13 @@ class _Baseline(DepthModel):
         valid = valid_mask(depth_lr)
         lo, hi = depth_range(depth_lr, valid)
         # The range is expanded to LR maps so that tiles can slice it like the other inputs.
-        return [depth_lr, valid, fill_holes(depth_lr, valid), lo.expand_as(depth_lr), hi.expand_as(depth_lr)], \
-            lambda y: y
+        return [
+            depth_lr,
+            valid,
+            fill_holes(depth_lr, valid),
+            lo.expand_as(depth_lr),
+            hi.expand_as(depth_lr),
+        ], lambda y: y
 
     def scale_of(self, depth_lr: torch.Tensor, guide: torch.Tensor) -> int:
         return guide.shape[-1] // depth_lr.shape[-1]
@@ -77,8 +82,18 @@ class JointBilateral(_Baseline):
 
     def core(self, depth_lr, valid, filled, lo, hi, guide):
         s = self.scale_of(depth_lr, guide)
-        return joint_bilateral_upsample(depth_lr, valid, filled, guide, lo[..., :1, :1], hi[..., :1, :1], s,
-                                        self.sigma_spatial * s, self.sigma_color, self.radius)
+        return joint_bilateral_upsample(
+            depth_lr,
+            valid,
+            filled,
+            guide,
+            lo[..., :1, :1],
+            hi[..., :1, :1],
+            s,
+            self.sigma_spatial * s,
+            self.sigma_color,
+            self.radius,
+        )
 
     def extra_repr(self) -> str:
         return f"sigma_spatial={self.sigma_spatial}, sigma_color={self.sigma_color}, radius={self.radius}"

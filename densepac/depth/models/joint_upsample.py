@@ -42,10 +42,21 @@ class PacJointUpsample(NormalizedDepthModel):
         normalize_pac: use normalized PAC in the upsampling stages.
     """
 
-    def __init__(self, scale: int = 8, channels: int = 32, guide_channels: int = 16, guide_width: int = 32,
-                 depth_layers: int = 3, guide_layers: int = 3, final_layers: int = 2, kernel_size: int = 5,
-                 residual: bool = False, mask_input: bool = False, normalize_pac: bool = False,
-                 base: str = "bicubic") -> None:
+    def __init__(
+        self,
+        scale: int = 8,
+        channels: int = 32,
+        guide_channels: int = 16,
+        guide_width: int = 32,
+        depth_layers: int = 3,
+        guide_layers: int = 3,
+        final_layers: int = 2,
+        kernel_size: int = 5,
+        residual: bool = False,
+        mask_input: bool = False,
+        normalize_pac: bool = False,
+        base: str = "bicubic",
+    ) -> None:
         super().__init__()
         if scale not in (2, 4, 8, 16):
             raise InputError(f"scale must be 2, 4, 8 or 16, got {scale}")
@@ -63,9 +74,11 @@ class PacJointUpsample(NormalizedDepthModel):
         self.depth_branch = conv_stack(2 if mask_input else 1, channels, channels, depth_layers, k)
         self.guide_branch = conv_stack(3, guide_width, guide_channels * self.stages, guide_layers, k)
         self.up = nn.ModuleList(
-            PacConvTranspose2d(channels, channels, k, stride=2, padding=k // 2, output_padding=1,
-                               normalize=normalize_pac)
-            for _ in range(self.stages))
+            PacConvTranspose2d(
+                channels, channels, k, stride=2, padding=k // 2, output_padding=1, normalize=normalize_pac
+            )
+            for _ in range(self.stages)
+        )
         self.final_branch = conv_stack(channels, channels, 1, final_layers, k)
         if residual:
             nn.init.zeros_(self.final_branch[-1].weight)
@@ -78,7 +91,7 @@ class PacJointUpsample(NormalizedDepthModel):
         h, w = dn.shape[-2:]
         for i, up in enumerate(self.up):
             size = (h * 2 ** (i + 1), w * 2 ** (i + 1))
-            gi = g[:, i * self.guide_channels:(i + 1) * self.guide_channels]
+            gi = g[:, i * self.guide_channels : (i + 1) * self.guide_channels]
             if size != tuple(gi.shape[-2:]):
                 gi = F.adaptive_avg_pool2d(gi, size)  # exact pixel areas: HR size is a multiple
             x = F.relu(up(x, gi))
@@ -92,8 +105,17 @@ class PacJointUpsample(NormalizedDepthModel):
         if self.base == "bicubic":
             return F.interpolate(dn, size=guide.shape[-2:], mode="bicubic", align_corners=False)
         zero, one = dn.new_zeros(()), dn.new_ones(())
-        return joint_bilateral_upsample(dn, valid > 0, dn, guide.to(dn.dtype), zero, one, self.scale,
-                                        sigma_spatial=float(self.scale), sigma_color=0.1)
+        return joint_bilateral_upsample(
+            dn,
+            valid > 0,
+            dn,
+            guide.to(dn.dtype),
+            zero,
+            one,
+            self.scale,
+            sigma_spatial=float(self.scale),
+            sigma_color=0.1,
+        )
 
     def extra_repr(self) -> str:
         base = f", base={self.base!r}" if self.residual else ""

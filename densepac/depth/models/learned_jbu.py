@@ -33,8 +33,12 @@ from densepac.ops.sample_pac import at_samples, gaussian_spatial_logits, sample_
 
 
 def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.ReLU(inplace=True),
-                         nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1),
+        nn.ReLU(inplace=True),
+    )
 
 
 class _PixelFeatures(nn.Module):
@@ -46,8 +50,12 @@ class _PixelFeatures(nn.Module):
         self.enc1 = _block(width, 2 * width, stride=2)
         self.enc2 = _block(2 * width, 2 * width, stride=2)
         self.dec1 = nn.Sequential(nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.ReLU(inplace=True))
-        self.dec0 = nn.Sequential(nn.Conv2d(2 * width, width, 1), nn.ReLU(inplace=True),
-                                  nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True))
+        self.dec0 = nn.Sequential(
+            nn.Conv2d(2 * width, width, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.ReLU(inplace=True),
+        )
         self.head = nn.Conv2d(width, cout, 1)
         # Small, not zero: the kernel compares h_i with h_j, whose gradient vanishes at h = 0.
         nn.init.normal_(self.head.weight, std=head_std)
@@ -81,9 +89,17 @@ class LearnedJBU(NormalizedDepthModel):
             surfaces between samples, thin structures without a sample).
     """
 
-    def __init__(self, scale: int = 8, radius: int = 3, width: int = 16, feat_channels: int = 8,
-                 sigma_color: float = 0.1, depth_weight: float = 0.1, feature_std: float = 0.01,
-                 refine: bool = False) -> None:
+    def __init__(
+        self,
+        scale: int = 8,
+        radius: int = 3,
+        width: int = 16,
+        feat_channels: int = 8,
+        sigma_color: float = 0.1,
+        depth_weight: float = 0.1,
+        feature_std: float = 0.01,
+        refine: bool = False,
+    ) -> None:
         super().__init__()
         if scale < 4 or scale % 4:
             raise InputError(f"scale must be a multiple of 4, got {scale}")
@@ -93,8 +109,11 @@ class LearnedJBU(NormalizedDepthModel):
         # Receptive field: the U-Net's ~30 HR px plus two neighbourhoods (first estimate, mix).
         self.tile_margin = 2 * radius + math.ceil(32 / scale) + 3
         self.features = _PixelFeatures(3 + 2, width, feat_channels, feature_std)
-        self.sample_branch = nn.Sequential(nn.Conv2d(feat_channels + 2, 2 * width, 3, padding=1), nn.ReLU(inplace=True),
-                                           nn.Conv2d(2 * width, feat_channels, 3, padding=1))
+        self.sample_branch = nn.Sequential(
+            nn.Conv2d(feat_channels + 2, 2 * width, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(2 * width, feat_channels, 3, padding=1),
+        )
         nn.init.zeros_(self.sample_branch[-1].weight)
         nn.init.zeros_(self.sample_branch[-1].bias)
         self.log_inv_sigma_color = nn.Parameter(torch.tensor(-math.log(sigma_color)))
@@ -113,8 +132,9 @@ class LearnedJBU(NormalizedDepthModel):
         guide = guide.to(dn.dtype)
         ok = valid > 0
         g_rgb = at_samples(guide, s)
-        z = sample_pac_upsample(dn, guide / self.sigma_color, g_rgb / self.sigma_color, self.jbu_spatial, ok,
-                                self.radius)
+        z = sample_pac_upsample(
+            dn, guide / self.sigma_color, g_rgb / self.sigma_color, self.jbu_spatial, ok, self.radius
+        )
         bicubic = F.interpolate(dn, size=guide.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
         rgb = (guide - self.rgb_mean) / self.rgb_std
         h = self.features(torch.cat([rgb, z, bicubic], 1))

@@ -54,8 +54,10 @@ class SegmentationModel(PredictsLabels):
         names = [n for n, _ in self.named_modules() if _STAGE.search(n)]
         top = [n for n in names if not any(n.startswith(f"{o}.") for o in names if o != n)]
         if len(top) < 2:
-            raise InputError(f"{type(self).__name__} has no layerN/levelN encoder stages to put ADL after; "
-                             "name the modules with adl=[...]")
+            raise InputError(
+                f"{type(self).__name__} has no layerN/levelN encoder stages to put ADL after; "
+                "name the modules with adl=[...]"
+            )
         return sorted(top, key=lambda n: int(_STAGE.search(n).group(1)))[-2:]
 
     def check_image(self, image: torch.Tensor) -> None:

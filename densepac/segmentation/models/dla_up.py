@@ -42,7 +42,8 @@ a ``dla_up`` checkpoint loads into ``pac_dla_up`` with only the ``guides.*`` key
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -102,32 +103,42 @@ class IDAUp(nn.Module):
     (N, 3, Hi, Wi), the normalized input image, is needed only once :meth:`use_pac` was called.
     """
 
-    def __init__(self, out_channels: int, in_channels: Sequence[int], up_factors: Sequence[int],
-                 node_kernel: int = 3) -> None:
+    def __init__(
+        self, out_channels: int, in_channels: Sequence[int], up_factors: Sequence[int], node_kernel: int = 3
+    ) -> None:
         super().__init__()
         if len(in_channels) < 2 or len(in_channels) != len(up_factors):
-            raise InputError(f"IDAUp: give at least two inputs and one up factor each, got in_channels={in_channels!r}"
-                             f" and up_factors={up_factors!r}")
+            raise InputError(
+                f"IDAUp: give at least two inputs and one up factor each, got in_channels={in_channels!r}"
+                f" and up_factors={up_factors!r}"
+            )
         factors = tuple(int(f) for f in up_factors)
         if factors[0] != 1 or any(f < 1 or f & (f - 1) for f in factors):
             raise InputError(f"IDAUp: up_factors={up_factors!r}; use powers of two starting with 1, e.g. (1, 2, 2)")
         if node_kernel < 1 or node_kernel % 2 == 0:
             raise InputError(f"IDAUp: node_kernel={node_kernel!r}; use an odd size (3 for segmentation, 1 for speed)")
         self.out_channels, self.up_factors = int(out_channels), factors
-        self.projs = nn.ModuleList(nn.Identity() if c == out_channels else conv_bn_relu(c, out_channels, 1)
-                                   for c in in_channels)
+        self.projs = nn.ModuleList(
+            nn.Identity() if c == out_channels else conv_bn_relu(c, out_channels, 1) for c in in_channels
+        )
         self.ups = nn.ModuleList(nn.Identity() if f == 1 else bilinear_upsampler(out_channels, f) for f in factors)
         # Identity placeholders keep indices aligned with ``ups``; use_pac() puts ImageGuides here.
         self.guides = nn.ModuleList(nn.Identity() for _ in factors)
-        self.nodes = nn.ModuleList(conv_bn_relu(2 * out_channels, out_channels, node_kernel)
-                                   for _ in range(len(factors) - 1))
+        self.nodes = nn.ModuleList(
+            conv_bn_relu(2 * out_channels, out_channels, node_kernel) for _ in range(len(factors) - 1)
+        )
 
     @property
     def is_pac(self) -> bool:
         return any(isinstance(up, PacConvTranspose2d) for up in self.ups)
 
-    def use_pac(self, guide_channels: int = 3, guide_scale: float = PAC_GUIDE_SCALE, kernel_type: str = "gaussian",
-                normalize: bool = False) -> "IDAUp":
+    def use_pac(
+        self,
+        guide_channels: int = 3,
+        guide_scale: float = PAC_GUIDE_SCALE,
+        kernel_type: str = "gaussian",
+        normalize: bool = False,
+    ) -> IDAUp:
         """Turn every upsampler into a PAC transposed conv (same weights) guided by the image, in place."""
         for i, up in enumerate(self.ups):
             if isinstance(up, nn.ConvTranspose2d):
@@ -153,8 +164,9 @@ class IDAUp(nn.Module):
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         return x
 
-    def forward(self, layers: Sequence[torch.Tensor],
-                image: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(
+        self, layers: Sequence[torch.Tensor], image: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         if len(layers) != len(self.projs):
             raise InputError(f"IDAUp was built for {len(self.projs)} inputs, got {len(layers)}")
         size = (layers[0].shape[-2], layers[0].shape[-1])
@@ -193,7 +205,7 @@ class DLAUp(nn.Module):
             # Levels deeper than j have been aggregated to level j + 1 by the previous IDAUp
             # (the deepest is at j + 1 already), so each needs one x2 upsampling.
             idas.append(IDAUp(channels[j], widths[j:], [1] + [2] * (len(channels) - 1 - j), node_kernel))
-            widths[j + 1:] = [channels[j]] * (len(channels) - 1 - j)
+            widths[j + 1 :] = [channels[j]] * (len(channels) - 1 - j)
         self.idas = nn.ModuleList(idas)
 
     def forward(self, layers: Sequence[torch.Tensor], image: torch.Tensor | None = None) -> torch.Tensor:
@@ -204,7 +216,7 @@ class DLAUp(nn.Module):
         for k, ida in enumerate(self.idas):
             j = len(layers) - 2 - k
             x, outs = ida(layers[j:], image)
-            layers[j + 1:] = outs
+            layers[j + 1 :] = outs
         return x
 
 
@@ -224,43 +236,63 @@ class DLAUpSeg(SegmentationModel):
         encoder_kwargs: further arguments of a registry encoder's factory.
     """
 
-    def __init__(self, encoder_name: str | nn.Module = "tu-dla34", num_classes: int = 21, output_stride: int = 2,
-                 node_kernel: int = 3, encoder_depth: int = 5, encoder_kwargs: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        encoder_name: str | nn.Module = "tu-dla34",
+        num_classes: int = 21,
+        output_stride: int = 2,
+        node_kernel: int = 3,
+        encoder_depth: int = 5,
+        encoder_kwargs: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise InputError(f"dla_up: num_classes={num_classes!r} must be a positive integer (21 for PASCAL VOC)")
         if isinstance(output_stride, bool) or output_stride not in OUTPUT_STRIDES:
-            raise InputError(f"dla_up: output_stride={output_stride!r}; use one of {OUTPUT_STRIDES} "
-                             "(stride of the finest aggregated level, 2 in the paper)")
+            raise InputError(
+                f"dla_up: output_stride={output_stride!r}; use one of {OUTPUT_STRIDES} "
+                "(stride of the finest aggregated level, 2 in the paper)"
+            )
         if isinstance(node_kernel, bool) or not isinstance(node_kernel, int) or node_kernel < 1 or node_kernel % 2 == 0:
             raise InputError(f"dla_up: node_kernel={node_kernel!r}; use an odd size such as 3 or 1")
         self.encoder = build_encoder(encoder_name, in_channels=3, depth=encoder_depth, **(encoder_kwargs or {}))
         depth = len(self.encoder.out_channels) - 1
         self.first_level = int(math.log2(output_stride))
-        channels = [int(c) for c in self.encoder.out_channels[self.first_level:]]
+        channels = [int(c) for c in self.encoder.out_channels[self.first_level :]]
         if depth - self.first_level < 1:
-            raise InputError(f"dla_up: output_stride={output_stride} leaves fewer than two of the encoder's {depth} "
-                             f"stages to aggregate; use output_stride <= {2 ** (depth - 1)}")
+            raise InputError(
+                f"dla_up: output_stride={output_stride} leaves fewer than two of the encoder's {depth} "
+                f"stages to aggregate; use output_stride <= {2 ** (depth - 1)}"
+            )
         if min(channels) < 1:
-            raise InputError(f"dla_up: encoder {encoder_name!r} has no features at stride "
-                             f"{2 ** (self.first_level + channels.index(min(channels)))}; use a larger output_stride")
+            raise InputError(
+                f"dla_up: encoder {encoder_name!r} has no features at stride "
+                f"{2 ** (self.first_level + channels.index(min(channels)))}; use a larger output_stride"
+            )
         self.num_classes, self.output_stride, self.node_kernel = num_classes, output_stride, node_kernel
         self.encoder_name = encoder_name if isinstance(encoder_name, str) else type(encoder_name).__name__
         # Pad to the deepest stride so every stage of a standard encoder halves exactly.
-        self.pad_multiple = 2 ** depth
+        self.pad_multiple = 2**depth
         self.decoder = DLAUp(channels, node_kernel)
         self.head = nn.Conv2d(channels[0], num_classes, 1)
 
     def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.decoder(self.encoder(x)[self.first_level:], x))
+        return self.head(self.decoder(self.encoder(x)[self.first_level :], x))
 
     def extra_repr(self) -> str:
-        return (f"encoder_name={self.encoder_name!r}, num_classes={self.num_classes}, "
-                f"output_stride={self.output_stride}, node_kernel={self.node_kernel}")
+        return (
+            f"encoder_name={self.encoder_name!r}, num_classes={self.num_classes}, "
+            f"output_stride={self.output_stride}, node_kernel={self.node_kernel}"
+        )
 
 
-def to_pac_dla_up(model: DLAUpSeg, guide_channels: int = 3, guide_scale: float = PAC_GUIDE_SCALE,
-                  kernel_type: str = "gaussian", normalize: bool = False) -> DLAUpSeg:
+def to_pac_dla_up(
+    model: DLAUpSeg,
+    guide_channels: int = 3,
+    guide_scale: float = PAC_GUIDE_SCALE,
+    kernel_type: str = "gaussian",
+    normalize: bool = False,
+) -> DLAUpSeg:
     """Make every aggregation-node upsampler of ``model`` a PAC layer guided by the image, in place.
 
     The transposed convolutions keep their weights and state-dict keys; each gains an
@@ -284,17 +316,31 @@ def to_pac_dla_up(model: DLAUpSeg, guide_channels: int = 3, guide_scale: float =
 
 
 @register_model
-def dla_up(encoder_name: str | nn.Module = "tu-dla34", num_classes: int = 21, output_stride: int = 2,
-           node_kernel: int = 3, encoder_depth: int = 5, encoder_kwargs: dict[str, Any] | None = None) -> DLAUpSeg:
+def dla_up(
+    encoder_name: str | nn.Module = "tu-dla34",
+    num_classes: int = 21,
+    output_stride: int = 2,
+    node_kernel: int = 3,
+    encoder_depth: int = 5,
+    encoder_kwargs: dict[str, Any] | None = None,
+) -> DLAUpSeg:
     """DLA-Up segmentation (Yu et al. 2018) on any encoder (default tu-dla34); see :class:`DLAUpSeg`."""
     return DLAUpSeg(encoder_name, num_classes, output_stride, node_kernel, encoder_depth, encoder_kwargs)
 
 
 @register_model
-def pac_dla_up(encoder_name: str | nn.Module = "tu-dla34", num_classes: int = 21, output_stride: int = 2,
-               node_kernel: int = 3, guide_channels: int = 3, guide_scale: float = PAC_GUIDE_SCALE,
-               kernel_type: str = "gaussian", normalize: bool = False, encoder_depth: int = 5,
-               encoder_kwargs: dict[str, Any] | None = None) -> DLAUpSeg:
+def pac_dla_up(
+    encoder_name: str | nn.Module = "tu-dla34",
+    num_classes: int = 21,
+    output_stride: int = 2,
+    node_kernel: int = 3,
+    guide_channels: int = 3,
+    guide_scale: float = PAC_GUIDE_SCALE,
+    kernel_type: str = "gaussian",
+    normalize: bool = False,
+    encoder_depth: int = 5,
+    encoder_kwargs: dict[str, Any] | None = None,
+) -> DLAUpSeg:
     """DLA-Up whose aggregation upsamplers are PAC layers guided by the image; see :func:`to_pac_dla_up`."""
     model = DLAUpSeg(encoder_name, num_classes, output_stride, node_kernel, encoder_depth, encoder_kwargs)
     return to_pac_dla_up(model, guide_channels, guide_scale, kernel_type, normalize)

@@ -22,7 +22,8 @@ would change the shapes its adaptors compute.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -48,8 +49,13 @@ class EncoderFCN8s(SegmentationModel):
             ``{"input_size": 512}`` for ``shape_adaptor_resnet18``).
     """
 
-    def __init__(self, encoder_name: str | nn.Module = "resnet18", num_classes: int = 21, encoder_depth: int = 5,
-                 encoder_kwargs: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        encoder_name: str | nn.Module = "resnet18",
+        num_classes: int = 21,
+        encoder_depth: int = 5,
+        encoder_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         check_num_classes(num_classes)
         if isinstance(encoder_depth, bool) or not isinstance(encoder_depth, int) or encoder_depth < 3:
@@ -77,7 +83,6 @@ class EncoderFCN8s(SegmentationModel):
 
     def extra_repr(self) -> str:
         return f"encoder_name={self.encoder_name!r}, num_classes={self.num_classes}"
-
 
 
 @register_model

@@ -11,7 +11,8 @@ Shape Adaptor ResNet, whose stages need not halve exactly) and every smp/timm en
 from __future__ import annotations
 
 import difflib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from torch import nn
 
@@ -47,6 +48,8 @@ def build_encoder(name: str | nn.Module, in_channels: int = 3, depth: int = 5, *
             hint = f"did you mean {', '.join(close)}?" if close else "e.g. 'resnet18', 'tu-dla34'"
             raise InputError(f"unknown encoder {name!r}: {hint}") from None
     if not isinstance(getattr(encoder, "out_channels", None), Sequence):
-        raise InputError(f"encoder {type(encoder).__name__} has no out_channels list; it must follow the smp "
-                         "encoder protocol (forward returns [input, stage1, ..., stageN])")
+        raise InputError(
+            f"encoder {type(encoder).__name__} has no out_channels list; it must follow the smp "
+            "encoder protocol (forward returns [input, stage1, ..., stageN])"
+        )
     return encoder

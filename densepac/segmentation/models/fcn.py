@@ -27,7 +27,8 @@ PAC layers (:func:`densepac.models.hotswap.hot_swap`) that keep their weights.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -87,8 +88,14 @@ class FCN8s(SegmentationModel):
 
     pad_multiple = FCN_STRIDE
 
-    def __init__(self, num_classes: int = 21, widths: Sequence[int] = VGG16_WIDTHS, fc_channels: int = 4096,
-                 dropout: float = 0.5, learn_upsampling: bool = True) -> None:
+    def __init__(
+        self,
+        num_classes: int = 21,
+        widths: Sequence[int] = VGG16_WIDTHS,
+        fc_channels: int = 4096,
+        dropout: float = 0.5,
+        learn_upsampling: bool = True,
+    ) -> None:
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise InputError(f"FCN8s: num_classes={num_classes!r} must be a positive integer (21 for VOC)")
@@ -150,7 +157,6 @@ class FCN8s(SegmentationModel):
         return f"num_classes={self.num_classes}, widths={self.widths}, fc_channels={self.fc_channels}"
 
 
-
 @register_model
 def fcn8s_vgg16(num_classes: int = 21, **kwargs: Any) -> FCN8s:
     """FCN-8s on VGG16 (torchvision layout; any input size)."""
@@ -166,7 +172,7 @@ def _param_owner(model: nn.Module, name: str) -> nn.Module:
 def _strip_prefix(state_dict: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
     # DataParallel / DDP checkpoints prefix every key with "module.".
     if state_dict and all(k.startswith("module.") for k in state_dict):
-        return {k[len("module."):]: v for k, v in state_dict.items()}
+        return {k[len("module.") :]: v for k, v in state_dict.items()}
     return state_dict
 
 
@@ -190,17 +196,24 @@ def load_vgg16_backbone(model: FCN8s, state_dict: Mapping[str, torch.Tensor], lo
     pairs: list[tuple[str, str, tuple[int, ...] | None]] = []  # (source key, module name, reshape)
     for index, name in VGG16_LAYERS:
         if name.startswith("conv"):
-            pairs += [(f"features.{index}.weight", f"features.{name}", None),
-                      (f"features.{index}.bias", f"features.{name}", None)]
+            pairs += [
+                (f"features.{index}.weight", f"features.{name}", None),
+                (f"features.{index}.bias", f"features.{name}", None),
+            ]
     if load_fc:
         c5 = model.widths[-1]
-        pairs += [("classifier.0.weight", "fc6", (model.fc_channels, c5, 7, 7)), ("classifier.0.bias", "fc6", None),
-                  ("classifier.3.weight", "fc7", (model.fc_channels, model.fc_channels, 1, 1)),
-                  ("classifier.3.bias", "fc7", None)]
+        pairs += [
+            ("classifier.0.weight", "fc6", (model.fc_channels, c5, 7, 7)),
+            ("classifier.0.bias", "fc6", None),
+            ("classifier.3.weight", "fc7", (model.fc_channels, model.fc_channels, 1, 1)),
+            ("classifier.3.bias", "fc7", None),
+        ]
     missing = [key for key, _, _ in pairs if key not in sd]
     if missing:
-        raise WeightsError(f"VGG16 state dict lacks {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}; "
-                           "pass torchvision.models.vgg16(...).state_dict() (or load_fc=False without classifier)")
+        raise WeightsError(
+            f"VGG16 state dict lacks {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}; "
+            "pass torchvision.models.vgg16(...).state_dict() (or load_fc=False without classifier)"
+        )
     # Check every shape before writing anything, so a failure leaves the model untouched.
     plan: list[tuple[torch.Tensor, torch.Tensor, str]] = []
     for key, module_name, shape in pairs:
@@ -210,8 +223,10 @@ def load_vgg16_backbone(model: FCN8s, state_dict: Mapping[str, torch.Tensor], lo
         if shape is not None and source.numel() == target.numel():
             source = source.reshape(shape)
         if tuple(source.shape) != tuple(target.shape):
-            raise WeightsError(f"VGG16 {key} has shape {tuple(sd[key].shape)} but {module_name}.{kind} needs "
-                               f"{tuple(target.shape)}; build FCN8s with the default widths and fc_channels=4096")
+            raise WeightsError(
+                f"VGG16 {key} has shape {tuple(sd[key].shape)} but {module_name}.{kind} needs "
+                f"{tuple(target.shape)}; build FCN8s with the default widths and fc_channels=4096"
+            )
         plan.append((target, source, f"{module_name}.{kind}"))
     with torch.no_grad():
         for target, source, _ in plan:
@@ -219,8 +234,9 @@ def load_vgg16_backbone(model: FCN8s, state_dict: Mapping[str, torch.Tensor], lo
     return [name for _, _, name in plan]
 
 
-def to_pac_fcn8s(model: FCN8s, guide_scale: float = 1e-4, kernel_type: str = "gaussian",
-                 normalize: bool = False) -> FCN8s:
+def to_pac_fcn8s(
+    model: FCN8s, guide_scale: float = 1e-4, kernel_type: str = "gaussian", normalize: bool = False
+) -> FCN8s:
     """Hot-swap ``conv3_3``, ``conv4_3`` and ``conv5_3`` of an FCN8s for PAC guided by ``relu2_2``, in place.
 
     With the small default ``guide_scale`` every adapting kernel is about 1, so a trained
@@ -234,8 +250,13 @@ def to_pac_fcn8s(model: FCN8s, guide_scale: float = 1e-4, kernel_type: str = "ga
 
 
 @register_model
-def pac_fcn8s_vgg16(num_classes: int = 21, guide_scale: float = 1e-4, kernel_type: str = "gaussian",
-                    normalize: bool = False, **fcn_kwargs) -> FCN8s:
+def pac_fcn8s_vgg16(
+    num_classes: int = 21,
+    guide_scale: float = 1e-4,
+    kernel_type: str = "gaussian",
+    normalize: bool = False,
+    **fcn_kwargs,
+) -> FCN8s:
     """FCN-8s (VGG16) with conv3_3/4_3/5_3 hot-swapped for PAC guided by conv2_2 (Su et al. 2019).
 
     Args:

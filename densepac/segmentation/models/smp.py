@@ -39,8 +39,9 @@ class SmpSegmentation(SegmentationModel):
             are loaded by the registry, never downloaded.
     """
 
-    def __init__(self, arch: str = "unet", encoder_name: str = "resnet18", num_classes: int = 21,
-                 **smp_kwargs: Any) -> None:
+    def __init__(
+        self, arch: str = "unet", encoder_name: str = "resnet18", num_classes: int = 21, **smp_kwargs: Any
+    ) -> None:
         super().__init__()
         import segmentation_models_pytorch as smp
 
@@ -58,14 +59,21 @@ class SmpSegmentation(SegmentationModel):
         if arch.lower() not in known:
             raise InputError(f"smp model: unknown arch {arch!r}; use one of {', '.join(sorted(known))}")
         try:
-            self.net = smp.create_model(arch, encoder_name=encoder_name, encoder_weights=None, in_channels=3,
-                                        classes=int(num_classes), **smp_kwargs)
+            self.net = smp.create_model(
+                arch,
+                encoder_name=encoder_name,
+                encoder_weights=None,
+                in_channels=3,
+                classes=int(num_classes),
+                **smp_kwargs,
+            )
         except KeyError:
             # smp raises KeyError for an unknown encoder, with the list of valid names.
             if encoder_name in smp.encoders.get_encoder_names() or encoder_name.startswith("tu-"):
                 raise
-            raise InputError(f"smp model: unknown encoder_name {encoder_name!r}; see smp.encoders.get_encoder_names()"
-                             ) from None
+            raise InputError(
+                f"smp model: unknown encoder_name {encoder_name!r}; see smp.encoders.get_encoder_names()"
+            ) from None
         self.arch, self.encoder_name, self.num_classes = arch.lower(), encoder_name, int(num_classes)
         self.pad_multiple = max(SMP_MULTIPLE, int(getattr(self.net.encoder, "output_stride", 1)))
 
@@ -74,7 +82,6 @@ class SmpSegmentation(SegmentationModel):
 
     def extra_repr(self) -> str:
         return f"arch={self.arch!r}, encoder_name={self.encoder_name!r}, num_classes={self.num_classes}"
-
 
 
 @register_model
@@ -96,7 +103,8 @@ def smp_deeplabv3plus(encoder_name: str = "resnet18", num_classes: int = 21, **s
 
 
 @register_model
-def smp(arch: str = "unet", encoder_name: str = "resnet18", num_classes: int = 21,
-              **smp_kwargs: Any) -> SmpSegmentation:
+def smp(
+    arch: str = "unet", encoder_name: str = "resnet18", num_classes: int = 21, **smp_kwargs: Any
+) -> SmpSegmentation:
     """Any segmentation_models_pytorch architecture (``arch=``), encoder default resnet18; random init."""
     return SmpSegmentation(arch, encoder_name, num_classes, **smp_kwargs)

@@ -36,8 +36,9 @@ class TorchvisionFCN(SegmentationModel):
         check_num_classes(num_classes)
         self.depth, self.num_classes, self.aux_loss = depth, int(num_classes), bool(aux_loss)
         # weights/weights_backbone None: never download; pretrained weights go through create_model.
-        self.net = builders[depth](weights=None, weights_backbone=None, num_classes=self.num_classes,
-                                   aux_loss=self.aux_loss)
+        self.net = builders[depth](
+            weights=None, weights_backbone=None, num_classes=self.num_classes, aux_loss=self.aux_loss
+        )
 
     def forward_aux(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """torchvision's dict: ``out`` (N, K, H, W) and, with ``aux_loss``, ``aux`` (N, K, H, W)."""

@@ -34,7 +34,7 @@ def test_shapes_constant_and_holes(name, dtype):
 @pytest.mark.parametrize("name", ["guided_filter", "joint_bilateral"])
 def test_guided_baselines_beat_bicubic_at_an_edge(name):
     lr, rgb, depth = _step_scene()
-    rmse = lambda m: (m(lr, rgb) - depth).pow(2).mean().sqrt().item()  # noqa: E731
+    rmse = lambda m: (m(lr, rgb) - depth).pow(2).mean().sqrt().item()
     assert rmse(create_model(name)) < 0.7 * rmse(create_model("bicubic"))
 
 
@@ -61,7 +61,7 @@ def test_joint_bilateral_matches_direct_formula():
             cy, cx = (i + 0.5) * s - 0.5, (j + 0.5) * s - 0.5  # sample centre in HR pixels
             gy, gx = i * s + s // 2 - 1 + (s % 2), j * s + s // 2 - 1 + (s % 2)  # its guide pixel
             ws = math.exp(-0.5 * ((y - cy) ** 2 + (x - cx) ** 2) / (sig_s * s) ** 2)
-            wc = math.exp(-0.5 * ((rgb[0, :, y, x] - rgb[0, :, gy, gx]) ** 2).sum().item() / sig_c ** 2)
+            wc = math.exp(-0.5 * ((rgb[0, :, y, x] - rgb[0, :, gy, gx]) ** 2).sum().item() / sig_c**2)
             num += ws * wc * lr[0, 0, i, j].item()
             den += ws * wc
         ref[y, x] = num / den

@@ -11,8 +11,7 @@ LEARNED = list_models("pac_jointupsample*")
 
 def test_family_registered():
     for s in (4, 8, 16):
-        for prefix in ("pac_jointupsample", "pac_jointupsample_lite", "pac_jointupsample_res",
-                       "pac_jointupsample_jbu"):
+        for prefix in ("pac_jointupsample", "pac_jointupsample_lite", "pac_jointupsample_res", "pac_jointupsample_jbu"):
             assert f"{prefix}_x{s}" in LEARNED
 
 
@@ -46,9 +45,18 @@ def test_wrong_scale_refused():
         m(torch.rand(1, 1, 4, 4), torch.rand(1, 3, 16, 16))
 
 
-@pytest.mark.parametrize("name", ["bicubic", "guided_filter", "joint_bilateral", "pac_jointupsample_x4",
-                                  "pac_jointupsample_res_x8", "pac_jointupsample_lite_x16",
-                                  "pac_jointupsample_jbu_x4"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "bicubic",
+        "guided_filter",
+        "joint_bilateral",
+        "pac_jointupsample_x4",
+        "pac_jointupsample_res_x8",
+        "pac_jointupsample_lite_x16",
+        "pac_jointupsample_jbu_x4",
+    ],
+)
 def test_tiled_equals_untiled(name):
     torch.manual_seed(1)
     m = create_model(name).double().eval()

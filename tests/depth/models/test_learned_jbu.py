@@ -21,8 +21,9 @@ def test_starts_as_joint_bilateral_upsampling(scale):
     lr = torch.rand(2, 1, 6, 5, dtype=torch.float64) * 3 + 1
     lr[0, 0, 2, 2] = 0
     # A smooth guide, so the baseline never falls back to bicubic (its weights stay > 1e-8).
-    rgb = torch.nn.functional.interpolate(torch.rand(2, 3, 3, 3, dtype=torch.float64), size=(6 * scale, 5 * scale),
-                                          mode="bilinear", align_corners=False)
+    rgb = torch.nn.functional.interpolate(
+        torch.rand(2, 3, 3, 3, dtype=torch.float64), size=(6 * scale, 5 * scale), mode="bilinear", align_corners=False
+    )
     with torch.no_grad():
         torch.testing.assert_close(m(lr, rgb), create_model("joint_bilateral").double()(lr, rgb))
 

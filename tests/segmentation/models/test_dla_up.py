@@ -33,8 +33,9 @@ class TinyEncoder(nn.Module):
         self.ratio = ratio
         self.out_channels = (3, *widths)
         stride, pad = (2, 0) if ratio is None else (1, 1)
-        self.stages = nn.ModuleList(nn.Conv2d(c, w, 3, stride=stride, padding=pad)
-                                    for c, w in zip(self.out_channels[:-1], widths))
+        self.stages = nn.ModuleList(
+            nn.Conv2d(c, w, 3, stride=stride, padding=pad) for c, w in zip(self.out_channels[:-1], widths)
+        )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = [x]
@@ -57,7 +58,7 @@ def _tiny(ratio: float | None = None, seed: int = 0, **kwargs) -> DLAUpSeg:
     return model.eval()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _named(encoder_name: str) -> DLAUpSeg:
     """One model per smp encoder for the whole file (building timm encoders takes seconds)."""
     torch.manual_seed(0)
@@ -110,8 +111,9 @@ def test_output_size_equals_input(encoder_name, size):
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("ratio, output_stride, pac", [(None, 2, True), (0.6, 2, True), (None, 4, False),
-                                                       (0.6, 16, False)])
+@pytest.mark.parametrize(
+    "ratio, output_stride, pac", [(None, 2, True), (0.6, 2, True), (None, 4, False), (0.6, 16, False)]
+)
 def test_encoders_that_do_not_halve(ratio, output_stride, pac):
     model = _tiny(ratio, output_stride=output_stride)
     if pac:
@@ -191,16 +193,19 @@ def test_create_model():
     assert pac.eval()(torch.rand(1, 3, 40, 50)).shape == (1, 4, 40, 50)
 
 
-@pytest.mark.parametrize("name, kwargs", [
-    ("dla_up", {"output_stride": 3}),
-    ("dla_up", {"output_stride": 32}),
-    ("dla_up", {"num_classes": 0}),
-    ("dla_up", {"node_kernel": 2}),
-    ("dla_up", {"encoder_name": "not_an_encoder"}),
-    ("pac_dla_up", {"guide_scale": 0.0}),
-    ("pac_dla_up", {"guide_channels": 0}),
-    ("pac_dla_up", {"kernel_type": "boxcar"}),
-])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("dla_up", {"output_stride": 3}),
+        ("dla_up", {"output_stride": 32}),
+        ("dla_up", {"num_classes": 0}),
+        ("dla_up", {"node_kernel": 2}),
+        ("dla_up", {"encoder_name": "not_an_encoder"}),
+        ("pac_dla_up", {"guide_scale": 0.0}),
+        ("pac_dla_up", {"guide_channels": 0}),
+        ("pac_dla_up", {"kernel_type": "boxcar"}),
+    ],
+)
 def test_bad_arguments_raise_input_error(name, kwargs):
     kwargs = {"encoder_name": TinyEncoder(), **kwargs}
     with pytest.raises(InputError):

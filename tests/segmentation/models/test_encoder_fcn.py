@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import densepac.plugins.shape_adaptor  # noqa: F401  (registers the shape adaptor encoders)
+import densepac.plugins.shape_adaptor
 import densepac.segmentation.models.encoder_fcn  # noqa: F401  (registers fcn8s)
 from densepac.errors import InputError
 from densepac.models.registry import create_model, list_models
@@ -49,7 +49,7 @@ def test_fusion_deep_to_shallow_at_skip_sizes():
     with torch.no_grad():
         logits = model(image)
         pool3, pool4, top = model.encoder(model.normalize(image))[-3:]
-        up = lambda t, ref: F.interpolate(t, size=ref.shape[-2:], mode="bilinear", align_corners=False)  # noqa: E731
+        up = lambda t, ref: F.interpolate(t, size=ref.shape[-2:], mode="bilinear", align_corners=False)
         y = up(model.score_fr(top), pool4) + model.score_pool4(pool4)
         y = up(y, pool3) + model.score_pool3(pool3)
         expected = F.interpolate(y, size=(35, 29), mode="bilinear", align_corners=False)
@@ -73,12 +73,15 @@ def test_smp_encoder_padded_and_cropped():
     assert logits.shape == (1, 2, 33, 40) and logits.std() > 0
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"num_classes": 0}, "num_classes"),
-    ({"encoder_depth": 2}, "encoder_depth"),
-    ({"encoder_name": "not_an_encoder"}, "unknown encoder"),
-    ({"encoder_name": "shape_adaptor_resnet18", "encoder_kwargs": {"r1": 1.0}}, "r1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"num_classes": 0}, "num_classes"),
+        ({"encoder_depth": 2}, "encoder_depth"),
+        ({"encoder_name": "not_an_encoder"}, "unknown encoder"),
+        ({"encoder_name": "shape_adaptor_resnet18", "encoder_kwargs": {"r1": 1.0}}, "r1"),
+    ],
+)
 def test_bad_arguments(kwargs, match):
     with pytest.raises(InputError, match=match):
         create_model("fcn8s", **kwargs)

@@ -113,8 +113,7 @@ def test_upsampling_starts_as_bilinear_interpolation(layer, factor):
     model = FCN8s(3, **SMALL)
     up = getattr(model, layer)
     h, w = 6, 5
-    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
-                            indexing="ij")
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
     maps = torch.stack([torch.full((h, w), 2.5), 0.7 * xx - 1.3 * yy + 4.0, 3.0 * yy])[None]
     with torch.no_grad():
         out = up(maps)
@@ -174,8 +173,9 @@ def test_vgg16_converter_loads_torchvision_state_dict_exactly(vgg_and_fcn):
     with torch.no_grad():
         torch.testing.assert_close(fcn.features(x), vgg.features(x))
         pool5 = torch.randn(1, 512, 7, 7, generator=torch.Generator().manual_seed(1))
-        torch.testing.assert_close(fcn.fc6(pool5)[0, :, 3, 3], vgg.classifier[0](pool5.flatten(1))[0],
-                                   atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            fcn.fc6(pool5)[0, :, 3, 3], vgg.classifier[0](pool5.flatten(1))[0], atol=1e-4, rtol=1e-4
+        )
 
 
 def test_vgg16_converter_errors(vgg_and_fcn):
@@ -239,8 +239,16 @@ def test_pac_fcn8s_registry_factory_and_training_step():
 
 def test_registered_segmentation_models():
     names = set(list_models(task="segmentation"))
-    assert {"fcn8s_vgg16", "pac_fcn8s_vgg16", "fcn_resnet50", "fcn_resnet101", "smp_unet", "smp_fpn",
-            "smp_deeplabv3plus", "smp"} <= names
+    assert {
+        "fcn8s_vgg16",
+        "pac_fcn8s_vgg16",
+        "fcn_resnet50",
+        "fcn_resnet101",
+        "smp_unet",
+        "smp_fpn",
+        "smp_deeplabv3plus",
+        "smp",
+    } <= names
     model = create_model("fcn8s_vgg16", num_classes=3, **SMALL)
     assert isinstance(model, FCN8s) and model.num_classes == 3
 

@@ -6,6 +6,7 @@ Each check names the input, says what was expected and how to fix it, and raises
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -92,3 +93,29 @@ def check_choice(value: Any, choices: Sequence[str], name: str) -> str:
     if value not in choices:
         raise InputError(f"{name}={value!r} is unknown; use one of {', '.join(map(str, choices))}")
     return value
+
+
+def check_depth_array(depth: Any, name: str) -> np.ndarray:
+    """A float32 copy of a 2-D real depth map ``(H, W)`` with non-finite values set to 0 (missing).
+
+    What a caller then allows (negative values, no valid pixel) is its own policy.
+    """
+    arr = np.asarray(depth)
+    if arr.ndim != 2 or arr.size == 0:
+        raise InputError(
+            f"{name}: depth must be a 2-D (H, W) array, got shape {tuple(arr.shape)}; squeeze batch/channel axes first"
+        )
+    if arr.dtype.kind not in "uif":
+        raise InputError(f"{name}: depth has dtype {arr.dtype}; give float32 metres")
+    out = np.array(arr, dtype=np.float32, copy=True)
+    out[~np.isfinite(out)] = 0.0
+    return out
+
+
+def check_scale(scale: Any) -> int:
+    """An upsampling factor as an int >= 1 (an integral float is accepted)."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer, float, np.floating)):
+        raise InputTypeError(f"scale={scale!r} is not a number; give a positive integer upsampling factor such as 8")
+    if float(scale) != math.floor(float(scale)) or scale < 1:
+        raise InputError(f"scale={scale!r} must be a positive integer such as 2, 4, 8 or 16")
+    return int(scale)

@@ -30,8 +30,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from densepac.check import check_scale
 from densepac.data.folders import check_paired, index_folder, listing
-from densepac.depth.degrade import PROTOCOLS, check_scale, simulate_lr
+from densepac.depth.degrade import PROTOCOLS, simulate_lr
 from densepac.errors import InputError
 from densepac.io.depth import DEPTH_EXTENSIONS, read_depth, validate_depth
 from densepac.io.images import IMAGE_EXTENSIONS, read_image

@@ -20,12 +20,12 @@ Protocols used in the literature:
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import numpy as np
 from scipy import ndimage
 
+from densepac.check import check_depth_array, check_scale
 from densepac.errors import InputError
 
 #: Inverse-depth quantisation step of a Kinect v1 (1/m): disparity in 1/8 px with
@@ -41,25 +41,9 @@ PROTOCOLS: tuple[str, ...] = ("point", "area", "bicubic")
 
 def _as_depth(depth: np.ndarray, name: str = "depth") -> np.ndarray:
     """float32 copy of a 2-D depth map with non-finite and negative values set to 0."""
-    arr = np.asarray(depth)
-    if arr.ndim != 2 or arr.size == 0:
-        raise InputError(
-            f"{name}: expected a 2-D (H, W) depth map, got shape {tuple(arr.shape)}; squeeze batch/channel axes"
-        )
-    if arr.dtype.kind not in "uif":
-        raise InputError(f"{name}: depth has dtype {arr.dtype}; give float32 metres")
-    out = np.array(arr, dtype=np.float32, copy=True)
-    out[~np.isfinite(out) | (out < 0)] = 0.0
+    out = check_depth_array(depth, name)
+    out[out < 0] = 0.0
     return out
-
-
-def check_scale(scale: object) -> int:
-    """Return ``scale`` as an int >= 1, or raise InputError."""
-    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer, float, np.floating)):
-        raise InputError(f"scale={scale!r} is not a number; give a positive integer upsampling factor such as 8")
-    if float(scale) != math.floor(float(scale)) or scale < 1:
-        raise InputError(f"scale={scale!r} must be a positive integer such as 2, 4, 8 or 16")
-    return int(scale)
 
 
 def _check_divisible(shape: tuple[int, int], scale: int, name: str = "depth") -> None:

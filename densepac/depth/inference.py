@@ -32,7 +32,7 @@ MAX_SCALE = 64
 FALLBACK_DEPTH_MODEL = "joint_bilateral"
 
 
-def check_scale(lr_shape: tuple[int, int], guide_shape: tuple[int, int], scale: int | None) -> int:
+def resolve_scale(lr_shape: tuple[int, int], guide_shape: tuple[int, int], scale: int | None) -> int:
     """The upsampling factor, inferred from the shapes or checked against ``scale``."""
     (h, w), (H, W) = lr_shape, guide_shape
     if scale is not None and not (2 <= scale <= MAX_SCALE):
@@ -291,7 +291,7 @@ def upsample_file(
     depth_lr = validate_depth(read_depth(depth, depth_scale), str(depth))
     rgb = read_image(guide)
     try:
-        factor = check_scale(depth_lr.shape, rgb.shape[:2], scale)
+        factor = resolve_scale(depth_lr.shape, rgb.shape[:2], scale)
     except InputError as e:
         raise InputError(f"{guide} and {depth}: {e}") from None
     require_task(model, "depth")

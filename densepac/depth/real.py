@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from densepac.check import check_int
 from densepac.depth.degrade import simulate_lr
 from densepac.errors import InputError
 
@@ -31,8 +32,7 @@ SAMPLINGS: tuple[str, ...] = ("point", "area")
 
 def centre_crop(array: np.ndarray, multiple: int) -> np.ndarray:
     """The centred window of ``array`` (first two axes) whose sides are multiples of ``multiple``."""
-    if isinstance(multiple, bool) or not isinstance(multiple, (int, np.integer)) or multiple < 1:
-        raise InputError(f"multiple={multiple!r} must be a positive integer such as 16")
+    check_int(multiple, "multiple", minimum=1)
     h, w = array.shape[:2]
     ch, cw = h - h % multiple, w - w % multiple
     if ch == 0 or cw == 0:

@@ -27,6 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from densepac.check import check_int
 from densepac.data.procedural import natural_pool, paint, random_texture
 from densepac.errors import InputError
 
@@ -434,8 +435,7 @@ def make_rgbd_scene(seed: int, height: int = 240, width: int = 320, **options: A
         raise InputError(f"make_rgbd_scene: unknown option(s) {', '.join(unknown)}; valid options are {valid}")
     opts = SceneOptions(**options)
     opts.validate()
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InputError(f"make_rgbd_scene: seed must be a non-negative int, got {seed!r}")
+    check_int(seed, "make_rgbd_scene: seed", minimum=0)
     if int(height) < 8 or int(width) < 8:
         raise InputError(f"make_rgbd_scene: size {height}x{width} is too small; use at least 8x8 pixels")
     h, w = int(height), int(width)

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import torch
 
+from densepac.check import check_depth_array
 from densepac.errors import InputError
 from densepac.io.files import (
     UINT16_MAX,
@@ -225,14 +226,7 @@ def validate_depth(depth: np.ndarray, name: str) -> np.ndarray:
     not 2-D, not real numbers, have no valid pixel, hold negative depths or depths beyond
     :data:`MAX_DEPTH` (a unit mistake: such values also overflow float32 arithmetic).
     """
-    arr = np.asarray(depth)
-    if arr.ndim != 2 or arr.size == 0:
-        raise InputError(
-            f"{name}: depth must be a 2-D (H, W) array, got shape {tuple(arr.shape)}; squeeze batch/channel axes first"
-        )
-    if arr.dtype.kind not in "uif":
-        raise InputError(f"{name}: depth has dtype {arr.dtype}; give float32 metres")
-    out = finite_or_zero(arr)
+    out = check_depth_array(depth, name)
     if np.any(out < 0):
         raise InputError(
             f"{name}: depth has negative values (min {float(out.min()):g}); depth must be "

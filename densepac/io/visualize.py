@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import torch
 
+from densepac.check import check_depth_array
 from densepac.errors import InputError
 from densepac.io.files import PathLike
 from densepac.io.images import voc_palette, write_image
@@ -33,10 +34,8 @@ def _as_depth(depth: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
     arr = _as_array(depth)
     while arr.ndim > 2 and arr.shape[0] == 1:
         arr = arr[0]
-    if arr.ndim != 2 or arr.size == 0:
-        raise InputError(f"{name}: expected a 2-D (H, W) depth map, got shape {tuple(arr.shape)}")
-    out = arr.astype(np.float32, copy=True)
-    out[~np.isfinite(out) | (out <= 0)] = np.nan
+    out = check_depth_array(arr, name)
+    out[out <= 0] = np.nan
     return out
 
 

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from densepac.check import check_int
 from densepac.errors import InputError, InputTypeError
 from densepac.ops.kernels import get_kernel
 from densepac.ops.labels import PredictsLabels
@@ -47,10 +48,8 @@ def scaled_dilation(dilation: int, image_size: int | tuple[int, int], reference:
     ``image_size`` is a side length or ``(H, W)``; for a rectangle the linear size is
     ``sqrt(H * W)``. The result is rounded and at least 1.
     """
-    if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation < 1:
-        raise InputError(f"dilation must be a positive int, got {dilation!r}")
-    if isinstance(reference, bool) or not isinstance(reference, int) or reference < 1:
-        raise InputError(f"reference must be a positive int, got {reference!r}")
+    check_int(dilation, "dilation", minimum=1)
+    check_int(reference, "reference", minimum=1)
     if isinstance(image_size, int):
         size = float(image_size)
     elif isinstance(image_size, Sequence) and len(image_size) == 2:

@@ -72,6 +72,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from densepac.check import check_int
 from densepac.errors import InputError
 from densepac.models.blocks import resize
 from densepac.models.registry import register_model
@@ -395,22 +396,13 @@ class ShapeAdaptorResNet(nn.Module):
         self.r1, self.r2 = check_ratios(r1, r2)
         self.size_rule = check_size_rule(size_rule)
         depth = int(getattr(resnet, "_depth", 5)) if depth is None else depth
-        if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= 5:
-            raise InputError(f"ShapeAdaptorResNet: depth={depth!r}; use an int from 1 to 5")
-        if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
-            raise InputError(
-                f"ShapeAdaptorResNet: input_size={input_size!r} must be a positive int (the training image side)"
-            )
-        self.input_size = input_size
+        check_int(depth, "ShapeAdaptorResNet: depth", minimum=1, maximum=5)
+        self.input_size = check_int(input_size, "ShapeAdaptorResNet: input_size (the training image side)", minimum=1)
         if isinstance(min_output_size, bool) or not isinstance(min_output_size, (int, float)) or min_output_size <= 0:
             raise InputError(f"ShapeAdaptorResNet: min_output_size={min_output_size!r} must be a positive number")
         n = number_of_adaptors(self.input_size, min_output_size, self.r1)
         if num_adaptors is not None:
-            if isinstance(num_adaptors, bool) or not isinstance(num_adaptors, int) or num_adaptors < 0:
-                raise InputError(
-                    f"ShapeAdaptorResNet: num_adaptors={num_adaptors!r} must be an int >= 0 (or None to derive it)"
-                )
-            n = num_adaptors
+            n = check_int(num_adaptors, "ShapeAdaptorResNet: num_adaptors (or None to derive it)", minimum=0)
         init_out = self.input_size / 32 if init_output_size is None else float(init_output_size)
         if not 0 < init_out <= self.input_size:
             raise InputError(

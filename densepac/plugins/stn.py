@@ -56,6 +56,7 @@ from kornia.geometry.grid import create_meshgrid
 from kornia.geometry.transform import get_tps_transform, warp_points_tps
 from torch import nn
 
+from densepac.check import check_int
 from densepac.errors import InputError
 from densepac.segmentation.models.base import SegmentationModel
 
@@ -137,8 +138,7 @@ def tps_control_points(
     grid_size: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
 ) -> torch.Tensor:
     """Regular ``grid_size x grid_size`` control points (G*G, 2) as (x, y), spanning [-1, 1], row-major."""
-    if isinstance(grid_size, bool) or not isinstance(grid_size, int) or grid_size < 2:
-        raise InputError(f"tps grid_size={grid_size!r} must be an integer >= 2 (control points per side)")
+    check_int(grid_size, "tps grid_size (control points per side)", minimum=2)
     lin = torch.linspace(-1.0, 1.0, grid_size, device=device, dtype=dtype)
     yy, xx = torch.meshgrid(lin, lin, indexing="ij")
     return torch.stack([xx, yy], dim=-1).reshape(-1, 2)
@@ -261,8 +261,7 @@ class SpatialTransformer(nn.Module):
             ("pool_size", pool_size, 1),
             ("invert_steps", invert_steps, 0),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise InputError(f"STN {name}={value!r} must be an integer >= {low}")
+            check_int(value, f"STN {name}", minimum=low)
         self.in_channels, self.hidden, self.pool_size = in_channels, hidden, pool_size
         self.grid_size, self.invert_steps = grid_size, invert_steps
         # Derived from grid_size, so not part of the state dict.

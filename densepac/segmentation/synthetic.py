@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
+from densepac.check import check_int
 from densepac.data.procedural import contrasting_color, paint, random_texture, scene_seed
 from densepac.errors import InputError
 from densepac.segmentation.datasets import IGNORE_INDEX, ImageMaskTransform, seg_item
@@ -250,8 +251,7 @@ def make_seg_scene(
         )
     opts = SegSceneOptions(**options)
     opts.validate()
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InputError(f"make_seg_scene: seed must be a non-negative int, got {seed!r}")
+    check_int(seed, "make_seg_scene: seed", minimum=0)
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or not 2 <= num_classes <= 255:
         raise InputError(
             f"make_seg_scene: num_classes={num_classes!r}; use an int in [2, 255] "
@@ -339,10 +339,8 @@ class SyntheticSegmentation(Dataset):
         transform: ImageMaskTransform | None = None,
         scene_options: dict[str, Any] | None = None,
     ) -> None:
-        if isinstance(num_scenes, bool) or not isinstance(num_scenes, (int, np.integer)) or num_scenes < 1:
-            raise InputError(f"num_scenes={num_scenes!r} must be a positive integer")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise InputError(f"seed={seed!r} must be a non-negative integer")
+        check_int(num_scenes, "num_scenes", minimum=1)
+        check_int(seed, "seed", minimum=0)
         if transform is not None and not callable(transform):
             raise InputError(f"transform={transform!r} is not callable; give e.g. SegTransform(...) or None")
         try:

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from densepac.check import check_scale
 from densepac.depth.degrade import (
     KINECT_V1_INV_DEPTH_STEP,
     add_depth_noise,
     add_holes,
-    check_scale,
     downsample_area,
     downsample_bicubic,
     downsample_point,

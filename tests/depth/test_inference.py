@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from densepac.depth.inference import (
-    check_scale,
     default_depth_model,
     depth_memory_model,
     depth_tiles_for_budget,
+    resolve_scale,
     upsample_depth,
 )
 from densepac.errors import InputError
@@ -16,15 +16,15 @@ from densepac.models import create_model
 from densepac.tiling import plan_tiles
 
 
-def test_check_scale():
-    assert check_scale((30, 40), (240, 320), None) == 8
-    assert check_scale((30, 40), (240, 320), 8) == 8
+def test_resolve_scale():
+    assert resolve_scale((30, 40), (240, 320), None) == 8
+    assert resolve_scale((30, 40), (240, 320), 8) == 8
     with pytest.raises(InputError, match="240x320 is 8x the depth 30x40, not --scale 4"):
-        check_scale((30, 40), (240, 320), 4)
+        resolve_scale((30, 40), (240, 320), 4)
     with pytest.raises(InputError, match="expected a guide of 240x320"):
-        check_scale((30, 40), (241, 320), None)
+        resolve_scale((30, 40), (241, 320), None)
     with pytest.raises(InputError, match="factors 2 to"):
-        check_scale((30, 40), (30, 40), None)
+        resolve_scale((30, 40), (30, 40), None)
 
 
 def test_upsample_depth_tiling_matches_untiled():

@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from densepac.check import check_int, check_num_classes
 from densepac.errors import InputError
 from densepac.models.blocks import bilinear_upsampler, conv_bn_relu
 from densepac.models.registry import register_model
@@ -246,8 +247,7 @@ class DLAUpSeg(SegmentationModel):
         encoder_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise InputError(f"dla_up: num_classes={num_classes!r} must be a positive integer (21 for PASCAL VOC)")
+        check_num_classes(num_classes)
         if isinstance(output_stride, bool) or output_stride not in OUTPUT_STRIDES:
             raise InputError(
                 f"dla_up: output_stride={output_stride!r}; use one of {OUTPUT_STRIDES} "
@@ -303,8 +303,7 @@ def to_pac_dla_up(
     """
     if not isinstance(model, DLAUpSeg):
         raise InputError(f"to_pac_dla_up: model is a {type(model).__name__}; give a DLAUpSeg (dla_up)")
-    if isinstance(guide_channels, bool) or not isinstance(guide_channels, int) or guide_channels < 1:
-        raise InputError(f"pac_dla_up: guide_channels={guide_channels!r} must be a positive integer (3: RGB)")
+    check_int(guide_channels, "pac_dla_up: guide_channels (3: RGB)", minimum=1)
     if not (isinstance(guide_scale, (int, float)) and 0 < guide_scale < math.inf):
         raise InputError(f"pac_dla_up: guide_scale={guide_scale!r} must be a positive number, e.g. {PAC_GUIDE_SCALE}")
     try:

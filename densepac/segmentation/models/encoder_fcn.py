@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from densepac.check import check_num_classes
+from densepac.check import check_int, check_num_classes
 from densepac.errors import InputError
 from densepac.models.blocks import resize
 from densepac.models.registry import register_model
@@ -58,8 +58,7 @@ class EncoderFCN8s(SegmentationModel):
     ) -> None:
         super().__init__()
         check_num_classes(num_classes)
-        if isinstance(encoder_depth, bool) or not isinstance(encoder_depth, int) or encoder_depth < 3:
-            raise InputError(f"fcn8s: encoder_depth={encoder_depth!r}; FCN-8s scores three stages, use 3 or more")
+        check_int(encoder_depth, "fcn8s: encoder_depth (FCN-8s scores three stages)", minimum=3)
         self.encoder = build_encoder(encoder_name, in_channels=3, depth=encoder_depth, **dict(encoder_kwargs or {}))
         channels = list(self.encoder.out_channels)
         if len(channels) < 4:

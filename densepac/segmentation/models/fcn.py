@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from densepac.check import check_num_classes
 from densepac.errors import InputError, WeightsError
 from densepac.models.blocks import bilinear_upsampler
 from densepac.models.hotswap import GuidedConv2d, hot_swap
@@ -97,8 +98,7 @@ class FCN8s(SegmentationModel):
         learn_upsampling: bool = True,
     ) -> None:
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise InputError(f"FCN8s: num_classes={num_classes!r} must be a positive integer (21 for VOC)")
+        check_num_classes(num_classes)
         self.widths = _check_positive_ints("widths", widths, len(VGG16_STAGES))
         (fc,) = _check_positive_ints("fc_channels", [fc_channels], 1)
         if not 0.0 <= float(dropout) < 1.0:

@@ -461,7 +461,12 @@ def finetune(model_name: str, out: Path, resume: bool, export_dir: Path | None, 
 )
 @click.option("--split", type=click.Choice(["val", "test"]), default="test", show_default=True)
 @click.option("--scale", type=int, default=8, show_default=True)
-@click.option("--protocol", type=click.Choice(["point", "bicubic"]), default="point", show_default=True)
+@click.option(
+    "--protocol",
+    default="point",
+    show_default=True,
+    help="How LR depth is simulated: point | area | bicubic | mix (a realistic sensor drawn per scene).",
+)
 @click.option("--num-scenes", type=int, default=50, show_default=True, help="Synthetic test scenes.")
 @click.option("--crop", type=int, default=0, show_default=True, help="Border (px) left out of the metrics.")
 @click.option("--markdown", type=click.Path(path_type=Path), default=None, help="Also write the table as Markdown.")

@@ -153,7 +153,7 @@ class _DepthDataset(Dataset):
                 rgb, depth = self.transform(rgb, depth)
             rgb, depth = _centre_crop_to_multiple(rgb, depth, s)
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, index, 1]))
-            lr = simulate_lr(depth, s, self.protocol, noise=self.noise, holes=self.holes, rng=rng)
+            lr = simulate_lr(depth, s, self.protocol, noise=self.noise, holes=self.holes, rng=rng, rgb=rgb)
         return {
             "rgb": _to_tensor_image(rgb),
             "depth": _to_tensor_depth(depth),

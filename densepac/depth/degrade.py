@@ -16,10 +16,16 @@ Protocols used in the literature:
   resolution) reports it; across a depth edge this mixes both surfaces.
 - ``"bicubic"`` (DKN, FDSR, DCTNet): antialiased bicubic resize, as PIL's
   ``Image.resize(..., BICUBIC)`` does on a float image.
+- ``"mix"``: a realistic sensor drawn per sample (:class:`SensorModel`): one of the three
+  above, after optical blur and a misregistration between depth and guide, then
+  depth-dependent noise, disparity quantisation and holes (blobs, occlusion shadows at
+  edges, glints, dark surfaces). Models trained on it do not need to know how their input
+  was sampled.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -32,8 +38,12 @@ from densepac.errors import InputError
 #: baseline 7.5 cm and focal length 580 px, i.e. ``1 / (8 * 0.075 * 580)``.
 KINECT_V1_INV_DEPTH_STEP = 1.0 / (8 * 0.075 * 580.0)
 
-Protocol = Literal["point", "area", "bicubic"]
-PROTOCOLS: tuple[str, ...] = ("point", "area", "bicubic")
+Protocol = Literal["point", "area", "bicubic", "mix"]
+#: What an LR pixel can stand for at inference (``--sampling``).
+SAMPLINGS: tuple[str, ...] = ("point", "area")
+#: How training simulates LR depth: a sampling, the bicubic protocol, or ``"mix"``: a
+#: realistic sensor drawn per sample (:class:`SensorModel`, :func:`simulate_sensor`).
+PROTOCOLS: tuple[str, ...] = ("point", "area", "bicubic", "mix")
 
 
 # --------------------------------------------------------------------------- checks
@@ -337,6 +347,120 @@ def add_holes(
 # --------------------------------------------------------------------------- pipeline
 
 
+@dataclass(frozen=True)
+class SensorModel:
+    """The ranges a realistic low-resolution sensor is drawn from (``protocol="mix"``).
+
+    Attributes:
+        p_point, p_area: probabilities of point and area sampling; bicubic takes the rest.
+        blur: largest Gaussian sigma (LR pixels) of the optical blur applied to HR depth
+            before sampling (ToF and low-resolution sensors integrate over a footprint).
+        shift: largest misregistration (LR pixels, each axis) between depth and guide.
+        p_quantize: probability of disparity quantisation (step: a Kinect v1's times 0.5-2).
+        dark: largest dropout probability of LR pixels on dark surfaces (absorbing
+            materials return no signal); their darkness threshold is drawn in [0.05, 0.25].
+    """
+
+    p_point: float = 0.4
+    p_area: float = 0.4
+    blur: float = 0.5
+    shift: float = 0.5
+    p_quantize: float = 0.3
+    dark: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not (self.p_point >= 0 and self.p_area >= 0 and self.p_point + self.p_area <= 1):
+            raise InputError(
+                f"SensorModel: p_point={self.p_point} and p_area={self.p_area} must be "
+                "probabilities summing to at most 1"
+            )
+        for name in ("blur", "shift", "p_quantize", "dark"):
+            if not getattr(self, name) >= 0:
+                raise InputError(f"SensorModel: {name}={getattr(self, name)} must be >= 0")
+
+
+def blur_depth(depth: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur (``sigma`` in HR pixels) of valid depth only; missing pixels stay missing.
+
+    Normalised convolution: each pixel is the Gaussian-weighted mean of the valid pixels
+    around it, so holes do not pull depth towards 0 while depths across an edge mix, as a
+    sensor's footprint mixes them.
+    """
+    d = _as_depth(depth)
+    if sigma <= 0:
+        return d
+    valid = (d > 0).astype(np.float64)
+    num = ndimage.gaussian_filter(d.astype(np.float64), sigma, mode="nearest")
+    den = ndimage.gaussian_filter(valid, sigma, mode="nearest")
+    out = np.zeros_like(num)
+    np.divide(num, den, out=out, where=den > 1e-6)
+    out[valid == 0] = 0.0
+    return out.astype(np.float32)
+
+
+def shift_depth(depth: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Depth moved by (``dy``, ``dx``) whole HR pixels against the guide, borders repeated."""
+    d = _as_depth(depth)
+    h, w = d.shape
+    ys = np.clip(np.arange(h) - dy, 0, h - 1)
+    xs = np.clip(np.arange(w) - dx, 0, w - 1)
+    return np.ascontiguousarray(d[ys][:, xs])
+
+
+def drop_dark(
+    lr: np.ndarray, rgb: np.ndarray, scale: int, threshold: float, probability: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Make LR pixels whose guide block is darker than ``threshold`` missing with ``probability``."""
+    s = check_scale(scale)
+    arr = np.asarray(rgb, dtype=np.float32)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] != lr.shape[0] * s or arr.shape[1] != lr.shape[1] * s:
+        raise InputError(f"drop_dark: rgb {arr.shape} is not the (H, W, 3) guide of an LR map {lr.shape} at x{s}")
+    luma = arr @ np.array([0.299, 0.587, 0.114], np.float32)
+    dark = luma.reshape(lr.shape[0], s, lr.shape[1], s).mean(axis=(1, 3)) < threshold
+    out = np.array(lr, dtype=np.float32, copy=True)
+    out[dark & (rng.random(lr.shape) < probability)] = 0.0
+    return out
+
+
+def simulate_sensor(
+    depth: np.ndarray,
+    scale: int,
+    rng: np.random.Generator,
+    rgb: np.ndarray | None = None,
+    noise: float = 0.0,
+    holes: float = 0.0,
+    sensor: SensorModel | None = None,
+) -> tuple[np.ndarray, str]:
+    """A realistic LR depth map from HR depth: one sensor drawn from ``sensor``'s ranges.
+
+    In order: misregistration, optical blur, sampling (point / area / bicubic), noise with
+    std ``U(0, noise) * z**2`` and, sometimes, disparity quantisation, then holes (blobs of
+    ``U(0, holes)``, shadows, glints) and dark-surface dropouts (when ``rgb`` is given).
+
+    Returns:
+        (float32 ``(H / s, W / s)`` metres with 0 = missing, the sampling protocol drawn).
+    """
+    s = check_scale(scale)
+    sensor = sensor or SensorModel()
+    d = _as_depth(depth)
+    _check_divisible(d.shape, s)
+    u = rng.random()
+    protocol = "point" if u < sensor.p_point else "area" if u < sensor.p_point + sensor.p_area else "bicubic"
+    dy, dx = np.rint(rng.uniform(-sensor.shift, sensor.shift, size=2) * s).astype(int)
+    d = shift_depth(d, int(dy), int(dx))
+    d = blur_depth(d, rng.uniform(0.0, sensor.blur) * s)
+    lr = {"point": downsample_point, "area": downsample_area, "bicubic": downsample_bicubic}[protocol](d, s)
+    quant = KINECT_V1_INV_DEPTH_STEP * rng.uniform(0.5, 2.0) if rng.random() < sensor.p_quantize else 0.0
+    sigma = rng.uniform(0.0, noise) if noise > 0 else 0.0
+    if sigma > 0 or quant > 0:
+        lr = add_depth_noise(lr, rng, sigma=sigma, quant_step=quant)
+    if holes > 0:
+        lr = add_holes(lr, rng, amount=rng.uniform(0.0, holes), shadow_width=1, specular=max(1, round(lr.size / 4000)))
+    if rgb is not None and sensor.dark > 0:
+        lr = drop_dark(lr, rgb, s, rng.uniform(0.05, 0.25), rng.uniform(0.0, sensor.dark), rng)
+    return lr, protocol
+
+
 def simulate_lr(
     depth: np.ndarray,
     scale: int,
@@ -345,10 +469,14 @@ def simulate_lr(
     holes: float = 0.0,
     rng: np.random.Generator | int | None = None,
     quant_step: float = 0.0,
+    rgb: np.ndarray | None = None,
+    sensor: SensorModel | None = None,
 ) -> np.ndarray:
     """HR depth -> simulated LR sensor depth: downsample, then noise, then holes.
 
     Noise and holes are applied at the LR resolution, where the simulated sensor lives.
+    ``protocol="mix"`` draws a realistic sensor per call instead (:func:`simulate_sensor`,
+    with ``noise`` and ``holes`` as the largest values drawn).
 
     Args:
         depth: ``(H, W)`` metres, H and W divisible by ``scale``.
@@ -360,10 +488,14 @@ def simulate_lr(
             holes of any kind, > 0 also adds edge shadows (1 px) and specular dropouts.
         rng: Generator or int seed used when noise or holes > 0 (None = unseeded).
         quant_step: inverse-depth quantisation, see :func:`add_depth_noise`.
+        rgb: ``(H, W, 3)`` guide in [0, 1], for the dark-surface dropouts of ``"mix"``.
+        sensor: the ranges ``"mix"`` draws from (default :class:`SensorModel`).
 
     Returns:
         float32 ``(H / s, W / s)`` metres, 0 = missing.
     """
+    if protocol == "mix":
+        return simulate_sensor(depth, scale, _rng(rng), rgb=rgb, noise=noise, holes=holes, sensor=sensor)[0]
     if protocol == "point":
         lr = downsample_point(depth, scale)
     elif protocol == "area":

@@ -250,3 +250,77 @@ def test_simulate_lr_noise_and_holes_are_seeded():
 def test_simulate_lr_bad_protocol():
     with pytest.raises(InputError, match="protocol"):
         simulate_lr(_ramp(), 8, "nearest")
+
+
+# --------------------------------------------------------------------------- realistic sensors ("mix")
+
+
+def _sensor_ramp(h=16, w=24):
+    return np.linspace(1.0, 3.0, h * w, dtype=np.float32).reshape(h, w)
+
+
+def test_sensor_without_degradations_is_the_plain_sampling():
+    from densepac.depth.degrade import SensorModel, simulate_sensor
+
+    d = _sensor_ramp()
+    d[3, 5] = 0
+    clean = dict(blur=0.0, shift=0.0, p_quantize=0.0, dark=0.0)
+    lr, protocol = simulate_sensor(d, 4, np.random.default_rng(0), sensor=SensorModel(p_point=1.0, p_area=0.0, **clean))
+    assert protocol == "point"
+    np.testing.assert_array_equal(lr, downsample_point(d, 4))
+    lr, protocol = simulate_sensor(d, 4, np.random.default_rng(0), sensor=SensorModel(p_point=0.0, p_area=1.0, **clean))
+    assert protocol == "area"
+    np.testing.assert_array_equal(lr, downsample_area(d, 4))
+
+
+def test_shift_depth_moves_whole_pixels_and_repeats_borders():
+    from densepac.depth.degrade import shift_depth
+
+    d = np.arange(1, 13, dtype=np.float32).reshape(3, 4)
+    np.testing.assert_array_equal(shift_depth(d, 1, 0), [[1, 2, 3, 4], [1, 2, 3, 4], [5, 6, 7, 8]])
+    np.testing.assert_array_equal(shift_depth(d, 0, -1), [[2, 3, 4, 4], [6, 7, 8, 8], [10, 11, 12, 12]])
+
+
+def test_blur_depth_mixes_across_edges_and_keeps_holes():
+    from densepac.depth.degrade import blur_depth
+
+    d = np.ones((9, 10), np.float32)
+    d[:, 5:] = 3.0
+    d[4, 2] = 0
+    out = blur_depth(d, 1.5)
+    assert out[4, 2] == 0  # a hole stays a hole
+    assert np.allclose(out[:, 0], 1.0, atol=0.01) and np.allclose(out[:, -1], 3.0, atol=0.01)
+    assert 1.2 < out[0, 4] < 2.0 < out[0, 5] < 2.8  # mixed near the edge, the way a footprint mixes
+    np.testing.assert_array_equal(blur_depth(d, 0.0), d)
+    flat = np.full((8, 8), 2.5, np.float32)
+    flat[2:4, 2:4] = 0
+    np.testing.assert_allclose(blur_depth(flat, 2.0)[flat > 0], 2.5, rtol=1e-6)  # holes do not pull depth down
+
+
+def test_drop_dark_only_touches_dark_blocks():
+    from densepac.depth.degrade import drop_dark
+
+    lr = np.full((2, 3), 2.0, np.float32)
+    rgb = np.ones((8, 12, 3), np.float32)
+    rgb[:4, :4] = 0.02  # block (0, 0) is dark
+    out = drop_dark(lr, rgb, 4, threshold=0.1, probability=1.0, rng=np.random.default_rng(0))
+    assert out[0, 0] == 0 and (out.ravel()[1:] == 2.0).all()
+    np.testing.assert_array_equal(drop_dark(lr, rgb, 4, 0.1, 0.0, np.random.default_rng(0)), lr)
+    with pytest.raises(InputError, match="guide"):
+        drop_dark(lr, rgb[:4], 4, 0.1, 1.0, np.random.default_rng(0))
+
+
+def test_mix_is_seeded_and_draws_every_protocol():
+    from densepac.depth.degrade import simulate_sensor
+
+    d = _sensor_ramp(32, 32)
+    rgb = np.random.default_rng(1).random((32, 32, 3)).astype(np.float32)
+    a = simulate_lr(d, 4, "mix", noise=0.002, holes=0.05, rng=7, rgb=rgb)
+    b = simulate_lr(d, 4, "mix", noise=0.002, holes=0.05, rng=7, rgb=rgb)
+    np.testing.assert_array_equal(a, b)
+    c, _ = simulate_sensor(d, 4, np.random.default_rng(7), rgb=rgb, noise=0.002, holes=0.05)
+    np.testing.assert_array_equal(a, c)
+    drawn = [simulate_sensor(d, 4, np.random.default_rng(i))[1] for i in range(300)]
+    share = {p: drawn.count(p) / len(drawn) for p in ("point", "area", "bicubic")}
+    assert abs(share["point"] - 0.4) < 0.1 and abs(share["area"] - 0.4) < 0.1 and abs(share["bicubic"] - 0.2) < 0.08
+    assert a.shape == (8, 8) and (a >= 0).all()

@@ -53,6 +53,12 @@ class SceneOptions:
         rgb_noise: standard deviation of additive Gaussian sensor noise on RGB.
         blur_sigma: Gaussian blur (pixels) applied to RGB only, like optics; depth
             edges stay sharp.
+        max_rods: thin structures (poles, cables, chair legs: cylinders 1.5-5 px wide,
+            often crossing the frame), drawn uniformly in ``0..max_rods``.
+        max_cylinders: curved surfaces (cylinders 12 px to a quarter of the view wide).
+        depth_scale: the whole scene's depth is multiplied by a factor drawn log-uniformly
+            from this range (``(1, 1)``: off), so scenes span indoor and outdoor distances;
+            colour is unchanged, as a scaled world looks the same to a camera.
     """
 
     min_objects: int = 2
@@ -67,6 +73,9 @@ class SceneOptions:
     far: float = 10.0
     rgb_noise: float = 0.01
     blur_sigma: float = 0.6
+    max_rods: int = 4
+    max_cylinders: int = 2
+    depth_scale: tuple[float, float] = (0.5, 3.0)
 
     def validate(self) -> None:
         """Raise InputError for out-of-range values."""
@@ -85,6 +94,13 @@ class SceneOptions:
             raise InputError(f"make_rgbd_scene: focal={self.focal} must be positive pixels (or None)")
         if self.rgb_noise < 0 or self.blur_sigma < 0:
             raise InputError("make_rgbd_scene: rgb_noise and blur_sigma must be >= 0")
+        if self.max_rods < 0 or self.max_cylinders < 0:
+            raise InputError("make_rgbd_scene: max_rods and max_cylinders must be >= 0")
+        lo, hi = self.depth_scale
+        if not 0 < lo <= hi:
+            raise InputError(
+                f"make_rgbd_scene: depth_scale={self.depth_scale} must be (low, high) with 0 < low <= high"
+            )
 
 
 @dataclass
@@ -415,6 +431,52 @@ def _sphere_occluder(
     canvas.draw(win, hit, z, paint(tex, s, t), shade, obj)
 
 
+def _rod_occluder(
+    canvas: _Canvas,
+    rng: np.random.Generator,
+    opts: SceneOptions,
+    tex: dict,
+    obj: int,
+    width: float,
+) -> None:
+    """A cylinder ``width`` px wide between two image points, often reaching past the frame.
+
+    Its depth follows the axis linearly between two depths in front of what is behind its
+    ends, bulging towards the camera across its width; shading follows the round normal.
+    """
+    h, w = canvas.shape
+    p0 = np.array([rng.uniform(-0.2, 1.2) * w, rng.uniform(-0.2, 1.2) * h])
+    angle = rng.uniform(0, math.pi)
+    length = rng.uniform(0.3, 1.2) * math.hypot(h, w)
+    p1 = p0 + length * np.array([math.cos(angle), math.sin(angle)])
+    z0 = _occluder_depth(rng, canvas, *np.clip(p0, 0, [w - 1, h - 1]), opts)
+    z1 = _occluder_depth(rng, canvas, *np.clip(p1, 0, [w - 1, h - 1]), opts)
+    half = width / 2.0
+    win = canvas.window(
+        min(p0[1], p1[1]) - half - 1,
+        max(p0[1], p1[1]) + half + 2,
+        min(p0[0], p1[0]) - half - 1,
+        max(p0[0], p1[0]) + half + 2,
+    )
+    if win is None:
+        return
+    yy, xx = np.mgrid[win[0], win[1]].astype(np.float32)
+    axis = (p1 - p0) / length
+    rel_x, rel_y = xx - p0[0], yy - p0[1]
+    along = np.clip((rel_x * axis[0] + rel_y * axis[1]) / length, 0.0, 1.0)
+    across = (rel_x * -axis[1] + rel_y * axis[0]) / half  # -1 .. 1 across the width
+    hit = np.abs(across) <= 1.0
+    z_axis = z0 + (z1 - z0) * along
+    bulge = np.sqrt(np.clip(1.0 - across * across, 0.0, 1.0))
+    radius = half * z_axis / canvas.focal  # metres
+    z = np.where(hit, z_axis - radius * bulge, np.inf).astype(np.float32)
+    # Round normal: sideways in the image plane across the width, towards the camera in the middle.
+    side = np.stack([-axis[1] * across, axis[0] * across, -bulge], axis=-1)
+    shade = canvas.shade(side / np.maximum(np.linalg.norm(side, axis=-1, keepdims=True), 1e-6)).astype(np.float32)
+    albedo = paint(tex, along * length * z_axis / canvas.focal, across * radius)
+    canvas.draw(win, hit, z, albedo, shade, obj)
+
+
 def make_rgbd_scene(seed: int, height: int = 240, width: int = 320, **options: Any) -> dict[str, np.ndarray]:
     """Render one procedural RGB-D scene, deterministic from ``seed``.
 
@@ -426,7 +488,7 @@ def make_rgbd_scene(seed: int, height: int = 240, width: int = 320, **options: A
 
     Returns:
         dict with ``rgb`` float32 ``(H, W, 3)`` in [0, 1], ``depth`` float32 ``(H, W)``
-        metres in ``[near, far]`` (about 0.5-10 m, every pixel valid) and ``object_id``
+        metres in ``[near, far]`` times the scene's ``depth_scale`` factor (every pixel valid) and ``object_id``
         int32 ``(H, W)`` (0 background / wall, 1 floor, 2.. occluders).
     """
     unknown = sorted(set(options) - {f.name for f in dataclasses.fields(SceneOptions)})
@@ -472,8 +534,19 @@ def make_rgbd_scene(seed: int, height: int = 240, width: int = 320, **options: A
         painter = painters[int(rng.choice(3, p=[0.4, 0.35, 0.25]))]
         camouflage = float(rng.uniform(0.93, 1.07)) if rng.random() < opts.p_camouflage else None
         painter(canvas, rng, opts, textures.pop(), index + 2, camouflage)
+    # Thin structures and curved surfaces come from their own generator, so adding them
+    # leaves every earlier part of a seed's scene as it was.
+    extra = np.random.default_rng([int(seed), 1])
+    widths = [extra.uniform(1.5, 5.0) for _ in range(int(extra.integers(0, opts.max_rods + 1)))]
+    widths += [
+        extra.uniform(12.0, max(13.0, 0.25 * min(h, w))) for _ in range(int(extra.integers(0, opts.max_cylinders + 1)))
+    ]
+    for k, width in enumerate(widths):
+        tex = random_texture(np.random.default_rng(int(extra.integers(0, 2**63 - 1))), pool, opts.p_natural)
+        _rod_occluder(canvas, extra, opts, tex, num_objects + 2 + k, width)
 
-    depth = np.clip(canvas.depth, opts.near, opts.far).astype(np.float32)
+    factor = math.exp(extra.uniform(math.log(opts.depth_scale[0]), math.log(opts.depth_scale[1])))
+    depth = (np.clip(canvas.depth, opts.near, opts.far) * factor).astype(np.float32)
     rgb = canvas.rgb
     if opts.blur_sigma > 0:
         rgb = cv2.GaussianBlur(rgb, (0, 0), opts.blur_sigma)
@@ -504,6 +577,7 @@ def make_demo_sample(seed: int = DEMO_SEED) -> dict[str, np.ndarray]:
     """
     from densepac.depth.degrade import simulate_lr
 
-    scene = make_rgbd_scene(seed, *DEMO_SIZE, natural_images=None)
+    # The committed sample predates rods, cylinders and depth scaling: keep its recipe.
+    scene = make_rgbd_scene(seed, *DEMO_SIZE, natural_images=None, max_rods=0, max_cylinders=0, depth_scale=(1, 1))
     lr = simulate_lr(scene["depth"], DEMO_SCALE, "point", holes=DEMO_HOLES, rng=seed)
     return {"rgb": scene["rgb"], "depth": scene["depth"], "depth_lr": lr}

@@ -24,7 +24,31 @@ def test_output_types_and_ranges():
     assert scene["object_id"].shape == (48, 64)
     assert rgb.min() >= 0.0 and rgb.max() <= 1.0
     assert np.isfinite(depth).all()
-    assert depth.min() >= 0.5 and depth.max() <= 10.0
+    assert depth.min() >= 0.5 * 0.5 and depth.max() <= 10.0 * 3.0  # near/far times the depth_scale range
+    flat = make_rgbd_scene(3, **SMALL, depth_scale=(1, 1))["depth"]
+    assert flat.min() >= 0.5 and flat.max() <= 10.0
+
+
+def test_depth_scale_scales_depth_only():
+    a = make_rgbd_scene(4, **SMALL, depth_scale=(1, 1))
+    b = make_rgbd_scene(4, **SMALL, depth_scale=(2, 2))
+    np.testing.assert_array_equal(a["rgb"], b["rgb"])
+    np.testing.assert_allclose(b["depth"], 2 * a["depth"], rtol=1e-6)
+
+
+def test_rods_are_thin_and_in_front():
+    seen = 0
+    for seed in range(6):
+        kw = dict(depth_scale=(1, 1), blur_sigma=0.0, max_cylinders=0)
+        plain = make_rgbd_scene(seed, 96, 128, max_rods=0, **kw)
+        rods = make_rgbd_scene(seed, 96, 128, max_rods=6, **kw)
+        changed = rods["depth"] != plain["depth"]
+        seen += int(changed.any())
+        assert (rods["depth"][changed] < plain["depth"][changed]).all()  # drawn in front
+        assert changed.mean() < 0.2  # thin structures, not big surfaces
+        # Everything drawn before the rods is the same scene: rods only add pixels.
+        np.testing.assert_array_equal(rods["rgb"][~changed], plain["rgb"][~changed])
+    assert seen >= 3
 
 
 def test_deterministic_from_seed():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -42,6 +43,11 @@ class DepthTrainConfig(TrainConfig):
     noise: float = option(0.0, "Depth noise sigma (m at 1 m, grows as z^2).")
     holes: float = option(0.0, "Fraction of LR pixels made missing.")
     loss: str = option("l1", "Training loss on valid pixels; l2 optimises RMSE.", choices=LOSSES)
+    scene_kwargs: dict[str, Any] = option(
+        {},
+        "Synthetic scene option key=value (repeatable): a field of densepac.depth.synthetic.SceneOptions.",
+        flag="scene",
+    )
 
     def validate(self) -> None:
         """Raise InputError for settings that cannot make a run."""
@@ -67,7 +73,13 @@ class DepthTrainConfig(TrainConfig):
 
         if self.crop % scale:
             raise InputError(f"--crop {self.crop} is not a multiple of the scale {scale}")
-        common = dict(protocol=self.protocol, noise=self.noise, holes=self.holes, seed=self.seed)
+        common = dict(
+            protocol=self.protocol,
+            noise=self.noise,
+            holes=self.holes,
+            seed=self.seed,
+            scene_options=self.scene_kwargs or None,
+        )
         train = make_depth_dataset(
             self.data,
             "train",

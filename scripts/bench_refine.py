@@ -49,12 +49,31 @@ def main(size: str, scales: str, samplings: str, seeds: str, threads: int, devic
                 out, iterations = graph_refine(start, lr, guide, sampling, return_iterations=True)
                 seconds = median_seconds(partial(graph_refine, start, lr, guide, sampling), repeats, device)
                 exact = source_consistency(out, lr, sampling)
-                rows.append((f"{height}x{width}", str(seed), sampling, f"x{s}", str(iterations.item()),
-                             f"{seconds:.2f}", f"{rmse_cm(start, depth):.2f}", f"{rmse_cm(out, depth):.2f}",
-                             f"{rmse_cm(exact, depth):.2f}"))
+                rows.append(
+                    (
+                        f"{height}x{width}",
+                        str(seed),
+                        sampling,
+                        f"x{s}",
+                        str(iterations.item()),
+                        f"{seconds:.2f}",
+                        f"{rmse_cm(start, depth):.2f}",
+                        f"{rmse_cm(out, depth):.2f}",
+                        f"{rmse_cm(exact, depth):.2f}",
+                    )
+                )
     click.echo(f"device: {device}, threads: {threads}, median of {repeats}; RMSE in cm")
-    titles = ("size", "seed", "sampling", "scale", "iterations", "seconds", "RMSE bicubic", "RMSE refined",
-              "+ source_consistency")
+    titles = (
+        "size",
+        "seed",
+        "sampling",
+        "scale",
+        "iterations",
+        "seconds",
+        "RMSE bicubic",
+        "RMSE refined",
+        "+ source_consistency",
+    )
     for line in markdown_table(titles, rows):
         click.echo(line)
 

@@ -30,8 +30,7 @@ __all__ = ["SAMPLINGS", "SourceConsistency", "check_source_pair", "sample_as_sou
 SAMPLINGS: tuple[str, ...] = ("area", "point")
 
 
-def check_source_pair(depth_hr: torch.Tensor, depth_lr: torch.Tensor, sampling: str,
-                      hr_name: str = "depth_hr") -> int:
+def check_source_pair(depth_hr: torch.Tensor, depth_lr: torch.Tensor, sampling: str, hr_name: str = "depth_hr") -> int:
     """Validate an (HR map, LR source, sampling) triple and return the integer scale ``s``.
 
     Raises:
@@ -49,8 +48,10 @@ def check_source_pair(depth_hr: torch.Tensor, depth_lr: torch.Tensor, sampling: 
     if n != m:
         raise InputError(f"{hr_name} has batch {n} but depth_lr has {m}; pass one source per map")
     if hh % h or ww % w or hh // h != ww // w:
-        raise InputError(f"{hr_name} size {hh}x{ww} is not one integer multiple of depth_lr size {h}x{w}; "
-                         "crop the HR map (or the guide) to scale * the LR size")
+        raise InputError(
+            f"{hr_name} size {hh}x{ww} is not one integer multiple of depth_lr size {h}x{w}; "
+            "crop the HR map (or the guide) to scale * the LR size"
+        )
     return hh // h
 
 
@@ -61,7 +62,7 @@ def sample_as_source(x: torch.Tensor, scale: int, sampling: str) -> torch.Tensor
     """
     s = int(scale)
     if sampling == "point":
-        return x[..., s // 2::s, s // 2::s]
+        return x[..., s // 2 :: s, s // 2 :: s]
     n, c, hh, ww = x.shape
     return x.reshape(n, c, hh // s, s, ww // s, s).mean((3, 5))
 

@@ -99,8 +99,9 @@ def _data_rhs(y: torch.Tensor, c: torch.Tensor, s: int, sampling: str) -> torch.
 class _System:
     """The matrix ``s^2 D^T C D + L + delta I`` (``L`` with ``lam`` folded into the edge weights)."""
 
-    def __init__(self, valid: torch.Tensor, s: int, sampling: str, wx: torch.Tensor, wy: torch.Tensor,
-                 delta: float) -> None:
+    def __init__(
+        self, valid: torch.Tensor, s: int, sampling: str, wx: torch.Tensor, wy: torch.Tensor, delta: float
+    ) -> None:
         self.s, self.sampling, self.wx, self.wy, self.delta = s, sampling, wx, wy, delta
         self.c = valid.to(wx.dtype)
         if sampling == "point":
@@ -124,8 +125,9 @@ def _batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum((1, 2, 3), keepdim=True)
 
 
-def _pcg(system: _System, b: torch.Tensor, x: torch.Tensor, max_iter: int,
-         tol: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _pcg(
+    system: _System, b: torch.Tensor, x: torch.Tensor, max_iter: int, tol: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Jacobi-preconditioned CG from ``x`` until ``||b - A x|| <= tol ||b||`` per sample.
 
     Converged samples stop moving, so a sample's result does not depend on its batch mates.
@@ -158,9 +160,19 @@ class _GraphSolve(torch.autograd.Function):
     """``x = A(wx, wy)^-1 b`` with implicit gradients for ``b``, ``wx``, ``wy``."""
 
     @staticmethod
-    def forward(ctx, b: torch.Tensor, wx: torch.Tensor, wy: torch.Tensor, start: torch.Tensor,
-                valid: torch.Tensor, s: int, sampling: str, delta: float, max_iter: int,
-                tol: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        ctx,
+        b: torch.Tensor,
+        wx: torch.Tensor,
+        wy: torch.Tensor,
+        start: torch.Tensor,
+        valid: torch.Tensor,
+        s: int,
+        sampling: str,
+        delta: float,
+        max_iter: int,
+        tol: float,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         system = _System(valid, s, sampling, wx, wy, delta)
         x, iterations = _pcg(system, b, start, max_iter, tol)
         ctx.save_for_backward(x, wx, wy, valid)
@@ -180,10 +192,19 @@ class _GraphSolve(torch.autograd.Function):
         return gb, gwx, gwy, None, None, None, None, None, None, None
 
 
-def graph_refine(depth_init: torch.Tensor, depth_lr: torch.Tensor, guide: torch.Tensor, sampling: str,
-                 lam: float = 0.1, mu: float = 0.05, depth_weight: float = 0.5, delta: float = 1e-4,
-                 max_iter: int = 2000, tol: float = 1e-7,
-                 return_iterations: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+def graph_refine(
+    depth_init: torch.Tensor,
+    depth_lr: torch.Tensor,
+    guide: torch.Tensor,
+    sampling: str,
+    lam: float = 0.1,
+    mu: float = 0.05,
+    depth_weight: float = 0.5,
+    delta: float = 1e-4,
+    max_iter: int = 2000,
+    tol: float = 1e-7,
+    return_iterations: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Refine ``depth_init`` by the graph-regularised least squares of the module docstring.
 
     Deterministic: a fixed sequence of operations, no randomness. The output follows the
@@ -212,11 +233,16 @@ def graph_refine(depth_init: torch.Tensor, depth_lr: torch.Tensor, guide: torch.
             out-of-range parameters.
     """
     s = check_source_pair(depth_init, depth_lr, sampling, hr_name="depth_init")
-    if not isinstance(guide, torch.Tensor) or guide.dim() != 4 or guide.shape[0] != depth_init.shape[0] \
-            or guide.shape[-2:] != depth_init.shape[-2:]:
+    if (
+        not isinstance(guide, torch.Tensor)
+        or guide.dim() != 4
+        or guide.shape[0] != depth_init.shape[0]
+        or guide.shape[-2:] != depth_init.shape[-2:]
+    ):
         shape = tuple(guide.shape) if isinstance(guide, torch.Tensor) else type(guide).__name__
-        raise InputError(f"guide must be (N, C, H, W) with N, H, W of depth_init {tuple(depth_init.shape)}, "
-                         f"got {shape}")
+        raise InputError(
+            f"guide must be (N, C, H, W) with N, H, W of depth_init {tuple(depth_init.shape)}, got {shape}"
+        )
     for name, value in (("lam", lam), ("mu", mu), ("delta", delta), ("tol", tol)):
         if not value > 0:
             raise InputError(f"{name}={value} must be > 0")
@@ -244,8 +270,16 @@ def graph_refine(depth_init: torch.Tensor, depth_lr: torch.Tensor, guide: torch.
 class GraphRefine(nn.Module):
     """Module form of :func:`graph_refine`: ``forward(depth_init, depth_lr, guide)``."""
 
-    def __init__(self, sampling: str, lam: float = 0.1, mu: float = 0.05, depth_weight: float = 0.5,
-                 delta: float = 1e-4, max_iter: int = 2000, tol: float = 1e-7) -> None:
+    def __init__(
+        self,
+        sampling: str,
+        lam: float = 0.1,
+        mu: float = 0.05,
+        depth_weight: float = 0.5,
+        delta: float = 1e-4,
+        max_iter: int = 2000,
+        tol: float = 1e-7,
+    ) -> None:
         super().__init__()
         if sampling not in SAMPLINGS:
             raise InputError(f"sampling={sampling!r} is unknown; use one of {', '.join(map(repr, SAMPLINGS))}")
@@ -253,9 +287,21 @@ class GraphRefine(nn.Module):
         self.delta, self.max_iter, self.tol = delta, max_iter, tol
 
     def forward(self, depth_init: torch.Tensor, depth_lr: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
-        return graph_refine(depth_init, depth_lr, guide, self.sampling, self.lam, self.mu, self.depth_weight,
-                            self.delta, self.max_iter, self.tol)
+        return graph_refine(
+            depth_init,
+            depth_lr,
+            guide,
+            self.sampling,
+            self.lam,
+            self.mu,
+            self.depth_weight,
+            self.delta,
+            self.max_iter,
+            self.tol,
+        )
 
     def extra_repr(self) -> str:
-        return (f"sampling={self.sampling!r}, lam={self.lam}, mu={self.mu}, depth_weight={self.depth_weight}, "
-                f"delta={self.delta}, max_iter={self.max_iter}, tol={self.tol}")
+        return (
+            f"sampling={self.sampling!r}, lam={self.lam}, mu={self.mu}, depth_weight={self.depth_weight}, "
+            f"delta={self.delta}, max_iter={self.max_iter}, tol={self.tol}"
+        )

@@ -97,7 +97,8 @@ def test_gradcheck(sampling):
     missing = torch.zeros_like(lr, dtype=torch.bool)
     missing[0, 0, 1, 1] = True
     assert torch.autograd.gradcheck(
-        lambda a, b: source_consistency(a, torch.where(missing, torch.zeros_like(b), b), sampling), (hr, lr))
+        lambda a, b: source_consistency(a, torch.where(missing, torch.zeros_like(b), b), sampling), (hr, lr)
+    )
 
 
 def test_module_equals_functional_and_non_contiguous_input():

@@ -33,7 +33,7 @@ def _dense_solution(x0, lr, guide, sampling, lam, mu, depth_weight, delta):
     for i in range(h):
         for j in range(w):
             if sampling == "area":
-                sampler[i * w + j, idx[i * s:(i + 1) * s, j * s:(j + 1) * s].flatten()] = 1 / s**2
+                sampler[i * w + j, idx[i * s : (i + 1) * s, j * s : (j + 1) * s].flatten()] = 1 / s**2
             else:
                 sampler[i * w + j, idx[s * i + s // 2, s * j + s // 2]] = 1
     out = []
@@ -87,8 +87,11 @@ def _blocks_scene(dtype, device):
     x = torch.arange(ww, device=device)[None, :]
     label = (x >= 45).long() + 2 * ((y - 30) ** 2 + (x - 90) ** 2 < 22**2).long() + 4 * ((y >= 61) & (x < 37)).long()
     depth = torch.tensor([3.0, 5.5, 9.0, 1.5, 2.2], dtype=dtype, device=device)[label]
-    colours = torch.tensor([[0.2, 0.3, 0.8], [0.8, 0.7, 0.1], [0.1, 0.8, 0.2], [0.9, 0.2, 0.6],
-                            [0.5, 0.5, 0.5]], dtype=dtype, device=device)
+    colours = torch.tensor(
+        [[0.2, 0.3, 0.8], [0.8, 0.7, 0.1], [0.1, 0.8, 0.2], [0.9, 0.2, 0.6], [0.5, 0.5, 0.5]],
+        dtype=dtype,
+        device=device,
+    )
     guide = colours[label].permute(2, 0, 1)
     return depth.view(1, 1, hh, ww), guide[None]
 
@@ -155,7 +158,15 @@ def test_bad_inputs_raise_input_error():
         graph_refine(x0, lr, guide[0], "area")
     with pytest.raises(InputError, match=r"\(N, 1, H, W\)"):
         graph_refine(x0.expand(1, 2, 16, 24), lr, guide, "area")
-    for bad in ({"lam": 0.0}, {"mu": -1.0}, {"delta": 0.0}, {"tol": 0.0}, {"depth_weight": -1.0},
-                {"max_iter": 0}, {"max_iter": 2.5}, {"lam": float("nan")}):
+    for bad in (
+        {"lam": 0.0},
+        {"mu": -1.0},
+        {"delta": 0.0},
+        {"tol": 0.0},
+        {"depth_weight": -1.0},
+        {"max_iter": 0},
+        {"max_iter": 2.5},
+        {"lam": float("nan")},
+    ):
         with pytest.raises(InputError, match=next(iter(bad))):
             graph_refine(x0, lr, guide, "area", **bad)

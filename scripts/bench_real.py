@@ -31,9 +31,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from densepac.depth.inference import default_depth_model, upsample_depth
+from densepac.depth.inference import DEFAULT_REFINE, default_depth_model, upsample_depth
 from densepac.depth.real import SAMPLINGS, load_motorcycle, make_lr
 from densepac.depth.recipe import BASELINES
+from densepac.depth.sampling import estimate_sampling
 from densepac.engine.metrics import depth_metrics
 from densepac.engine.report import markdown_table, median_seconds
 from densepac.models import create_model, list_weights
@@ -41,6 +42,7 @@ from densepac.models.weights import shipped_card
 
 BORDER = 6  # px excluded at each side of the HR image
 TUNED = " (tuned on this scene)"
+REFINED = " + refine"
 
 #: Search grids of the tuned baselines, narrowed from wider sweeps on this scene (guided
 #: filter radius 0.125-2 LR px, eps 1e-6-1; joint bilateral sigma_spatial 0.25-2 LR px,
@@ -52,12 +54,13 @@ GRIDS: dict[str, dict[str, tuple]] = {
 }
 
 
-def upsample(model: nn.Module, depth_lr: np.ndarray, rgb: np.ndarray, sampling: str) -> np.ndarray:
-    """Run one model on (h, w) LR metres and an (H, W, 3) guide; returns (H, W) metres.
+def upsample(model: nn.Module, depth_lr: np.ndarray, rgb: np.ndarray, refine: bool = False) -> np.ndarray:
+    """Run one model on (h, w) LR metres and an (H, W, 3) guide as ``densepac upsample`` does: (H, W) metres.
 
-    ``sampling`` says how ``depth_lr`` was made; the inference API does not take it yet.
+    The sampling is left to ``auto`` (estimated from the map, as with no ``--sampling`` flag);
+    learned models and refined rows end with source consistency, classical ones do not.
     """
-    return upsample_depth(model, depth_lr, rgb)
+    return upsample_depth(model, depth_lr, rgb, sampling="auto", refine=refine)
 
 
 def rmse_cm(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -66,13 +69,13 @@ def rmse_cm(pred: np.ndarray, gt: np.ndarray) -> float:
 
 
 def timed_rmse(
-    model: nn.Module, depth_lr: np.ndarray, rgb: np.ndarray, gt: np.ndarray, sampling: str
+    model: nn.Module, depth_lr: np.ndarray, rgb: np.ndarray, gt: np.ndarray, refine: bool = False
 ) -> tuple[float, float]:
     """(RMSE in cm, seconds of one upsampling after a warm-up run)."""
     out: dict[str, np.ndarray] = {}
 
     def run() -> None:
-        out["depth"] = upsample(model, depth_lr, rgb, sampling)
+        out["depth"] = upsample(model, depth_lr, rgb, refine)
 
     seconds = median_seconds(run, repeats=1)
     return rmse_cm(out["depth"], gt), seconds
@@ -82,7 +85,7 @@ def tune(name: str, depth_lr: np.ndarray, rgb: np.ndarray, gt: np.ndarray, sampl
     """Arguments of baseline ``name`` from :data:`GRIDS` with the lowest RMSE on ``gt``."""
     grid = GRIDS[name]
     candidates = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
-    return min(candidates, key=lambda kw: rmse_cm(upsample(create_model(name, **kw), depth_lr, rgb, sampling), gt))
+    return min(candidates, key=lambda kw: rmse_cm(upsample(create_model(name, **kw), depth_lr, rgb), gt))
 
 
 def learned_models(scale: int) -> dict[str, str]:
@@ -104,7 +107,8 @@ def _comma_list(value: str) -> list[str]:
 
 
 def select_rows(model_filter: str | None, families: list[str], no_tune: bool) -> list[str]:
-    """Row keys in table order: baselines (each followed by its tuned row), learned families, default."""
+    """Row keys in table order: baselines (each followed by its tuned row), learned families (each
+    followed by its refined row, as bicubic is), default."""
     known = [*BASELINES, *families, "default"]
     wanted = set(_comma_list(model_filter)) if model_filter else set(known)
     if wanted - set(known):
@@ -118,6 +122,8 @@ def select_rows(model_filter: str | None, families: list[str], no_tune: bool) ->
             rows.append(key)
             if key in GRIDS and not no_tune:
                 rows.append(key + TUNED)
+            if key == "bicubic" or key in families:
+                rows.append(key + REFINED)
     return rows
 
 
@@ -138,16 +144,18 @@ def run_scale(
             chosen.append(f"x{scale} {base}: {_format_kwargs(kwargs)}")
             name = f"{base}({_format_kwargs(kwargs)})"
             click.echo(f"{sampling} x{scale}: {name}", err=True)
-            results[key] = timed_rmse(create_model(base, **kwargs), depth_lr, rgb, gt, sampling)
+            results[key] = timed_rmse(create_model(base, **kwargs), depth_lr, rgb, gt)
             continue
-        name = default if key == "default" else learned.get(key, key)
+        refine = key.endswith(REFINED) or (key == "default" and DEFAULT_REFINE)
+        base = key.removesuffix(REFINED)
+        name = default if key == "default" else learned.get(base, base)
         if name not in BASELINES and name not in learned.values():
             continue  # a learned family without shipped weights at this scale
-        if name not in done:
-            click.echo(f"{sampling} x{scale}: {name}", err=True)
+        if (name, refine) not in done:
+            click.echo(f"{sampling} x{scale}: {name}{REFINED if refine else ''}", err=True)
             model = create_model(name, pretrained=name not in BASELINES)
-            done[name] = timed_rmse(model, depth_lr, rgb, gt, sampling)
-        results[key] = done[name]
+            done[name, refine] = timed_rmse(model, depth_lr, rgb, gt, refine)
+        results[key] = done[name, refine]
     return results, chosen
 
 
@@ -193,9 +201,11 @@ def main(scales: str, samplings: str, model_filter: str | None, no_tune: bool, m
         "",
     ]
     seconds: dict[tuple[str, int], float] = {}
+    estimates = []
     for sampling in sampling_list:
         results, chosen = {}, []
         for scale in scale_list:
+            estimates.append(f"{sampling} x{scale} -> {estimate_sampling(make_lr(gt, scale, sampling))}")
             results[scale], tuned = run_scale(sampling, scale, row_keys, rgb, gt)
             chosen += tuned
             for key, (_, sec) in results[scale].items():
@@ -214,6 +224,7 @@ def main(scales: str, samplings: str, model_filter: str | None, no_tune: bool, m
         if chosen:
             lines += ["", "Tuned arguments (radius and sigma_spatial in LR pixels): " + "; ".join(chosen) + "."]
         lines.append("")
+    lines += ["`--sampling auto` estimated: " + ", ".join(estimates) + ".", ""]
     time_rows = [
         [key, *(f"{seconds[key, s]:.2f}" if (key, s) in seconds else "-" for s in scale_list)] for key in row_keys
     ]

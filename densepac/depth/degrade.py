@@ -39,8 +39,6 @@ from densepac.errors import InputError
 KINECT_V1_INV_DEPTH_STEP = 1.0 / (8 * 0.075 * 580.0)
 
 Protocol = Literal["point", "area", "bicubic", "mix"]
-#: What an LR pixel can stand for at inference (``--sampling``).
-SAMPLINGS: tuple[str, ...] = ("point", "area")
 #: How training simulates LR depth: a sampling, the bicubic protocol, or ``"mix"``: a
 #: realistic sensor drawn per sample (:class:`SensorModel`, :func:`simulate_sensor`).
 PROTOCOLS: tuple[str, ...] = ("point", "area", "bicubic", "mix")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -11,8 +12,11 @@ from torch import nn
 
 from densepac.check import check_model_task, check_rgb_array
 from densepac.depth.models.base import infer_scale
+from densepac.depth.sampling import resolve_sampling
 from densepac.errors import InputError, InputTypeError
 from densepac.io.files import PathLike
+from densepac.ops.consistency import source_consistency
+from densepac.ops.refine import graph_refine
 from densepac.tiling import (
     MemoryModel,
     Tile,
@@ -70,30 +74,48 @@ def upsample_depth(
     tile: int | None = None,
     max_memory: int | str | None = None,
     progress: bool = False,
+    sampling: str = "auto",
+    refine: bool = False,
+    consistency: bool | None = None,
 ) -> np.ndarray:
     """Upsample one depth map, in tiles when it is large.
+
+    The model's output can be followed by two steps that use what an LR pixel stands for
+    (``sampling``): the edge-aware graph refinement (:func:`~densepac.ops.graph_refine`,
+    starting from the model's output) and source consistency
+    (:func:`~densepac.ops.source_consistency`: the output, sampled as the input was,
+    reproduces every valid input pixel).
 
     Args:
         model: a registry depth model.
         depth_lr: (h, w) float32 metres, 0 = missing.
         guide: (H, W, 3) float32 RGB in [0, 1], H = s*h, W = s*w.
         tile: LR tile size; None picks :func:`auto_tile`, 0 disables tiling. Tiled and
-            untiled results are the same (each tile carries ``model.tile_margin`` context).
+            untiled model outputs are the same (each tile carries ``model.tile_margin``
+            context); the refinement, a global solve, runs on tiles with
+            :data:`REFINE_MARGIN` LR pixels of context, close to but not exactly its untiled result.
         max_memory: instead of ``tile``, a budget (bytes, or a string such as ``"2GiB"``, see
             :func:`~densepac.tiling.parse_memory`) for the process's peak memory (resident
             set on CPU, allocated device memory on CUDA): the largest tiles that fit, no
             tiling when the whole image does (:func:`depth_tiles_for_budget`).
         progress: a tqdm bar over the tiles (on a terminal, with several tiles).
+        sampling: ``"point"``, ``"area"`` or ``"auto"`` (estimated from the map,
+            :func:`~densepac.depth.sampling.estimate_sampling`): what an LR pixel stands for.
+        refine: run the graph refinement after the model.
+        consistency: apply source consistency; None: for learned models and after refinement.
 
     Returns:
         (H, W) float32 metres.
 
     Raises:
         InputError: depth not 2-D, negative or all missing; guide not (H, W, 3) (uint8 and
-            uint16 guides are scaled to [0, 1]) or not an integer multiple of the depth.
-        TypeError: ``model`` is not a depth model, or an argument is not a numpy array.
+            uint16 guides are scaled to [0, 1]) or not an integer multiple of the depth;
+            unknown ``sampling``; ``model`` not a depth model or an argument not a numpy array.
     """
     depth_lr, guide = _check_upsample_inputs(model, depth_lr, guide)
+    sampling = resolve_sampling(sampling, depth_lr)
+    if consistency is None:
+        consistency = refine or any(True for _ in model.parameters())
     device = torch.device(device)
     model = model.to(device).eval()
     d = torch.from_numpy(np.ascontiguousarray(depth_lr, dtype=np.float32))[None, None].to(device)
@@ -110,7 +132,49 @@ def upsample_depth(
             out = tiled_upsample(model, d, g, tile=tile, margin=model.tile_margin, progress=progress)
         else:
             out = model(d, g)
+        if refine:
+            out = tiled_refine(
+                out, d, g, sampling, tile=min(tile or auto_tile(scale), auto_tile(scale)), progress=progress
+            )
+        if consistency:
+            out = source_consistency(out.double(), d.double(), sampling).to(out.dtype)
     return out[0, 0].float().cpu().numpy()
+
+
+#: Whether ``densepac upsample`` (and :func:`upsample_file`) refine by default: the graph
+#: refinement is what makes guided upsampling hold on real scenes (scripts/bench_real.py).
+DEFAULT_REFINE = True
+#: LR pixels of context each refinement tile sees beyond the part it keeps.
+REFINE_MARGIN = 16
+
+
+def tiled_refine(
+    depth_init: torch.Tensor,
+    depth_lr: torch.Tensor,
+    guide: torch.Tensor,
+    sampling: str,
+    tile: int | tuple[int, int] = 128,
+    margin: int = REFINE_MARGIN,
+    progress: bool = False,
+    **params: Any,
+) -> torch.Tensor:
+    """:func:`~densepac.ops.graph_refine` tile by tile (LR ``tile`` + ``margin`` px windows).
+
+    Memory depends on ``tile``, not on the image; an image that fits one tile is solved whole.
+    """
+    th, tw = (tile, tile) if isinstance(tile, int) else tile
+    h, w = depth_lr.shape[-2:]
+    s = guide.shape[-1] // w
+    if h <= th and w <= tw:
+        return graph_refine(depth_init, depth_lr, guide, sampling, **params)
+
+    def run(t: Tile) -> torch.Tensor:
+        lr_win, hr_win = t.window(), t.window(s)
+        return graph_refine(
+            depth_init[(..., *hr_win)], depth_lr[(..., *lr_win)], guide[(..., *hr_win)], sampling, **params
+        )
+
+    return run_tiles(run, (h, w), (th, tw), margin, scale=s, progress=progress, desc="refine tiles")
 
 
 def default_depth_model(scale: int) -> str:
@@ -253,6 +317,8 @@ def upsample_file(
     device: str = "auto",
     overwrite: bool = False,
     progress: bool = True,
+    sampling: str = "auto",
+    refine: bool = DEFAULT_REFINE,
 ) -> UpsampleReport:
     """Upsample the depth file ``depth`` to the resolution of the RGB file ``guide``; write ``output``.
 
@@ -267,7 +333,7 @@ def upsample_file(
         scale: the factor, checked against the shapes (default: inferred from them).
         depth_scale: units per metre of integer depth files (1000: millimetres).
         preview: also write a colorised guide | input | output PNG here.
-        tile, max_memory: see :func:`upsample_depth`.
+        tile, max_memory, sampling, refine: see :func:`upsample_depth`.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
     """
     from densepac.inference import load_model_for_inference, resolve_device
@@ -302,7 +368,9 @@ def upsample_file(
         raise InputError(
             f"{source}model {net.model_name!r} is a {net.task} model; pick one from `densepac models --task depth`"
         )
-    out = upsample_depth(net, depth_lr, rgb, dev, tile, max_memory=max_memory, progress=progress)
+    out = upsample_depth(
+        net, depth_lr, rgb, dev, tile, max_memory=max_memory, progress=progress, sampling=sampling, refine=refine
+    )
     picture = depth_preview(rgb, depth_lr, out) if preview is not None else None
     write_depth(output, out, depth_scale, overwrite=overwrite)
     if picture is not None:

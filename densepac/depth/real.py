@@ -15,9 +15,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from densepac.check import check_int
+from densepac.check import check_choice, check_int
 from densepac.depth.degrade import simulate_lr
 from densepac.errors import InputError
+from densepac.ops.consistency import SAMPLINGS
 
 #: Calibration of Middlebury 2014 "Motorcycle" (full resolution, from its calib.txt).
 MOTORCYCLE_BASELINE_M = 0.193001
@@ -27,7 +28,6 @@ MOTORCYCLE_DOFFS_PX = 124.343
 MOTORCYCLE_SHIPPED_DOWNSCALE = 4
 
 Sampling = Literal["point", "area"]
-SAMPLINGS: tuple[str, ...] = ("point", "area")
 
 
 def centre_crop(array: np.ndarray, multiple: int) -> np.ndarray:
@@ -81,6 +81,5 @@ def make_lr(depth: np.ndarray, scale: int, sampling: Sampling) -> np.ndarray:
     ``"point"``: :func:`~densepac.depth.degrade.downsample_point`; ``"area"``:
     :func:`~densepac.depth.degrade.downsample_area`.
     """
-    if sampling not in SAMPLINGS:
-        raise InputError(f"sampling={sampling!r} is unknown; use one of {', '.join(SAMPLINGS)}")
+    check_choice(sampling, SAMPLINGS, "sampling")
     return simulate_lr(depth, scale, protocol=sampling)

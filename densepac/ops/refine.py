@@ -11,6 +11,12 @@ In depth normalised by the source's robust range, ``z = (d - lo) / span``, the r
   [guide RGB, ``depth_weight`` x the bicubic-upsampled normalised source] (:func:`guide_features`).
 - ``x0``: the starting estimate; the tiny ``delta`` decides only what nothing else does.
 
+Two safeguards for real data, where ground truth and inputs have holes at occlusions:
+with area sampling every edge weight is at least ``weight_floor`` times ``lam`` (a pixel the
+guide cuts off from all its neighbours would otherwise absorb a whole block's constraint and
+run to any value), and the result is clamped to the range of the valid source values in the
+3x3 source neighbourhood of each pixel (a depth between its neighbours' depths).
+
 All three terms are unchanged by an affine change of depth units, so only the features and
 the solver's tolerance see the normalisation: ``lam``, ``mu``, ``delta`` mean the same in
 millimetres as in metres, indoors as outdoors.
@@ -31,8 +37,10 @@ from densepac.ops.consistency import SAMPLINGS, check_source_pair, sample_as_sou
 from densepac.ops.fill import fill_holes, valid_mask
 from densepac.ops.guided import depth_range, upsample_filled
 
-__all__ = ["GraphRefine", "graph_refine", "guide_features"]
+__all__ = ["GraphRefine", "clamp_to_source_range", "graph_refine", "guide_features"]
 
+#: Default smallest edge weight (fraction of ``lam``) under area sampling.
+AREA_WEIGHT_FLOOR = 1e-3
 #: The robust range of the source used for normalisation: these quantiles of its valid pixels.
 _RANGE_QUANTILE = 0.01
 
@@ -203,6 +211,8 @@ def graph_refine(
     delta: float = 1e-4,
     max_iter: int = 2000,
     tol: float = 1e-7,
+    weight_floor: float | None = None,
+    clamp: bool = True,
     return_iterations: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Refine ``depth_init`` by the graph-regularised least squares of the module docstring.
@@ -223,6 +233,10 @@ def graph_refine(
         depth_weight: weight (>= 0) of the normalised bicubic source among the features.
         delta: pull (> 0) towards ``depth_init``; keeps the system well-posed far from data.
         max_iter: most CG iterations (>= 1); tol: relative residual (> 0) that stops them.
+        weight_floor: smallest edge weight, as a fraction of ``lam`` (in [0, 1)); None: 1e-3
+            for area sampling, 0 for point sampling (see the module docstring).
+        clamp: clamp the result to the valid source range of each pixel's 3x3 source
+            neighbourhood (pixels with no valid source nearby are left as solved).
         return_iterations: also return the iterations each sample took, (N,) int64.
 
     Returns:
@@ -248,6 +262,9 @@ def graph_refine(
             raise InputError(f"{name}={value} must be > 0")
     if not depth_weight >= 0:
         raise InputError(f"depth_weight={depth_weight} must be >= 0")
+    floor = (AREA_WEIGHT_FLOOR if sampling == "area" else 0.0) if weight_floor is None else weight_floor
+    if not 0 <= floor < 1:
+        raise InputError(f"weight_floor={weight_floor} must lie in [0, 1)")
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
         raise InputError(f"max_iter={max_iter!r} must be a positive integer")
 
@@ -259,12 +276,35 @@ def graph_refine(
     z0 = (depth_init - lo) / span
 
     feats = _features(y, valid, guide.to(dtype), depth_weight)
-    wx = lam * torch.exp(-(feats[..., 1:] - feats[..., :-1]).pow(2).sum(1, keepdim=True) / mu**2)
-    wy = lam * torch.exp(-(feats[..., 1:, :] - feats[..., :-1, :]).pow(2).sum(1, keepdim=True) / mu**2)
+    wx = lam * (
+        floor + (1 - floor) * torch.exp(-(feats[..., 1:] - feats[..., :-1]).pow(2).sum(1, keepdim=True) / mu**2)
+    )
+    wy = lam * (
+        floor + (1 - floor) * torch.exp(-(feats[..., 1:, :] - feats[..., :-1, :]).pow(2).sum(1, keepdim=True) / mu**2)
+    )
     b = _data_rhs(y, valid.to(dtype), s, sampling) + delta * z0
     z, iterations = _GraphSolve.apply(b, wx, wy, z0.detach(), valid, s, sampling, delta, max_iter, tol)
     out = lo + span * z
+    if clamp:
+        out = clamp_to_source_range(out, lr, valid, s)
     return (out, iterations) if return_iterations else out
+
+
+def clamp_to_source_range(
+    depth_hr: torch.Tensor, depth_lr: torch.Tensor, valid: torch.Tensor, scale: int, radius: int = 1
+) -> torch.Tensor:
+    """Clamp each HR pixel to [min, max] of the valid source pixels within ``radius`` of its own.
+
+    Pixels whose neighbourhood holds no valid source pixel are returned as they are.
+    """
+    big = torch.finfo(depth_hr.dtype).max
+    k = 2 * radius + 1
+    lr = depth_lr.to(depth_hr.dtype)
+    hi = F.max_pool2d(torch.where(valid, lr, torch.full_like(lr, -big)), k, 1, radius)
+    lo = -F.max_pool2d(torch.where(valid, -lr, torch.full_like(lr, -big)), k, 1, radius)
+    found = F.max_pool2d(valid.to(depth_hr.dtype), k, 1, radius) > 0
+    lo, hi, found = (_to_hr(v, scale) for v in (lo, hi, found.to(depth_hr.dtype)))
+    return torch.where(found > 0, torch.minimum(torch.maximum(depth_hr, lo), hi), depth_hr)
 
 
 class GraphRefine(nn.Module):
@@ -279,12 +319,15 @@ class GraphRefine(nn.Module):
         delta: float = 1e-4,
         max_iter: int = 2000,
         tol: float = 1e-7,
+        weight_floor: float | None = None,
+        clamp: bool = True,
     ) -> None:
         super().__init__()
         if sampling not in SAMPLINGS:
             raise InputError(f"sampling={sampling!r} is unknown; use one of {', '.join(map(repr, SAMPLINGS))}")
         self.sampling, self.lam, self.mu, self.depth_weight = sampling, lam, mu, depth_weight
         self.delta, self.max_iter, self.tol = delta, max_iter, tol
+        self.weight_floor, self.clamp = weight_floor, clamp
 
     def forward(self, depth_init: torch.Tensor, depth_lr: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
         return graph_refine(
@@ -298,10 +341,13 @@ class GraphRefine(nn.Module):
             self.delta,
             self.max_iter,
             self.tol,
+            self.weight_floor,
+            self.clamp,
         )
 
     def extra_repr(self) -> str:
         return (
             f"sampling={self.sampling!r}, lam={self.lam}, mu={self.mu}, depth_weight={self.depth_weight}, "
-            f"delta={self.delta}, max_iter={self.max_iter}, tol={self.tol}"
+            f"delta={self.delta}, max_iter={self.max_iter}, tol={self.tol}, weight_floor={self.weight_floor}, "
+            f"clamp={self.clamp}"
         )

@@ -88,3 +88,43 @@ def test_depth_budget_in_a_real_process():
     lr, rgb = _depth_pair()
     m = create_model("joint_bilateral")
     np.testing.assert_array_equal(upsample_depth(m, lr, rgb, max_memory="64GiB"), upsample_depth(m, lr, rgb, tile=0))
+
+
+@pytest.mark.parametrize("sampling", ["point", "area"])
+def test_learned_output_is_consistent_with_its_source(sampling):
+    """Sampled as the input was, the output reproduces every valid input pixel (learned models, refine)."""
+    from densepac.depth.degrade import simulate_lr
+    from densepac.depth.synthetic import make_rgbd_scene
+
+    scene = make_rgbd_scene(3, 64, 96)
+    lr = simulate_lr(scene["depth"], 4, sampling)
+    lr[2, 3] = 0
+    torch.manual_seed(0)
+    for model, refine in ((create_model("pac_learned_jbu_x4"), False), (create_model("bicubic"), True)):
+        out = upsample_depth(model, lr, scene["rgb"], tile=0, sampling=sampling, refine=refine)
+        again = simulate_lr(out, 4, sampling)
+        valid = lr > 0
+        np.testing.assert_allclose(again[valid], lr[valid], rtol=1e-5)
+
+
+def test_classical_models_are_left_as_they_are_unless_asked():
+    lr, rgb = _depth_pair()
+    m = create_model("joint_bilateral")
+    plain = upsample_depth(m, lr, rgb, tile=0)
+    np.testing.assert_array_equal(plain, upsample_depth(m, lr, rgb, tile=0, consistency=False))
+    assert not np.array_equal(plain, upsample_depth(m, lr, rgb, tile=0, sampling="area", consistency=True))
+
+
+def test_tiled_refinement_is_close_to_untiled():
+    from densepac.depth.degrade import simulate_lr
+    from densepac.depth.synthetic import make_rgbd_scene
+
+    scene = make_rgbd_scene(4, 128, 192)
+    lr = simulate_lr(scene["depth"], 4, "area")
+    m = create_model("bicubic")
+    whole = upsample_depth(m, lr, scene["rgb"], tile=0, sampling="area", refine=True)
+    tiled = upsample_depth(m, lr, scene["rgb"], tile=16, sampling="area", refine=True)
+    span = scene["depth"].max() - scene["depth"].min()
+    assert np.sqrt(np.mean((whole - tiled) ** 2)) < 0.01 * span
+    err = lambda x: np.sqrt(np.mean((x - scene["depth"]) ** 2))
+    assert err(whole) < err(upsample_depth(m, lr, scene["rgb"], tile=0))  # refinement helps

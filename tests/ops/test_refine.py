@@ -18,7 +18,7 @@ def _tiny_case(n, hh, ww, s, dtype=torch.float64, device="cpu", seed=0):
     return x0, lr, guide
 
 
-def _dense_solution(x0, lr, guide, sampling, lam, mu, depth_weight, delta):
+def _dense_solution(x0, lr, guide, sampling, lam, mu, depth_weight, delta, weight_floor=0.0):
     """Build the normal equations of the documented energy as one matrix, in metres, and solve.
 
     All three terms are invariant to an affine change of depth units, so the solution in
@@ -47,7 +47,8 @@ def _dense_solution(x0, lr, guide, sampling, lam, mu, depth_weight, delta):
             for py in range(hh - dy):
                 for px in range(ww - dx):
                     i, k = idx[py, px], idx[py + dy, px + dx]
-                    wgt = lam * torch.exp(-((f[b, :, py, px] - f[b, :, py + dy, px + dx]) ** 2).sum() / mu**2)
+                    dist = ((f[b, :, py, px] - f[b, :, py + dy, px + dx]) ** 2).sum() / mu**2
+                    wgt = lam * (weight_floor + (1 - weight_floor) * torch.exp(-dist))
                     a[i, i] += wgt
                     a[k, k] += wgt
                     a[i, k] -= wgt
@@ -58,10 +59,11 @@ def _dense_solution(x0, lr, guide, sampling, lam, mu, depth_weight, delta):
 
 @pytest.mark.parametrize("sampling", ["area", "point"])
 @pytest.mark.parametrize("scale", [2, 4])
-def test_matches_a_dense_direct_solve(sampling, scale):
+@pytest.mark.parametrize("weight_floor", [0.0, 0.2])
+def test_matches_a_dense_direct_solve(sampling, scale, weight_floor):
     x0, lr, guide = _tiny_case(2, 8, 12, scale)
-    params = {"lam": 0.7, "mu": 0.5, "depth_weight": 0.8, "delta": 1e-2}
-    out = graph_refine(x0, lr, guide, sampling, **params, **EXACT)
+    params = {"lam": 0.7, "mu": 0.5, "depth_weight": 0.8, "delta": 1e-2, "weight_floor": weight_floor}
+    out = graph_refine(x0, lr, guide, sampling, **params, **EXACT, clamp=False)
     torch.testing.assert_close(out, _dense_solution(x0, lr, guide, sampling, **params), rtol=0, atol=1e-6)
 
 
@@ -170,3 +172,29 @@ def test_bad_inputs_raise_input_error():
     ):
         with pytest.raises(InputError, match=next(iter(bad))):
             graph_refine(x0, lr, guide, "area", **bad)
+
+
+def test_a_pixel_cut_off_by_the_guide_stays_within_its_neighbours_depths():
+    """Area constraints let an isolated pixel absorb a block's residual; floor and clamp keep it sane."""
+    lr = torch.full((1, 1, 4, 4), 2.0, dtype=torch.float64)
+    lr[..., 1, 1] = 2.5
+    guide = torch.full((1, 3, 16, 16), 0.5, dtype=torch.float64)
+    guide[..., 5, 5] = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64).view(3)  # one odd-coloured pixel
+    x0 = torch.full((1, 1, 16, 16), 2.0, dtype=torch.float64)
+    only_guide = {"depth_weight": 0.0, **EXACT}  # edges from the guide alone: the block is one with its neighbours
+    loose = graph_refine(x0, lr, guide, "area", weight_floor=0.0, clamp=False, **only_guide)
+    safe = graph_refine(x0, lr, guide, "area", **only_guide)
+    assert loose[0, 0, 5, 5] > 3.0  # the cut-off pixel runs away to carry its block's mean
+    assert safe.min() >= 2.0 - 1e-9 and safe.max() <= 2.5 + 1e-9
+    assert safe[0, 0, 5, 5] < loose[0, 0, 5, 5]
+
+
+def test_clamp_to_source_range_hand_case():
+    from densepac.ops.refine import clamp_to_source_range
+
+    lr = torch.tensor([[[[1.0, 0.0, 3.0]]]])
+    valid = lr > 0
+    hr = torch.tensor([[[[0.5, 5.0, 2.0, 9.0, 4.0, 0.0]]]]).repeat(1, 1, 2, 1)
+    out = clamp_to_source_range(hr, lr, valid, 2)
+    # Source neighbourhoods (radius 1): pixel 0 -> {1}, pixel 1 -> {1, 3}, pixel 2 -> {3}.
+    torch.testing.assert_close(out, torch.tensor([[[[1.0, 1.0, 2.0, 3.0, 3.0, 3.0]]]]).repeat(1, 1, 2, 1))

@@ -128,11 +128,14 @@ def upsample_depth(
             tile = depth_tiles_for_budget(model, d, g, max_memory) or 0
         elif tile is None:
             tile = auto_tile(scale)
+        # A model that solves the refinement itself takes the sampling and is not refined twice.
+        solves = getattr(model, "refines", False)
+        extra = {"sampling": sampling} if solves else {}
         if tile:
-            out = tiled_upsample(model, d, g, tile=tile, margin=model.tile_margin, progress=progress)
+            out = tiled_upsample(model, d, g, tile=tile, margin=model.tile_margin, progress=progress, **extra)
         else:
-            out = model(d, g)
-        if refine:
+            out = model(d, g, **extra)
+        if refine and not solves:
             out = tiled_refine(
                 out, d, g, sampling, tile=min(tile or auto_tile(scale), auto_tile(scale)), progress=progress
             )
@@ -195,6 +198,7 @@ def tiled_upsample(
     tile: int | tuple[int, int] = 128,
     margin: int = 16,
     progress: bool = False,
+    **kwargs: Any,
 ) -> torch.Tensor:
     """Run a depth model tile by tile so memory depends on ``tile``, not on the image.
 
@@ -206,6 +210,7 @@ def tiled_upsample(
     Args:
         depth_lr: (N, 1, h, w) metres; guide: (N, 3, h*s, w*s) RGB in [0, 1].
         tile: LR tile size, or (th, tw); margin: in LR pixels.
+        **kwargs: passed to the model (``sampling`` for models that solve the refinement).
     """
     th, tw = (tile, tile) if isinstance(tile, int) else tile
     if th < 1 or tw < 1 or margin < 0:
@@ -213,11 +218,11 @@ def tiled_upsample(
     scale = model.check_inputs(depth_lr, guide)
     h, w = depth_lr.shape[-2:]
     if h <= th and w <= tw:
-        return model(depth_lr, guide)
+        return model(depth_lr, guide, **kwargs)
     inputs, restore = model.prepare(depth_lr)
 
     def run(t: Tile) -> torch.Tensor:
-        return model.core(*(x[(..., *t.window())] for x in inputs), guide[(..., *t.window(scale))])
+        return model.core(*(x[(..., *t.window())] for x in inputs), guide[(..., *t.window(scale))], **kwargs)
 
     return restore(run_tiles(run, (h, w), (th, tw), margin, scale=scale, progress=progress, desc="upsample tiles"))
 

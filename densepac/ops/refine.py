@@ -213,6 +213,7 @@ def graph_refine(
     tol: float = 1e-7,
     weight_floor: float | None = None,
     clamp: bool = True,
+    features: torch.Tensor | None = None,
     return_iterations: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Refine ``depth_init`` by the graph-regularised least squares of the module docstring.
@@ -237,6 +238,9 @@ def graph_refine(
             for area sampling, 0 for point sampling (see the module docstring).
         clamp: clamp the result to the valid source range of each pixel's 3x3 source
             neighbourhood (pixels with no valid source nearby are left as solved).
+        features: (N, C, H, W) edge features to use instead of :func:`guide_features` (e.g.
+            learned ones, :class:`~densepac.depth.models.learned_graph.LearnedGraph`);
+            ``depth_weight`` is then unused. Gradients reach them through the solve.
         return_iterations: also return the iterations each sample took, (N,) int64.
 
     Returns:
@@ -275,7 +279,11 @@ def graph_refine(
     y = torch.where(valid, (lr - lo) / span, torch.zeros_like(lr))
     z0 = (depth_init - lo) / span
 
-    feats = _features(y, valid, guide.to(dtype), depth_weight)
+    if features is not None and (
+        features.shape[0] != depth_init.shape[0] or features.shape[-2:] != depth_init.shape[-2:]
+    ):
+        raise InputError(f"features must be (N, C, H, W) with N, H, W of depth_init, got {tuple(features.shape)}")
+    feats = _features(y, valid, guide.to(dtype), depth_weight) if features is None else features.to(dtype)
     wx = lam * (
         floor + (1 - floor) * torch.exp(-(feats[..., 1:] - feats[..., :-1]).pow(2).sum(1, keepdim=True) / mu**2)
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -54,9 +55,9 @@ class DepthModel(nn.Module):
         """
         return [depth_lr], lambda y: y
 
-    def core(self, *inputs: torch.Tensor) -> torch.Tensor:
+    def core(self, *inputs: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """The local part: ``core(*prepare(depth_lr)[0], guide)``; default: ``forward``."""
-        return self(*inputs)
+        return self(*inputs, **kwargs)
 
 
 def normalize_depth(depth_lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -214,6 +214,7 @@ def graph_refine(
     weight_floor: float | None = None,
     clamp: bool = True,
     features: torch.Tensor | None = None,
+    edge_scale: torch.Tensor | None = None,
     return_iterations: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Refine ``depth_init`` by the graph-regularised least squares of the module docstring.
@@ -241,6 +242,9 @@ def graph_refine(
         features: (N, C, H, W) edge features to use instead of :func:`guide_features` (e.g.
             learned ones, :class:`~densepac.depth.models.learned_graph.LearnedGraph`);
             ``depth_weight`` is then unused. Gradients reach them through the solve.
+        edge_scale: (N, 1, H, W) positive factors on the feature distances (an edge takes
+            the mean of its two pixels'): below 1 a pixel's edges weigh less (texture),
+            above 1 more. Gradients reach it through the solve.
         return_iterations: also return the iterations each sample took, (N,) int64.
 
     Returns:
@@ -284,12 +288,16 @@ def graph_refine(
     ):
         raise InputError(f"features must be (N, C, H, W) with N, H, W of depth_init, got {tuple(features.shape)}")
     feats = _features(y, valid, guide.to(dtype), depth_weight) if features is None else features.to(dtype)
-    wx = lam * (
-        floor + (1 - floor) * torch.exp(-(feats[..., 1:] - feats[..., :-1]).pow(2).sum(1, keepdim=True) / mu**2)
-    )
-    wy = lam * (
-        floor + (1 - floor) * torch.exp(-(feats[..., 1:, :] - feats[..., :-1, :]).pow(2).sum(1, keepdim=True) / mu**2)
-    )
+    dx = (feats[..., 1:] - feats[..., :-1]).pow(2).sum(1, keepdim=True) / mu**2
+    dy = (feats[..., 1:, :] - feats[..., :-1, :]).pow(2).sum(1, keepdim=True) / mu**2
+    if edge_scale is not None:
+        if edge_scale.shape != depth_init.shape:
+            raise InputError(f"edge_scale must be (N, 1, H, W) like depth_init, got {tuple(edge_scale.shape)}")
+        es = edge_scale.to(dtype)
+        dx = dx * (es[..., 1:] + es[..., :-1]) / 2
+        dy = dy * (es[..., 1:, :] + es[..., :-1, :]) / 2
+    wx = lam * (floor + (1 - floor) * torch.exp(-dx))
+    wy = lam * (floor + (1 - floor) * torch.exp(-dy))
     b = _data_rhs(y, valid.to(dtype), s, sampling) + delta * z0
     z, iterations = _GraphSolve.apply(b, wx, wy, z0.detach(), valid, s, sampling, delta, max_iter, tol)
     out = lo + span * z

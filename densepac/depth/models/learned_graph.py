@@ -4,11 +4,13 @@ The training-free refinement (:func:`densepac.ops.graph_refine`, de Lutio et al.
 solves for the HR depth that agrees with the source under its sampling and is smooth where
 its features are alike; its features are the guide's colours and the bicubic depth, so every
 colour edge is a candidate depth edge, texture included. Here a small U-Net looks at the
-guide and the bicubic depth and adds learned channels to those features, trained end to end
-through the solve (implicit gradients): it can learn which colour edges are depth edges and
-which are texture, while the solver keeps what makes the method hold on real scenes, the
-agreement with the source and the guide's edges. The learned channels start at zero, so an
-untrained model is (almost exactly) the training-free refinement.
+guide and the bicubic depth and predicts, per pixel, a scale on those feature distances
+(below 1 where colour edges are texture, above 1 where they are depth edges) and a few
+feature channels of its own (depth edges without a colour edge), trained end to end
+through the solve (implicit gradients), while the solver keeps what makes the method hold
+on real scenes: the agreement with the source and the guide's edges. The scale starts at 1
+and the channels near 0, so an untrained model is (almost exactly) the training-free
+refinement.
 
 The solve needs what an LR pixel stands for: ``sampling`` ("point" or "area"; "auto"
 estimates it per sample from the map, :func:`densepac.depth.sampling.estimate_sampling`).
@@ -66,17 +68,20 @@ class LearnedGraph(DepthModel):
         self.sampling, self.tol, self.train_tol = sampling, tol, train_tol
         # A solve reaches far, but its influence decays over a few LR pixels.
         self.tile_margin = 16
-        # Small, not zero: weights compare h_i with h_k, whose gradient vanishes at h = 0.
-        self.features = _PixelFeatures(3 + 1, width, feat_channels, head_std=0.01)
+        # Channel 0: log edge scale (zero: scale 1); the others are compared between pixels,
+        # so they start small, not zero (their gradient vanishes at h = 0).
+        self.features = _PixelFeatures(3 + 1, width, 1 + feat_channels, head_std=0.01)
+        with torch.no_grad():
+            self.features.head.weight[0].zero_()
         self.register_buffer("rgb_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("rgb_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
-    def edge_features(self, depth_lr: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
-        """(N, 3 + 1 + feat_channels, H, W): the training-free features and the learned ones."""
+    def edge_features(self, depth_lr: torch.Tensor, guide: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features (N, 3 + 1 + feat_channels, H, W), edge scale (N, 1, H, W)) of the graph."""
         base = guide_features(depth_lr, guide, self.depth_weight)
         rgb = (guide - self.rgb_mean) / self.rgb_std
-        learned = self.features(torch.cat([rgb, base[:, 3:]], 1))
-        return torch.cat([base, self.mu * learned], 1)
+        out = self.features(torch.cat([rgb, base[:, 3:]], 1))
+        return torch.cat([base, self.mu * out[:, 1:]], 1), out[:, :1].clamp(-5, 5).exp()
 
     def forward(self, depth_lr: torch.Tensor, guide: torch.Tensor, sampling: str | None = None) -> torch.Tensor:
         self.check_inputs(depth_lr, guide)
@@ -91,13 +96,21 @@ class LearnedGraph(DepthModel):
         start = F.interpolate(
             fill_holes(depth_lr, valid_mask(depth_lr)), size=guide.shape[-2:], mode="bicubic", align_corners=False
         )
-        feats = self.edge_features(depth_lr, guide)
+        feats, scale = self.edge_features(depth_lr, guide)
         tol = self.train_tol if self.training else self.tol
         out = torch.empty_like(start)
         for kind in set(per_sample):  # one solve per sampling present in the batch
             idx = torch.tensor([i for i, k in enumerate(per_sample) if k == kind], device=depth_lr.device)
             out[idx] = graph_refine(
-                start[idx], depth_lr[idx], guide[idx], kind, lam=self.lam, mu=self.mu, tol=tol, features=feats[idx]
+                start[idx],
+                depth_lr[idx],
+                guide[idx],
+                kind,
+                lam=self.lam,
+                mu=self.mu,
+                tol=tol,
+                features=feats[idx],
+                edge_scale=scale[idx],
             )
         return out
 

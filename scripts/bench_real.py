@@ -31,16 +31,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from densepac.depth.inference import DEFAULT_REFINE, default_depth_model, upsample_depth
-from densepac.depth.real import SAMPLINGS, load_motorcycle, make_lr
+from densepac.depth.inference import DEFAULT_REFINE, FALLBACK_DEPTH_MODEL, default_depth_model, upsample_depth
+from densepac.depth.real import BORDER, load_motorcycle, make_lr, rmse_cm
 from densepac.depth.recipe import BASELINES
 from densepac.depth.sampling import estimate_sampling
-from densepac.engine.metrics import depth_metrics
 from densepac.engine.report import markdown_table, median_seconds
 from densepac.models import create_model, list_weights
 from densepac.models.weights import shipped_card
+from densepac.ops.consistency import SAMPLINGS
 
-BORDER = 6  # px excluded at each side of the HR image
 TUNED = " (tuned on this scene)"
 REFINED = " + refine"
 
@@ -61,11 +60,6 @@ def upsample(model: nn.Module, depth_lr: np.ndarray, rgb: np.ndarray, refine: bo
     learned models and refined rows end with source consistency, classical ones do not.
     """
     return upsample_depth(model, depth_lr, rgb, sampling="auto", refine=refine)
-
-
-def rmse_cm(pred: np.ndarray, gt: np.ndarray) -> float:
-    """RMSE in cm over valid ground-truth pixels, ``BORDER`` px excluded at each side."""
-    return 100.0 * depth_metrics(torch.from_numpy(pred), torch.from_numpy(gt), crop=BORDER)["rmse"]
 
 
 def timed_rmse(
@@ -109,7 +103,7 @@ def _comma_list(value: str) -> list[str]:
 def select_rows(model_filter: str | None, families: list[str], no_tune: bool) -> list[str]:
     """Row keys in table order: baselines (each followed by its tuned row), learned families (each
     followed by its refined row, as bicubic is), default."""
-    known = [*BASELINES, *families, "default"]
+    known = [*BASELINES, FALLBACK_DEPTH_MODEL, *families, "default"]
     wanted = set(_comma_list(model_filter)) if model_filter else set(known)
     if wanted - set(known):
         raise click.BadParameter(
@@ -149,11 +143,11 @@ def run_scale(
         refine = key.endswith(REFINED) or (key == "default" and DEFAULT_REFINE)
         base = key.removesuffix(REFINED)
         name = default if key == "default" else learned.get(base, base)
-        if name not in BASELINES and name not in learned.values():
+        if name not in (*BASELINES, FALLBACK_DEPTH_MODEL) and name not in learned.values():
             continue  # a learned family without shipped weights at this scale
         if (name, refine) not in done:
             click.echo(f"{sampling} x{scale}: {name}{REFINED if refine else ''}", err=True)
-            model = create_model(name, pretrained=name not in BASELINES)
+            model = create_model(name, pretrained=name not in (*BASELINES, FALLBACK_DEPTH_MODEL))
             done[name, refine] = timed_rmse(model, depth_lr, rgb, gt, refine)
         results[key] = done[name, refine]
     return results, chosen

@@ -33,7 +33,7 @@ from densepac.tiling import (
 MAX_SCALE = 64
 
 
-FALLBACK_DEPTH_MODEL = "joint_bilateral"
+FALLBACK_DEPTH_MODEL = "graph_sr"
 
 
 def resolve_scale(lr_shape: tuple[int, int], guide_shape: tuple[int, int], scale: int | None) -> int:
@@ -115,7 +115,7 @@ def upsample_depth(
     depth_lr, guide = _check_upsample_inputs(model, depth_lr, guide)
     sampling = resolve_sampling(sampling, depth_lr)
     if consistency is None:
-        consistency = refine or any(True for _ in model.parameters())
+        consistency = refine or getattr(model, "refines", False) or any(True for _ in model.parameters())
     device = torch.device(device)
     model = model.to(device).eval()
     d = torch.from_numpy(np.ascontiguousarray(depth_lr, dtype=np.float32))[None, None].to(device)

@@ -83,3 +83,34 @@ def make_lr(depth: np.ndarray, scale: int, sampling: Sampling) -> np.ndarray:
     """
     check_choice(sampling, SAMPLINGS, "sampling")
     return simulate_lr(depth, scale, protocol=sampling)
+
+
+#: Pixels left out at each side of the HR image when scoring (bench_real's protocol).
+BORDER = 6
+
+
+def rmse_cm(pred: np.ndarray, gt: np.ndarray, border: int = BORDER) -> float:
+    """RMSE in cm over valid ground-truth pixels, ``border`` px excluded at each side."""
+    import torch
+
+    from densepac.engine.metrics import depth_metrics
+
+    return 100.0 * depth_metrics(torch.from_numpy(pred), torch.from_numpy(gt), crop=border)["rmse"]
+
+
+def score_on_motorcycle(model: Any, scale: int, sampling: Sampling, **upsample: Any) -> tuple[float, float]:
+    """(RMSE cm of ``model`` run as ``densepac upsample`` runs it, RMSE cm of bicubic) on the real scene.
+
+    The LR input is the ground truth sampled by ``sampling`` at ``scale``; ``upsample`` are
+    arguments of :func:`~densepac.depth.inference.upsample_depth` (sampling left to ``auto``).
+    """
+    from densepac.depth.inference import DEFAULT_REFINE, upsample_depth
+    from densepac.models import create_model
+
+    scene = load_motorcycle()
+    rgb, gt = scene["rgb"], scene["depth"]
+    lr = make_lr(gt, scale, sampling)
+    upsample = {"refine": DEFAULT_REFINE, **upsample}
+    return rmse_cm(upsample_depth(model, lr, rgb, **upsample), gt), rmse_cm(
+        upsample_depth(create_model("bicubic"), lr, rgb), gt
+    )

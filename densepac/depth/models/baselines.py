@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from densepac.check import check_choice
 from densepac.depth.models.base import DepthModel
+from densepac.depth.sampling import SAMPLING_CHOICES, refine_batch
 from densepac.models.registry import register_model
 from densepac.ops.fill import fill_holes, valid_mask
 from densepac.ops.guided import depth_range, guided_filter_upsample, joint_bilateral_upsample, upsample_filled
@@ -97,3 +99,46 @@ class JointBilateral(_Baseline):
 
     def extra_repr(self) -> str:
         return f"sigma_spatial={self.sigma_spatial}, sigma_color={self.sigma_color}, radius={self.radius}"
+
+
+@register_model("graph_sr")
+class GraphSR(_Baseline):
+    """Graph-regularised least squares from the bicubic start (de Lutio et al. 2022), training-free.
+
+    The HR depth that agrees with the source under its sampling and is smooth where the
+    guide is (:func:`~densepac.ops.graph_refine`). It needs what an LR pixel stands for:
+    ``forward(depth_lr, guide, sampling=None)`` takes ``"point"``, ``"area"`` or ``"auto"``
+    (estimated per sample; None: the model's ``sampling``).
+
+    Args:
+        lam, mu, depth_weight: the refinement's parameters (chosen on procedural scenes).
+        sampling: default for ``forward``.
+    """
+
+    #: The model solves the refinement itself; inference does not run it again.
+    refines = True
+    tile_margin = 16
+
+    def __init__(self, lam: float = 0.1, mu: float = 0.05, depth_weight: float = 0.5, sampling: str = "auto") -> None:
+        super().__init__()
+        check_choice(sampling, SAMPLING_CHOICES, "sampling")
+        self.lam, self.mu, self.depth_weight, self.sampling = lam, mu, depth_weight, sampling
+
+    def forward(self, depth_lr: torch.Tensor, guide: torch.Tensor, sampling: str | None = None) -> torch.Tensor:
+        self.check_inputs(depth_lr, guide)
+        return self.core(*self.prepare(depth_lr)[0], guide, sampling=sampling)
+
+    def core(self, depth_lr, valid, filled, lo, hi, guide, sampling=None):
+        start = upsample_filled(filled, tuple(guide.shape[-2:]), lo[..., :1, :1], hi[..., :1, :1])
+        return refine_batch(
+            start,
+            depth_lr,
+            guide.to(depth_lr.dtype),
+            sampling or self.sampling,
+            lam=self.lam,
+            mu=self.mu,
+            depth_weight=self.depth_weight,
+        )
+
+    def extra_repr(self) -> str:
+        return f"lam={self.lam}, mu={self.mu}, depth_weight={self.depth_weight}, sampling={self.sampling!r}"

@@ -25,12 +25,12 @@ import torch.nn.functional as F
 
 from densepac.depth.models.base import DepthModel
 from densepac.depth.models.learned_jbu import _PixelFeatures
-from densepac.depth.sampling import SAMPLING_CHOICES, estimate_sampling
+from densepac.depth.sampling import SAMPLING_CHOICES, refine_batch
 from densepac.errors import InputError
 from densepac.models.blocks import IMAGENET_MEAN, IMAGENET_STD
 from densepac.models.registry import register_model
 from densepac.ops.fill import fill_holes, valid_mask
-from densepac.ops.refine import graph_refine, guide_features
+from densepac.ops.refine import guide_features
 
 
 class LearnedGraph(DepthModel):
@@ -86,33 +86,22 @@ class LearnedGraph(DepthModel):
     def forward(self, depth_lr: torch.Tensor, guide: torch.Tensor, sampling: str | None = None) -> torch.Tensor:
         self.check_inputs(depth_lr, guide)
         guide = guide.to(depth_lr.dtype)
-        sampling = sampling or self.sampling
-        if sampling == "auto":
-            per_sample = [estimate_sampling(d) for d in depth_lr]
-        elif sampling in SAMPLING_CHOICES:
-            per_sample = [sampling] * depth_lr.shape[0]
-        else:
-            raise InputError(f"sampling={sampling!r} is unknown; use one of {', '.join(SAMPLING_CHOICES)}")
         start = F.interpolate(
             fill_holes(depth_lr, valid_mask(depth_lr)), size=guide.shape[-2:], mode="bicubic", align_corners=False
         )
         feats, scale = self.edge_features(depth_lr, guide)
         tol = self.train_tol if self.training else self.tol
-        out = torch.empty_like(start)
-        for kind in set(per_sample):  # one solve per sampling present in the batch
-            idx = torch.tensor([i for i, k in enumerate(per_sample) if k == kind], device=depth_lr.device)
-            out[idx] = graph_refine(
-                start[idx],
-                depth_lr[idx],
-                guide[idx],
-                kind,
-                lam=self.lam,
-                mu=self.mu,
-                tol=tol,
-                features=feats[idx],
-                edge_scale=scale[idx],
-            )
-        return out
+        return refine_batch(
+            start,
+            depth_lr,
+            guide,
+            sampling or self.sampling,
+            lam=self.lam,
+            mu=self.mu,
+            tol=tol,
+            features=feats,
+            edge_scale=scale,
+        )
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}, lam={self.lam}, mu={self.mu}, depth_weight={self.depth_weight}"

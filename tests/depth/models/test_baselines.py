@@ -84,3 +84,20 @@ def test_gradients_flow_through_baselines():
         create_model(name)(lr, rgb).sum().backward()
         assert torch.isfinite(lr.grad).all() and lr.grad.abs().sum() > 0
         lr.grad = None
+
+
+@pytest.mark.parametrize("sampling", ["point", "area"])
+def test_graph_sr_is_the_refinement_of_bicubic(sampling):
+    from densepac.depth.degrade import simulate_lr
+    from densepac.depth.synthetic import make_rgbd_scene
+    from densepac.ops import graph_refine
+
+    scene = make_rgbd_scene(6, 48, 64)
+    lr = torch.from_numpy(simulate_lr(scene["depth"], 4, sampling))[None, None]
+    rgb = torch.from_numpy(scene["rgb"]).permute(2, 0, 1)[None]
+    start = create_model("bicubic")(lr, rgb)
+    out = create_model("graph_sr")(lr, rgb, sampling=sampling)
+    torch.testing.assert_close(out, graph_refine(start, lr, rgb, sampling))
+    assert create_model("graph_sr", sampling=sampling)(lr, rgb).equal(out)  # the model's own default
+    gt = torch.from_numpy(scene["depth"])[None, None]
+    assert (out - gt).pow(2).mean() < (start - gt).pow(2).mean()

@@ -90,8 +90,7 @@ def refine_batch(
 ) -> torch.Tensor:
     """:func:`~densepac.ops.graph_refine` of a batch whose samples may differ in sampling (``"auto"``).
 
-    One solve per sampling present; tensor-valued ``params`` (``features``, ``edge_scale``) are
-    split with the batch.
+    One solve per sampling present in the batch.
     """
     kinds = samplings_of(depth_lr, sampling)
     if len(set(kinds)) == 1:
@@ -99,6 +98,5 @@ def refine_batch(
     out = torch.empty_like(start)
     for kind in sorted(set(kinds)):
         idx = torch.tensor([i for i, k in enumerate(kinds) if k == kind], device=depth_lr.device)
-        split = {k: v[idx] if isinstance(v, torch.Tensor) else v for k, v in params.items()}
-        out[idx] = graph_refine(start[idx], depth_lr[idx], guide[idx], kind, **split)
+        out[idx] = graph_refine(start[idx], depth_lr[idx], guide[idx], kind, **params)
     return out

@@ -213,8 +213,6 @@ def graph_refine(
     tol: float = 1e-7,
     weight_floor: float | None = None,
     clamp: bool = True,
-    features: torch.Tensor | None = None,
-    edge_scale: torch.Tensor | None = None,
     return_iterations: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Refine ``depth_init`` by the graph-regularised least squares of the module docstring.
@@ -239,12 +237,6 @@ def graph_refine(
             for area sampling, 0 for point sampling (see the module docstring).
         clamp: clamp the result to the valid source range of each pixel's 3x3 source
             neighbourhood (pixels with no valid source nearby are left as solved).
-        features: (N, C, H, W) edge features to use instead of :func:`guide_features` (e.g.
-            learned ones, :class:`~densepac.depth.models.learned_graph.LearnedGraph`);
-            ``depth_weight`` is then unused. Gradients reach them through the solve.
-        edge_scale: (N, 1, H, W) positive factors on the feature distances (an edge takes
-            the mean of its two pixels'): below 1 a pixel's edges weigh less (texture),
-            above 1 more. Gradients reach it through the solve.
         return_iterations: also return the iterations each sample took, (N,) int64.
 
     Returns:
@@ -283,19 +275,9 @@ def graph_refine(
     y = torch.where(valid, (lr - lo) / span, torch.zeros_like(lr))
     z0 = (depth_init - lo) / span
 
-    if features is not None and (
-        features.shape[0] != depth_init.shape[0] or features.shape[-2:] != depth_init.shape[-2:]
-    ):
-        raise InputError(f"features must be (N, C, H, W) with N, H, W of depth_init, got {tuple(features.shape)}")
-    feats = _features(y, valid, guide.to(dtype), depth_weight) if features is None else features.to(dtype)
+    feats = _features(y, valid, guide.to(dtype), depth_weight)
     dx = (feats[..., 1:] - feats[..., :-1]).pow(2).sum(1, keepdim=True) / mu**2
     dy = (feats[..., 1:, :] - feats[..., :-1, :]).pow(2).sum(1, keepdim=True) / mu**2
-    if edge_scale is not None:
-        if edge_scale.shape != depth_init.shape:
-            raise InputError(f"edge_scale must be (N, 1, H, W) like depth_init, got {tuple(edge_scale.shape)}")
-        es = edge_scale.to(dtype)
-        dx = dx * (es[..., 1:] + es[..., :-1]) / 2
-        dy = dy * (es[..., 1:, :] + es[..., :-1, :]) / 2
     wx = lam * (floor + (1 - floor) * torch.exp(-dx))
     wy = lam * (floor + (1 - floor) * torch.exp(-dy))
     b = _data_rhs(y, valid.to(dtype), s, sampling) + delta * z0

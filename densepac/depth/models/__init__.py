@@ -3,7 +3,6 @@
 from densepac.depth.models.base import DepthModel, NormalizedDepthModel, infer_scale
 from densepac.depth.models.baselines import Bicubic, GuidedFilter, JointBilateral
 from densepac.depth.models.joint_upsample import PacJointUpsample
-from densepac.depth.models.learned_graph import LearnedGraph
 from densepac.depth.models.learned_jbu import LearnedJBU
 
 __all__ = [
@@ -11,7 +10,6 @@ __all__ = [
     "DepthModel",
     "GuidedFilter",
     "JointBilateral",
-    "LearnedGraph",
     "LearnedJBU",
     "NormalizedDepthModel",
     "PacJointUpsample",

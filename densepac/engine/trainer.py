@@ -382,6 +382,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp and self.device.type == "cuda")
 
         self.config: dict[str, Any] = dict(config or {})
+        # (mean loss, steps) of the logging windows since the last epoch line.
+        self._epoch_losses: list[tuple[float, int]] = []
         self.config["trainer"] = {
             "task": repr(task),
             "epochs": epochs,
@@ -692,7 +694,20 @@ class Trainer:
         if is_best:
             run.best_score = score
         self._log({"event": "eval", "step": run.step, "epoch": run.epoch, "metrics": run.metrics, "best": is_best})
+        self._say_epoch(run, is_best)
         return is_best
+
+    def _say_epoch(self, run: _RunState, is_best: bool) -> None:
+        """One line per evaluated epoch on stderr (rank 0; silent with ``progress=False``): loss and metrics."""
+        seen, self._epoch_losses = self._epoch_losses, []
+        if self.progress is False or not dist_utils.is_main_process():
+            return
+        steps = sum(n for _, n in seen)
+        loss = f"train loss {sum(v * n for v, n in seen) / steps:.4g}" if steps else "train loss -"
+        shown = [self.task.monitor, *(k for k in run.metrics if k != self.task.monitor)]
+        metrics = " ".join(f"{k} {run.metrics[k]:.4g}" for k in shown if isinstance(run.metrics.get(k), float))
+        best = " (best)" if is_best else ""
+        tqdm.write(f"epoch {run.epoch}/{self.epochs} step {run.step}: {loss} | val {metrics}{best}", file=sys.stderr)
 
     def _stop(self, run: _RunState, reason: str) -> FitResult:
         if run.saved_step != run.step:
@@ -739,6 +754,7 @@ class Trainer:
         totals = torch.stack([window_loss.detach().cpu(), steps])
         dist_utils.all_reduce_sum(totals)
         mean_loss = float(totals[0] / totals[1])
+        self._epoch_losses.append((mean_loss, window_steps))
         self._log(
             {
                 "event": "train",

@@ -34,6 +34,10 @@ def test_train_export_eval(tmp_path):
     args = base + ["--epochs", "2", "--export", str(export)]
     r = run(main, args)
     assert r.exit_code == 0, r.output
+    # Off a terminal too: one line per epoch with the training loss and the validation metrics.
+    epochs = [line for line in r.stderr.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in epochs] == ["epoch 1/2 step 2", "epoch 2/2 step 4"], r.stderr
+    assert all("train loss" in line and "| val rmse " in line for line in epochs)
     card = json.loads((export / "pac_jointupsample_lite_x4.json").read_text())
     assert card["kwargs"] == {"scale": 4, "channels": 8} and card["steps"] == 4
     assert set(card["metrics"]) == {"bicubic", "guided_filter", "joint_bilateral", "pac_jointupsample_lite_x4"}

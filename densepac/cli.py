@@ -164,18 +164,15 @@ def _make_config(config: type, model: str, out: Path, device: str, options: dict
 
 
 def _report_run(report: Any) -> None:
+    """The end of a training command, printed by rank 0 alone."""
+    if not report.main_process:
+        return
     if report.exported is not None:
         if report.result.interrupted:
             click.echo("run was stopped early: exported its best validated checkpoint so far", err=True)
         click.echo(f"exported {report.exported}", err=True)
-    from densepac.engine.distributed import is_main_process
-
-    if is_main_process():
-        click.echo(
-            f"{'stopped' if report.result.interrupted else 'finished'} at step {report.result.step}; "
-            f"checkpoint {report.result.checkpoint}",
-            err=True,
-        )
+    state = "stopped" if report.result.interrupted else "finished"
+    click.echo(f"{state} at step {report.result.step}; checkpoint {report.result.checkpoint}", err=True)
 
 
 class _OneLineErrors(click.Group):

@@ -18,10 +18,12 @@ from densepac.io.files import PathLike, check_output_folder
 
 @dataclass(frozen=True)
 class RunReport:
-    """How a run ended: the :class:`FitResult` and the exported weights file (None without export)."""
+    """How a run ended: the :class:`FitResult`, the exported weights file (None without export),
+    and whether this process was rank 0 (the one that reports)."""
 
     result: FitResult
     exported: Path | None
+    main_process: bool = True
 
 
 def _remove_failed_run(out: Path, existed: bool) -> None:
@@ -44,6 +46,7 @@ def train_in_run_folder(
         check_output_folder(export_dir, "--export")
     existed = out.exists()
     exported = None
+    main = True
     try:
         try:
             result = train()
@@ -51,8 +54,9 @@ def train_in_run_folder(
             if is_main_process():
                 _remove_failed_run(out, existed)
             raise
-        if export_dir is not None and is_main_process():
+        main = is_main_process()  # asked before the process group is torn down
+        if export_dir is not None and main:
             exported = export(result)
     finally:
         cleanup()
-    return RunReport(result, exported)
+    return RunReport(result, exported, main)

@@ -201,6 +201,8 @@ def test_cli_train_under_torchrun(tmp_path):
     assert proc.returncode == 0, f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
     events = [json.loads(line)["event"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert events.count("start") == 1 and events.count("done") == 1  # one writer
+    # One reporter: rank 0 alone prints the epoch line and the closing line.
+    assert proc.stderr.count("finished at step") == 1 and proc.stderr.count("epoch 1/1 step") == 1, proc.stderr
     # 8 scenes, batch 2 per rank, 2 ranks: 2 optimiser steps in the epoch.
     last = json.loads((out / "checkpoints" / "last.json").read_text())
     assert last["step"] == 2

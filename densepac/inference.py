@@ -43,6 +43,11 @@ def load_model_for_inference(name: str | None, weights=None, **kwargs) -> nn.Mod
     pretrained = weights is None and name in list_weights()
     model = create_model(name, pretrained=pretrained, weights=weights, **kwargs)
     if not pretrained and weights is None and any(True for _ in model.parameters()):
+        if model.task == "segmentation":
+            raise InputError(
+                f"model {name!r} has no shipped weights; pass --weights FILE (a densepac or torchvision "
+                "checkpoint) or --weights torchvision:ENUM_NAME, or fine-tune one with `densepac finetune`"
+            )
         raise InputError(
             f"model {name!r} has no shipped weights; pass --weights FILE or train it with `densepac train`"
         )

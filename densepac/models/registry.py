@@ -18,6 +18,7 @@ from typing import Any
 from torch import nn
 
 from densepac.errors import InputError, InputTypeError
+from densepac.models.hub import resolve_weights
 from densepac.models.weights import load_weights_into, shipped_card
 
 #: ``encoder``: a feature pyramid backbone (smp encoder protocol, see :mod:`densepac.segmentation.models.encoders`).
@@ -125,6 +126,8 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
     if isinstance(name, str) and name.endswith("+crf"):
         name, crf = name[: -len("+crf")], True
     entry = get_entry(name)  # a wrong type or an unknown name fails before anything else
+    if weights is not None:
+        weights = resolve_weights(weights)
     for given, wanted, flag in (
         (crf_kwargs, crf, "crf=True (or a +crf name)"),
         (adl_kwargs, adl, "adl=True"),
@@ -164,7 +167,7 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
         from densepac.plugins.stn import wrap_stn
 
         if weights is not None and not wrapped_keys:
-            load_weights_into(model, Path(weights))
+            _load_file(model, Path(weights), entry.task)
             weights = None
         model = wrap_stn(model, stn, **stn_kwargs)
         model.task, model.model_name = "segmentation", f"{name}+stn_{stn}"
@@ -172,14 +175,29 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
         from densepac.ops.crf import CRFWrapped, PacCRF
 
         if weights is not None and "crf" not in wrapped_keys:
-            load_weights_into(model, Path(weights))
+            _load_file(model, Path(weights), entry.task)
             weights = None
         model_name = model.model_name
         model = CRFWrapped(model, PacCRF(model.num_classes, **crf_kwargs))
         model.task, model.model_name = "segmentation", f"{model_name}+crf"
     if weights is not None:
-        load_weights_into(model, Path(weights))
+        _load_file(model, Path(weights), entry.task)
     return model
+
+
+def _load_file(model: nn.Module, path: Path, task: str) -> None:
+    """Load a weights file: strictly for depth models; for segmentation, any format its reader knows.
+
+    Segmentation files may be torchvision checkpoints (FCN, DeepLabV3, LR-ASPP, with or
+    without the auxiliary head, ImageNet VGG16/ResNet backbones) as well as densepac's own
+    (:func:`densepac.segmentation.pretrained.load_pretrained`).
+    """
+    if task == "segmentation":
+        from densepac.segmentation.pretrained import load_pretrained
+
+        load_pretrained(model, path)
+    else:
+        load_weights_into(model, path)
 
 
 def _wrapper_prefixes(path: Path) -> set[str]:

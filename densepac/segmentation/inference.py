@@ -217,8 +217,10 @@ def segment_files(
     from densepac.io.files import check_input_file, check_output_folder
     from densepac.io.images import IMAGE_EXTENSIONS, image_to_tensor, read_image, write_image, write_label
     from densepac.io.visualize import heatmap_overlay, overlay_mask
+    from densepac.models.hub import is_hub_spec
     from densepac.models.registry import require_task
     from densepac.segmentation.cam import attention_map
+    from densepac.segmentation.pretrained import model_for_weights
 
     if not images:
         raise InputError("no IMAGE given; pass one or more image files")
@@ -240,7 +242,18 @@ def segment_files(
         read_image(path)
     dev = resolve_device(device)
     require_task(model, "segmentation")
-    net = load_model_for_inference(model, weights, crf=crf, **(model_kwargs or {}))
+    model_kwargs = dict(model_kwargs or {})
+    if (
+        model is None
+        and weights is not None
+        and not is_hub_spec(weights)
+        and not Path(weights).with_suffix(".json").is_file()
+    ):
+        # A torchvision checkpoint names its own architecture and class count.
+        found = model_for_weights(weights)
+        if found is not None:
+            model, model_kwargs = found[0], {**found[1], **model_kwargs}
+    net = load_model_for_inference(model, weights, crf=crf, **model_kwargs)
     if getattr(net, "task", None) != "segmentation":
         source = f"{weights}: " if weights is not None else ""
         raise InputError(

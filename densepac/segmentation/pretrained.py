@@ -18,10 +18,11 @@ from torch import nn
 
 from densepac.engine.checkpoint import MODEL_FILE, load_state_dict_safe, resolve_checkpoint
 from densepac.errors import InputError, WeightsError
+from densepac.models.hub import resolve_weights
 from densepac.models.weights import state_dict_mismatch
 from densepac.ops.crf import CRFWrapped
 from densepac.segmentation.models.fcn import FCN8s, load_vgg16_backbone
-from densepac.segmentation.models.torchvision_fcn import TorchvisionFCN
+from densepac.segmentation.models.torchvision_seg import TorchvisionSegmentation
 
 #: torchvision ``vgg16().features`` indices of the 13 convolutions.
 _VGG16_CONV_INDICES = frozenset((0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28))
@@ -37,7 +38,7 @@ def read_pretrained(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     A folder may be a run (holding ``checkpoints/``), a checkpoint root or one checkpoint;
     from a root the ``best`` checkpoint is taken, else the ``last``.
     """
-    p = Path(path)
+    p = resolve_weights(path)
     if not p.exists():
         raise InputError(f"weights {p} do not exist; give a weights file or a densepac run/checkpoint folder")
     if not p.is_dir():
@@ -53,18 +54,35 @@ def detect_weights_format(state: Mapping[str, torch.Tensor]) -> str:
     """Which kind of state dict ``state`` is, from its keys.
 
     Returns:
-        ``"vgg16"`` (torchvision VGG: ``features.<i>.*``), ``"torchvision_fcn"``
-        (``backbone.*`` + ``classifier.4.*``), ``"resnet"`` (torchvision ImageNet ResNet:
-        ``conv1``, ``layer4``, ``fc``) or ``"densepac"`` (anything else: a densepac model).
+        ``"vgg16"`` (torchvision VGG: ``features.<i>.*``), ``"torchvision_seg"`` (a torchvision
+        segmentation network: ``backbone.*`` + ``classifier.*``), ``"resnet"`` (torchvision
+        ImageNet ResNet: ``conv1``, ``layer4``, ``fc``) or ``"densepac"`` (anything else).
     """
     keys = [k[len("module.") :] if k.startswith("module.") else k for k in state]
     if any(re.fullmatch(r"features\.\d+\.weight", k) for k in keys):
         return "vgg16"
-    if any(k.startswith("backbone.") for k in keys) and "classifier.4.weight" in keys:
-        return "torchvision_fcn"
+    if any(k.startswith("backbone.") for k in keys) and any(k.startswith("classifier.") for k in keys):
+        return "torchvision_seg"
     if "conv1.weight" in keys and "fc.weight" in keys and any(k.startswith("layer4.") for k in keys):
         return "resnet"
     return "densepac"
+
+
+def torchvision_arch(state: Mapping[str, torch.Tensor]) -> str | None:
+    """The registry name of the torchvision segmentation network a state dict comes from, or None."""
+    keys = {k[len("module.") :] if k.startswith("module.") else k for k in state}
+    if not any(k.startswith("classifier.") for k in keys):
+        return None
+    if any(k.startswith("classifier.cbr.") for k in keys):
+        head = "lraspp"
+    elif any(k.startswith("classifier.0.convs.") for k in keys):
+        head = "deeplabv3"
+    else:
+        head = "fcn"
+    if "backbone.conv1.weight" in keys:
+        depth = _resnet_depth(state, "backbone.")
+        return f"{head}_resnet{depth}" if depth else None
+    return f"{head}_mobilenet_v3_large" if "backbone.0.0.weight" in keys and head != "fcn" else None
 
 
 def _base(model: nn.Module) -> nn.Module:
@@ -141,31 +159,45 @@ def _resnet_depth(state: Mapping[str, torch.Tensor], prefix: str) -> int | None:
     return _RESNET_LAYER3_BLOCKS.get(max(blocks) + 1) if blocks else None
 
 
+def model_for_weights(path: str | Path) -> tuple[str, dict[str, int]] | None:
+    """(registry name, architecture arguments) of a torchvision segmentation checkpoint, or None.
+
+    Lets ``densepac segment --weights fcn_resnet50_coco-1167a1af.pth`` run without ``--model``:
+    the architecture and class count are read off the keys and the last layer's shape.
+    """
+    state, _ = read_pretrained(path)
+    if detect_weights_format(state) != "torchvision_seg" or (arch := torchvision_arch(state)) is None:
+        return None
+    state = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
+    last = state.get("classifier.high_classifier.weight", state.get("classifier.4.weight"))
+    return arch, ({} if last is None else {"num_classes": int(last.shape[0])})
+
+
 def _load_torchvision(model: nn.Module, state: Mapping[str, torch.Tensor], source: str, fmt: str) -> None:
     base = _base(model)
-    title = "torchvision FCN-ResNet" if fmt == "torchvision_fcn" else "torchvision ImageNet ResNet"
-    if not isinstance(base, TorchvisionFCN):
+    state = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
+    if fmt == "resnet":
+        arch, title = None, "torchvision ImageNet ResNet"
+    else:
+        arch = torchvision_arch(state)
+        title = f"torchvision {arch or 'segmentation'}"
+    if not isinstance(base, TorchvisionSegmentation):
+        fits = arch or "fcn_resnet50 / fcn_resnet101 / deeplabv3_resnet50 / deeplabv3_resnet101"
         raise WeightsError(
-            f"{source} holds {title} weights, which fit fcn_resnet50 / fcn_resnet101, "
-            f"not {_name(base)!r}; pick an fcn_resnet model or other weights"
+            f"{source} holds {title} weights, which fit {fits}, not {_name(base)!r}; pick that model or other weights"
         )
-    prefix = "backbone." if fmt == "torchvision_fcn" else ""
-    depth = _resnet_depth(state, prefix)
-    if depth is not None and depth != base.depth:
-        raise WeightsError(
-            f"{source} holds ResNet-{depth} weights but the model is fcn_resnet{base.depth}; "
-            f"use model fcn_resnet{depth}"
-        )
-    if fmt == "resnet":  # ImageNet classifier: backbone only, the FCN heads keep their initialisation
+    if fmt == "resnet":  # ImageNet classifier: backbone only, the heads keep their initialisation
+        depth = _resnet_depth(state, "")
+        if base.depth is None or depth != base.depth:
+            raise WeightsError(
+                f"{source} holds ImageNet ResNet-{depth} weights, which fit a ResNet-{depth} backbone, not "
+                f"{base.arch}; use fcn_resnet{depth} or deeplabv3_resnet{depth}"
+            )
         backbone = {k: v for k, v in state.items() if not k.startswith("fc.")}
         load_exact(base.net.backbone, backbone, source, title)
         return
-    n = int(state["classifier.4.weight"].shape[0])
-    if n != base.num_classes:
-        raise InputError(
-            f"{source} predicts {n} classes but the model has {base.num_classes}; "
-            f"set num_classes={n} or start from ImageNet ResNet weights"
-        )
+    if arch is not None and arch != base.arch:
+        raise WeightsError(f"{source} holds torchvision {arch} weights, not {base.arch}; use --model {arch}")
     has_aux = any(k.startswith("aux_classifier.") for k in state)
     if base.aux_loss and not has_aux:
         raise WeightsError(
@@ -173,6 +205,7 @@ def _load_torchvision(model: nn.Module, state: Mapping[str, torch.Tensor], sourc
         )
     # COCO/VOC checkpoints carry the auxiliary head; a model without one ignores it.
     kept = {k: v for k, v in state.items() if base.aux_loss or not k.startswith("aux_classifier.")}
+    _check_classes(base, kept, source, base.net.state_dict())  # names both class counts
     load_exact(base.net, kept, source, title)
 
 
@@ -210,8 +243,10 @@ def load_pretrained(model: nn.Module, path: str | Path) -> str:
 
     - torchvision ``vgg16`` state dict -> the FCN-8s backbone and fc6/fc7
       (:func:`~densepac.segmentation.models.fcn.load_vgg16_backbone`); the score layers keep their init.
-    - torchvision ``fcn_resnet50/101`` state dict -> a ``fcn_resnet*`` adapter (its auxiliary
-      head is dropped when the model has none); ImageNet ``resnet50/101`` -> its backbone.
+    - torchvision FCN / DeepLabV3 / LR-ASPP state dict (``torchvision:ENUM`` names resolve
+      through the hub cache, :func:`~densepac.models.hub.resolve_weights`) -> the registry
+      model of the same architecture (its auxiliary head is dropped when the model has
+      none); ImageNet ``resnet50/101`` -> a ResNet model's backbone.
     - densepac weights (file, run, checkpoint root or folder) of the same architecture;
       plain-FCN weights also load into a hot-swapped model (the PAC layers take the conv
       weights), base-model weights into a CRF-wrapped one (the CRF keeps its init).
@@ -226,7 +261,7 @@ def load_pretrained(model: nn.Module, path: str | Path) -> str:
     fmt = detect_weights_format(state)
     if fmt == "vgg16":
         _load_vgg16(model, state, source)
-    elif fmt in ("torchvision_fcn", "resnet"):
+    elif fmt in ("torchvision_seg", "resnet"):
         _load_torchvision(model, state, source, fmt)
     else:
         _load_densepac(model, state, source)

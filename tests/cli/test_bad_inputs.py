@@ -508,7 +508,7 @@ CLI_CASES = [
             "--arg",
             "fc_channels=8",
         ],
-        ("fcn4.safetensors", "do not fit", "score_fr.weight (4, 8, 1, 1) vs (21, 8, 1, 1)"),
+        ("fcn4.safetensors", "predicts 4 classes but the model has 21", "num_classes=4"),
     ),
     case(
         "segment-unknown-model",
@@ -945,7 +945,7 @@ LIBRARY_CASES = [
             "fcn8s_vgg16", weights=w / "tiny_fcn.safetensors", **{**SEG_KW, "num_classes": 5}
         ),
         ValueError,
-        "tiny_fcn.*do not fit",
+        "tiny_fcn.*predicts 3 classes but the model has 5",
     ),
     _lib(
         "create_model-garbage-weights",

@@ -49,7 +49,10 @@ def test_segment_bad_inputs(setup, tmp_path):
         (("-o", tmp_path / "o4", "--weights", weights), "no IMAGE"),
         ((images[0], "-o", tmp_path / "no" / "dir", "--weights", weights), "does not exist"),
         ((images[0], "-o", tmp_path / "o5", "--model", "bicubic"), "depth model"),
-        ((images[0], "-o", tmp_path / "o6", "--weights", weights, "--arg", "num_classes=5"), "do not fit"),
+        (
+            (images[0], "-o", tmp_path / "o6", "--weights", weights, "--arg", "num_classes=5"),
+            "predicts 3 classes but the model has 5",
+        ),
     ]
     for args, needle in cases:
         r = run(*args)

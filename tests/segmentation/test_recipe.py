@@ -331,15 +331,15 @@ def test_torchvision_fcn_resnet_state_dicts(tmp_path):
     torch.manual_seed(0)
     reference = fcn_resnet50(weights=None, weights_backbone=None, num_classes=K, aux_loss=True).eval()
     torch.save(reference.state_dict(), tmp_path / "fcn.pth")
-    assert detect_weights_format(reference.state_dict()) == "torchvision_fcn"
+    assert detect_weights_format(reference.state_dict()) == "torchvision_seg"
     model = create_model("fcn_resnet50", num_classes=K).eval()
-    assert load_pretrained(model, tmp_path / "fcn.pth") == "torchvision_fcn"  # aux head dropped
+    assert load_pretrained(model, tmp_path / "fcn.pth") == "torchvision_seg"  # aux head dropped
     x = _image(32)
     with torch.no_grad():
         torch.testing.assert_close(model(x), reference(model.normalize(x))["out"])
     with pytest.raises(InputError, match=f"predicts {K} classes but the model has 21"):
         load_pretrained(create_model("fcn_resnet50"), tmp_path / "fcn.pth")
-    with pytest.raises(WeightsError, match="FCN-ResNet weights, which fit fcn_resnet50"):
+    with pytest.raises(WeightsError, match="fcn_resnet50 weights, which fit fcn_resnet50"):
         load_pretrained(_plain_fcn(), tmp_path / "fcn.pth")
 
     imagenet = resnet50(weights=None)

@@ -6,7 +6,7 @@ from densepac.segmentation.models.encoder_fcn import EncoderFCN8s
 from densepac.segmentation.models.encoders import build_encoder
 from densepac.segmentation.models.fcn import FCN8s
 from densepac.segmentation.models.smp import SmpSegmentation
-from densepac.segmentation.models.torchvision_fcn import TorchvisionFCN
+from densepac.segmentation.models.torchvision_seg import TorchvisionSegmentation
 
 __all__ = [
     "DLAUpSeg",
@@ -14,6 +14,6 @@ __all__ = [
     "FCN8s",
     "SegmentationModel",
     "SmpSegmentation",
-    "TorchvisionFCN",
+    "TorchvisionSegmentation",
     "build_encoder",
 ]

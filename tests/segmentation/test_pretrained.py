@@ -1,0 +1,91 @@
+"""torchvision checkpoints, as torchvision writes them, straight into registry models and `densepac segment`."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from densepac.cli import main
+from densepac.errors import InputError, WeightsError
+from densepac.io.images import read_label, write_image
+from densepac.models import create_model
+from densepac.models.hub import resolve_weights
+from densepac.segmentation.pretrained import model_for_weights
+
+
+def _torchvision_checkpoint(tmp_path: Path, arch: str, aux: bool, num_classes: int = 21) -> tuple[Path, object]:
+    """A torchvision model with random weights, saved with torch.save as torchvision's own files are."""
+    from torchvision.models import segmentation
+
+    torch.manual_seed(0)
+    extra = {} if arch.startswith("lraspp") else {"aux_loss": aux}
+    net = getattr(segmentation, arch)(weights=None, weights_backbone=None, num_classes=num_classes, **extra).eval()
+    path = tmp_path / f"{arch}_coco-0123abcd.pth"
+    torch.save(net.state_dict(), path)
+    return path, net
+
+
+@pytest.mark.parametrize(("arch", "aux"), [("fcn_resnet50", True), ("lraspp_mobilenet_v3_large", False)])
+def test_a_torchvision_checkpoint_loads_by_file_and_keeps_its_logits(tmp_path, arch, aux):
+    path, net = _torchvision_checkpoint(tmp_path, arch, aux)
+    model = create_model(arch, weights=path).eval()  # the auxiliary head in the file is dropped
+    image = torch.rand(1, 3, 64, 80)
+    with torch.no_grad():
+        torch.testing.assert_close(model(image), net(model.normalize(image))["out"])
+    assert model_for_weights(path) == (arch, {"num_classes": 21})
+
+
+def test_another_architecture_or_class_count_is_named(tmp_path):
+    path, _ = _torchvision_checkpoint(tmp_path, "lraspp_mobilenet_v3_large", False, num_classes=5)
+    with pytest.raises(WeightsError, match="lraspp_mobilenet_v3_large weights, not deeplabv3_mobilenet_v3_large"):
+        create_model("deeplabv3_mobilenet_v3_large", weights=path)
+    with pytest.raises(InputError, match="5 classes but the model has 21"):
+        create_model("lraspp_mobilenet_v3_large", weights=path)
+    assert create_model("lraspp_mobilenet_v3_large", num_classes=5, weights=path).num_classes == 5
+
+
+def test_segment_runs_a_torchvision_checkpoint_without_model(tmp_path):
+    path, _ = _torchvision_checkpoint(tmp_path, "lraspp_mobilenet_v3_large", False, num_classes=4)
+    write_image(tmp_path / "photo.png", np.random.default_rng(0).random((48, 64, 3)))
+    r = CliRunner().invoke(
+        main,
+        [
+            "segment",
+            str(tmp_path / "photo.png"),
+            "-o",
+            str(tmp_path / "masks"),
+            "--weights",
+            str(path),
+            "--device",
+            "cpu",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert "lraspp_mobilenet_v3_large" in r.stderr
+    labels = read_label(tmp_path / "masks" / "photo.png")
+    assert labels.shape == (48, 64) and labels.max() < 4
+
+
+def test_torchvision_enum_names_resolve_through_the_hub_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    spec = "torchvision:FCN_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1"
+
+    def offline(url, dst, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(
+        InputError,
+        match=r"download https://download\.pytorch\.org/models/fcn_resnet50_coco-1167a1af"
+        r"\.pth and place it at .*torch/hub/checkpoints/fcn_resnet50_coco-1167a1af\.pth",
+    ):
+        resolve_weights(spec)
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / "fcn_resnet50_coco-1167a1af.pth"
+    cached.parent.mkdir(parents=True, exist_ok=True)  # resolve_weights made it before it failed
+    cached.write_bytes(b"x")
+    assert resolve_weights(spec) == cached
+    assert resolve_weights(tmp_path / "plain.pth") == tmp_path / "plain.pth"
+    with pytest.raises(InputError, match="torchvision has no weights"):
+        resolve_weights("torchvision:NoSuch_Weights.V1")

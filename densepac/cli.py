@@ -307,7 +307,9 @@ def upsample(
     help="Registry segmentation model (default: the one named by the weights' model card).",
 )
 @click.option("--weights", type=click.Path(path_type=Path), default=None, help="Weights file for --model.")
-@click.option("--crf/--no-crf", default=False, show_default=True, help="Refine with a PAC-CRF.")
+@click.option(
+    "--crf/--no-crf", default=None, help="Refine with a PAC-CRF, or not (default: as the weights' model card says)."
+)
 @model_args_option
 @click.option(
     "--cam",
@@ -329,7 +331,7 @@ def segment(
     output_dir: Path,
     model_name: str | None,
     weights: Path | None,
-    crf: bool,
+    crf: bool | None,
     model_args: tuple[str, ...],
     cam: bool,
     cam_layer: str | None,

@@ -24,6 +24,8 @@ from densepac.errors import InputError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("cosine", "poly", "step", "none")
+#: Checkpoints a run folder keeps besides the best one: the last, which resumes; nothing more.
+KEEP_LAST = 1
 
 
 def option(
@@ -67,6 +69,7 @@ class TrainConfig:
     device: str = option("cpu", cli=False)
     workers: int = option(0, "DataLoader worker processes.")
     amp: bool = option(False, "Mixed precision.")
+    checkpoint_every: int = option(0, "Also checkpoint every N optimiser steps (0: at the end of each epoch).")
     model_kwargs: dict[str, Any] = option({}, "Architecture argument key=value (repeatable).", flag="arg")
 
     def validate(self) -> None:
@@ -78,6 +81,7 @@ class TrainConfig:
         check_int(self.crop, "crop", minimum=16)
         check_int(self.seed, "seed", minimum=0)
         check_int(self.workers, "workers", minimum=0)
+        check_int(self.checkpoint_every, "checkpoint_every", minimum=0)
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise InputError(f"lr={self.lr!r}; give a positive learning rate")
         if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
@@ -99,6 +103,8 @@ class TrainConfig:
             seed=self.seed,
             device=self.device,
             amp=self.amp,
+            checkpoint_every=self.checkpoint_every or "epoch",
+            keep_last=KEEP_LAST,
             config=dataclasses.asdict(self),
         )
 

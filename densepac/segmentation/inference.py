@@ -195,7 +195,7 @@ def segment_files(
     *,
     model: str | None = None,
     weights: PathLike | None = None,
-    crf: bool = False,
+    crf: bool | None = None,
     model_kwargs: dict | None = None,
     cam: bool = False,
     cam_layer: str | None = None,
@@ -206,10 +206,11 @@ def segment_files(
 ) -> SegmentReport:
     """Segment image files into ``output_dir``: ``NAME.png`` (labels, VOC palette) and ``NAME_overlay.png``.
 
-    With ``cam``, also ``NAME_cam.png``: the model's attention (channel mean of ``cam_layer``,
-    default the deepest feature layer) as a heatmap over the image. Every input is read and
-    every output checked before the model is loaded, so a bad file fails at once; outputs are
-    written atomically.
+    ``crf``: wrap the model in a PAC-CRF (True), run it without the CRF its weights carry
+    (False), or as the weights' model card says (None). With ``cam``, also ``NAME_cam.png``: the
+    model's attention (channel mean of ``cam_layer``, default the deepest feature layer) as a
+    heatmap over the image. Every input is read and every output checked before the model is
+    loaded, so a bad file fails at once; outputs are written atomically.
     """
     from tqdm.auto import tqdm
 
@@ -219,6 +220,7 @@ def segment_files(
     from densepac.io.visualize import heatmap_overlay, overlay_mask
     from densepac.models.hub import is_hub_spec
     from densepac.models.registry import require_task
+    from densepac.ops.crf import CRFWrapped
     from densepac.segmentation.cam import attention_map
     from densepac.segmentation.pretrained import model_for_weights
 
@@ -253,7 +255,11 @@ def segment_files(
         found = model_for_weights(weights)
         if found is not None:
             model, model_kwargs = found[0], {**found[1], **model_kwargs}
-    net = load_model_for_inference(model, weights, crf=crf, **model_kwargs)
+    net = load_model_for_inference(model, weights, crf=bool(crf), **model_kwargs)
+    if crf is False and isinstance(net, CRFWrapped):  # weights of a +crf model, run without their CRF
+        name = net.model_name.removesuffix("+crf")
+        net = net.model
+        net.task, net.model_name = "segmentation", name
     if getattr(net, "task", None) != "segmentation":
         source = f"{weights}: " if weights is not None else ""
         raise InputError(

@@ -6,7 +6,7 @@ import torch
 from click.testing import CliRunner
 
 from densepac.cli import main
-from densepac.io.images import read_label, write_image
+from densepac.io.images import read_image, read_label, write_image
 from densepac.models import create_model, save_weights
 
 KW = {"num_classes": 3, "widths": [4, 4, 8, 8, 8], "fc_channels": 8}
@@ -81,3 +81,26 @@ def test_segment_cam_writes_attention_overlays(setup, tmp_path):
         assert np.abs(cam - read_image(images[i])).max() > 0.1  # the heatmap is blended in
     r = CliRunner().invoke(main, args + ["--overwrite", "--cam-layer", "features.conv3_3"])
     assert r.exit_code == 0, r.output
+
+
+def test_no_crf_runs_crf_weights_without_their_crf(tmp_path):
+    """`--no-crf` on weights of a +crf model: the base model alone; no flag: as the card says."""
+    import torch
+
+    from densepac.models import create_model, save_weights
+    from densepac.ops.crf import CRFWrapped
+
+    kw = {"num_classes": 3, "widths": [4, 4, 8, 8, 8], "fc_channels": 8}
+    torch.manual_seed(0)
+    model = create_model("fcn8s_vgg16+crf", **kw)
+    path = save_weights(model, "tiny_crf", "fcn8s_vgg16+crf", tmp_path, kwargs=kw)
+    write_image(tmp_path / "a.png", np.random.default_rng(0).random((40, 48, 3)))
+    from densepac.segmentation.inference import segment_files
+
+    with_crf = segment_files([tmp_path / "a.png"], tmp_path / "o1", weights=path, device="cpu")
+    without = segment_files([tmp_path / "a.png"], tmp_path / "o2", weights=path, crf=False, device="cpu")
+    assert with_crf.model == "fcn8s_vgg16+crf" and without.model == "fcn8s_vgg16"
+    base = create_model("fcn8s_vgg16+crf", weights=path, **kw)
+    assert isinstance(base, CRFWrapped)
+    expected = base.model.eval()(torch.from_numpy(read_image(tmp_path / "a.png")).permute(2, 0, 1)[None]).argmax(1)[0]
+    np.testing.assert_array_equal(read_label(tmp_path / "o2" / "a.png"), expected.numpy())

@@ -122,3 +122,36 @@ def test_eval_compares_the_shipped_default_with_the_baselines(tmp_path):
         "pac_jointupsample_jbu_x4",
         "pac_jointupsample_x4",
     }
+
+
+def test_run_folder_keeps_the_last_and_the_best_checkpoint_only(tmp_path):
+    out = tmp_path / "run"
+    args = [
+        "train",
+        "--model",
+        "pac_jointupsample_lite_x4",
+        "--arg",
+        "channels=4",
+        "--train-size",
+        "8",
+        "--val-size",
+        "2",
+        "--batch-size",
+        "2",
+        "--crop",
+        "32",
+        "--epochs",
+        "3",
+        "--checkpoint-every",
+        "3",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    kept = sorted(p.name for p in (out / "checkpoints").iterdir() if p.is_dir())
+    best = json.loads((out / "checkpoints" / "best.json").read_text())["name"]
+    last = json.loads((out / "checkpoints" / "last.json").read_text())["name"]
+    assert last == "step-00000012" and set(kept) == {best, last}, kept

@@ -205,10 +205,10 @@ def main() -> None:
 @_friendly_errors
 def models_cmd(task: str | None) -> None:
     """List registered models: name, task, parameters, shipped weights."""
-    from densepac.models.registry import describe_models
+    from densepac.catalog import model_rows  # the catalog: no torch import, so the list is instant
 
     header = ("name", "task", "params", "weights")
-    rows = [(r["name"], r["task"], f"{r['params']:,}", "yes" if r["weights"] else "no") for r in describe_models(task)]
+    rows = [(r["name"], r["task"], f"{r['params']:,}", "yes" if r["weights"] else "no") for r in model_rows(task)]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
     for row in [header, *rows]:
         click.echo("  ".join(c.ljust(w) if i != 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))

@@ -217,18 +217,3 @@ def require_task(name: str | None, task: str) -> None:
         raise InputError(
             f"model {name!r} is a {found} model, not a {task} model; pick one from `densepac models --task {task}`"
         )
-
-
-def describe_models(task: str | None = None) -> list[dict[str, Any]]:
-    """One row per registered model: ``name``, ``task``, ``params`` (count) and ``weights`` (shipped or not)."""
-    import torch
-
-    from densepac.models.weights import list_weights
-
-    shipped = set(list_weights())
-    rows = []
-    for name in list_models(task=task):
-        with torch.device("meta"):  # count parameters without allocating them
-            n_params = sum(p.numel() for p in create_model(name).parameters())
-        rows.append({"name": name, "task": get_entry(name).task, "params": n_params, "weights": name in shipped})
-    return rows

@@ -9,6 +9,7 @@ model. Nothing is unpickled: safetensors, or ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +31,7 @@ _VGG16_CONV_INDICES = frozenset((0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 
 #: Bottleneck blocks in ``layer3`` of torchvision's ResNet-50 / ResNet-101.
 _RESNET_LAYER3_BLOCKS = {6: 50, 23: 101}
+_log = logging.getLogger(__name__)
 
 
 def read_pretrained(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
@@ -110,23 +112,49 @@ def _class_mismatch(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.T
 
 
 def _check_classes(
-    model: nn.Module, state: Mapping[str, torch.Tensor], source: str, own: Mapping[str, torch.Tensor] | None = None
-) -> None:
+    model: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    source: str,
+    own: Mapping[str, torch.Tensor] | None = None,
+    new_classes: bool = False,
+) -> Mapping[str, torch.Tensor]:
+    """``state``, checked for another class count than the model's.
+
+    Refused (naming both counts), or with ``new_classes`` the class layers are taken from the
+    model as it was built (freshly initialised) and a note says so: the rest still loads.
+    """
     k = getattr(model, "num_classes", None)
     if not isinstance(k, int):
-        return
-    n = _class_mismatch(own if own is not None else model.state_dict(), state, k)
-    if n is not None:
+        return state
+    own = own if own is not None else model.state_dict()
+    n = _class_mismatch(own, state, k)
+    if n is None:
+        return state
+    if not new_classes:
         raise InputError(
             f"{source} predicts {n} classes but the model has {k}; "
             f"set num_classes={n} or start from weights without the class layers"
         )
+    fresh = [key for key, v in own.items() if key in state and state[key].shape != v.shape]
+    _log.warning(
+        "%s predicts %d classes, the model %d: its class layers (%s) start fresh, the rest is loaded",
+        source,
+        n,
+        k,
+        ", ".join(fresh),
+    )
+    return {**state, **{key: own[key] for key in fresh}}
 
 
-def load_exact(model: nn.Module, state: Mapping[str, torch.Tensor], source: str, kind: str) -> None:
-    """Strict ``load_state_dict`` whose failure names the class counts, or the keys and shapes at fault."""
+def load_exact(
+    model: nn.Module, state: Mapping[str, torch.Tensor], source: str, kind: str, new_classes: bool = False
+) -> None:
+    """Strict ``load_state_dict`` whose failure names the class counts, or the keys and shapes at fault.
+
+    ``new_classes``: weights of another class count load all but their class layers.
+    """
     own = model.state_dict()
-    _check_classes(model, state, source, own)
+    state = _check_classes(model, state, source, own, new_classes)
     problem = state_dict_mismatch(own, state)
     if problem:
         raise WeightsError(
@@ -173,7 +201,9 @@ def model_for_weights(path: str | Path) -> tuple[str, dict[str, int]] | None:
     return arch, ({} if last is None else {"num_classes": int(last.shape[0])})
 
 
-def _load_torchvision(model: nn.Module, state: Mapping[str, torch.Tensor], source: str, fmt: str) -> None:
+def _load_torchvision(
+    model: nn.Module, state: Mapping[str, torch.Tensor], source: str, fmt: str, new_classes: bool = False
+) -> None:
     base = _base(model)
     state = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
     if fmt == "resnet":
@@ -205,7 +235,7 @@ def _load_torchvision(model: nn.Module, state: Mapping[str, torch.Tensor], sourc
         )
     # COCO/VOC checkpoints carry the auxiliary head; a model without one ignores it.
     kept = {k: v for k, v in state.items() if base.aux_loss or not k.startswith("aux_classifier.")}
-    _check_classes(base, kept, source, base.net.state_dict())  # names both class counts
+    kept = _check_classes(base, kept, source, base.net.state_dict(), new_classes)  # names both class counts
     load_exact(base.net, kept, source, title)
 
 
@@ -228,17 +258,17 @@ def _align_pac_keys(
     return out
 
 
-def _load_densepac(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+def _load_densepac(model: nn.Module, state: Mapping[str, torch.Tensor], source: str, new_classes: bool = False) -> None:
     has_crf = any(k.startswith("crf.") for k in state)
     if isinstance(model, CRFWrapped) and not has_crf:
-        _load_densepac(model.model, state, source)  # weights of the base model; the CRF keeps its init
+        _load_densepac(model.model, state, source, new_classes)  # weights of the base model; the CRF keeps its init
         return
     if has_crf and not isinstance(model, CRFWrapped):
         raise WeightsError(f"{source} holds a model with a PAC-CRF (crf.* keys); set crf=True (--crf)")
-    load_exact(model, _align_pac_keys(state, model.state_dict(), source), source, "densepac")
+    load_exact(model, _align_pac_keys(state, model.state_dict(), source), source, "densepac", new_classes)
 
 
-def load_pretrained(model: nn.Module, path: str | Path) -> str:
+def load_pretrained(model: nn.Module, path: str | Path, new_classes: bool = False) -> str:
     """Load pretrained weights into ``model`` (in place), recognising their format by the keys.
 
     - torchvision ``vgg16`` state dict -> the FCN-8s backbone and fc6/fc7
@@ -251,7 +281,9 @@ def load_pretrained(model: nn.Module, path: str | Path) -> str:
       plain-FCN weights also load into a hot-swapped model (the PAC layers take the conv
       weights), base-model weights into a CRF-wrapped one (the CRF keeps its init).
 
-    ``model`` may be wrapped in :class:`CRFWrapped`. Returns the detected format.
+    ``model`` may be wrapped in :class:`CRFWrapped`. ``new_classes``: weights of another class
+    count than the model's load all but their class layers, which start fresh (a note says
+    so); otherwise they are refused. Returns the detected format.
 
     Raises:
         InputError: the path does not exist, or the weights predict another number of classes.
@@ -262,7 +294,7 @@ def load_pretrained(model: nn.Module, path: str | Path) -> str:
     if fmt == "vgg16":
         _load_vgg16(model, state, source)
     elif fmt in ("torchvision_seg", "resnet"):
-        _load_torchvision(model, state, source, fmt)
+        _load_torchvision(model, state, source, fmt, new_classes)
     else:
-        _load_densepac(model, state, source)
+        _load_densepac(model, state, source, new_classes)
     return fmt

@@ -153,7 +153,7 @@ def build_seg_model(cfg: SegFinetuneConfig) -> nn.Module:
     """:func:`build_seg_architecture` + ``cfg.weights`` loaded + the backbone frozen for ``crf_only``."""
     model = build_seg_architecture(cfg)
     if cfg.weights is not None:
-        load_pretrained(model, cfg.weights)
+        load_pretrained(model, cfg.weights, new_classes=True)  # --num-classes may differ from the checkpoint's
     if cfg.stage == "crf_only" and isinstance(model, CRFWrapped):  # validate() ensured crf=True
         model.freeze_backbone()
     return model

@@ -626,11 +626,6 @@ CLI_CASES = [
         ("tiny_depth.safetensors", "do not fit"),
     ),
     case(
-        "finetune-weights-other-class-count",
-        [*FINETUNE[:2], "5", *FINETUNE[3:], "--weights", "{w}/tiny_fcn.safetensors", "--out", "{w}/run"],
-        ("tiny_fcn.safetensors", "predicts 3 classes", "num_classes=3"),
-    ),
-    case(
         "finetune-weights-0-byte",
         [*FINETUNE, "--weights", "{w}/empty.safetensors", "--out", "{w}/run"],
         ("empty.safetensors", "re-"),

@@ -265,12 +265,20 @@ def test_swapped_weights_need_a_swapped_model(tmp_path):
 # --------------------------------------------------------------------------- weight errors
 
 
-def test_class_count_mismatch_names_both_numbers(tmp_path):
-    path = _save(_plain_fcn(num_classes=3), tmp_path / "k3.safetensors")
+def test_another_class_count_keeps_everything_but_the_class_layers(tmp_path, caplog):
+    """`finetune --num-classes` different from the checkpoint: the head starts fresh, with a note."""
+    source = _plain_fcn(num_classes=3)
+    path = _save(source, tmp_path / "k3.safetensors")
+    with caplog.at_level("WARNING"):
+        model = build_seg_model(_cfg(tmp_path / "run", num_classes=4, weights=str(path)))
+    assert "predicts 3 classes, the model 4" in caplog.text and "score_fr.weight" in caplog.text
+    torch.testing.assert_close(model.features.conv1_1.weight, source.features.conv1_1.weight)
+    assert model.score_fr.weight.shape[0] == 4
+    crf = build_seg_model(_cfg(tmp_path / "run", num_classes=5, crf=True, weights=str(path)))
+    torch.testing.assert_close(crf.model.fc6.weight, source.fc6.weight)
+    # Inference is stricter: a head of another class count is named, not silently replaced.
     with pytest.raises(InputError, match=r"predicts 3 classes but the model has 4; set num_classes=3"):
-        build_seg_model(_cfg(tmp_path / "run", num_classes=4, weights=str(path)))
-    with pytest.raises(InputError, match=r"predicts 3 classes but the model has 5"):
-        build_seg_model(_cfg(tmp_path / "run", num_classes=5, crf=True, weights=str(path)))
+        create_model("fcn8s_vgg16", weights=path, **{**TINY, "num_classes": 4})
 
 
 def test_state_dict_of_another_architecture_is_refused(tmp_path):

@@ -111,6 +111,8 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
             ``weights_only=True``) to load instead; with a CRF or STN it may hold the whole
             wrapped model or the base model alone (the wrappers then keep their initialisation).
         **kwargs: architecture arguments of the model's factory, plus for segmentation models:
+            ``hot_swap`` (True: the model's :meth:`hot_swap_recipe`; or ``{"targets": [...],
+            "guide": "..."}``: convolutions swapped for PAC layers, before any weights load);
             ``adl`` (True: ADL after the model's :meth:`adl_stages`; or a list of module
             names) with ``adl_kwargs`` (``drop_rate``, ``threshold``); ``stn`` ("affine",
             "attention" or "tps": a spatial transformer aligns the input and the logits are
@@ -123,6 +125,7 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
     adl_kwargs = kwargs.pop("adl_kwargs", None) or {}
     stn = kwargs.pop("stn", None)
     stn_kwargs = kwargs.pop("stn_kwargs", None) or {}
+    swap = kwargs.pop("hot_swap", None)
     if isinstance(name, str) and name.endswith("+crf"):
         name, crf = name[: -len("+crf")], True
     entry = get_entry(name)  # a wrong type or an unknown name fails before anything else
@@ -137,8 +140,8 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
             raise InputError(
                 f"options {sorted(given)} given for {name!r} without the module they configure; add {flag}"
             )
-    if (crf or adl or stn) and entry.task != "segmentation":
-        raise InputError(f"crf/adl/stn apply to segmentation models; {name!r} is a {entry.task} model")
+    if (crf or adl or stn or swap) and entry.task != "segmentation":
+        raise InputError(f"crf/adl/stn/hot_swap apply to segmentation models; {name!r} is a {entry.task} model")
     card = shipped_card(name) if pretrained else None
     if pretrained and card is None:
         raise InputError(f"model {name!r} has no shipped weights; train it with `densepac train` or pass weights=")
@@ -151,6 +154,11 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
         raise InputError(f"model {name!r}: {e}; see its docstring for the architecture arguments") from None
     model.task = entry.task
     model.model_name = name
+    if swap:
+        from densepac.models.hotswap import hot_swap
+
+        targets, guide = model.hot_swap_recipe() if swap is True else (swap["targets"], swap["guide"])
+        hot_swap(model, targets, guide)
     if card is not None:
         load_weights_into(model, card.weights_path, expected_sha256=card.sha256)
     if adl:

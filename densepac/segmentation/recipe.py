@@ -32,10 +32,9 @@ from densepac.engine.runs import RunReport, train_in_run_folder
 from densepac.engine.tasks import SegmentationTask
 from densepac.engine.trainer import FitResult, Trainer, evaluate
 from densepac.errors import InputError
-from densepac.models import create_model, get_entry, save_weights, swapped_layers
+from densepac.models import create_model, get_entry, hot_swap, save_weights, swapped_layers
 from densepac.ops.crf import CRFWrapped, PacCRF
 from densepac.segmentation.datasets import make_seg_dataset
-from densepac.segmentation.models.fcn import FCN8s, to_pac_fcn8s
 from densepac.segmentation.pretrained import load_exact, load_pretrained
 
 __all__ = [
@@ -75,7 +74,11 @@ class SegFinetuneConfig(TrainConfig):
         "Start from: torchvision vgg16 / fcn_resnet50/101 state dict, or a densepac "
         "weights file, run or checkpoint folder.",
     )
-    hot_swap: bool = option(False, "Swap conv3_3/4_3/5_3 of FCN-8s for PAC guided by conv2_2.")
+    hot_swap: bool = option(
+        False, "Swap convolutions for PAC layers that keep their weights (the model's recipe, or --swap/--guide)."
+    )
+    swap: str = option("", "Convolutions to hot-swap, comma-separated names (default: the model's recipe).")
+    guide: str = option("", "Layer whose output guides the swapped convolutions (default: the recipe's).")
     crf: bool = option(False, "Append a trainable PAC-CRF.")
     stage: str = option(
         "joint", "crf_only: train the CRF with the backbone frozen (the paper's first stage).", choices=STAGES
@@ -102,8 +105,17 @@ class SegFinetuneConfig(TrainConfig):
             if key in self.model_kwargs:
                 raise InputError(f"model_kwargs sets {key!r}; use the config field {key} (--{key.replace('_', '-')})")
         check_int(self.scene_size, "scene_size", minimum=16)
+        if (self.swap or self.guide) and not self.hot_swap:
+            raise InputError("swap/guide name what hot_swap swaps; also set hot_swap=True (--hot-swap)")
         if not self.crf_lr > 0:
             raise InputError(f"crf_lr={self.crf_lr!r}; give a positive learning rate for the CRF")
+
+    def swap_recipe(self, model: nn.Module) -> tuple[list[str], str]:
+        """(targets, guide) of the hot swap: the model's recipe, overridden by ``swap`` / ``guide``."""
+        targets, guide = model.hot_swap_recipe()
+        if self.swap:
+            targets = [n.strip() for n in self.swap.split(",") if n.strip()]
+        return targets, self.guide or guide
 
     def arch(self) -> str:
         """Registry name of the trained architecture (``pac_...`` once hot-swapped, ``+crf`` with a CRF)."""
@@ -132,12 +144,8 @@ def build_seg_architecture(cfg: SegFinetuneConfig) -> nn.Module:
     torch.manual_seed(cfg.seed)  # the initialisation is part of the run
     model = create_model(cfg.model, num_classes=cfg.num_classes, **cfg.model_kwargs)
     if cfg.hot_swap and not swapped_layers(model):
-        if not isinstance(model, FCN8s):
-            raise InputError(
-                f"hot_swap has a recipe for FCN-8s only, not {cfg.model!r}; use fcn8s_vgg16, or "
-                "densepac.models.hot_swap(model, targets, guide) with your own layer names"
-            )
-        to_pac_fcn8s(model)
+        targets, guide = cfg.swap_recipe(model)
+        hot_swap(model, targets, guide)
     model.model_name = cfg.arch().removesuffix("+crf")
     if cfg.crf:
         try:
@@ -212,8 +220,11 @@ def export_seg_weights(
         start=str(cfg.weights) if cfg.weights is not None else None,
         stage=cfg.stage,
     )
-    if cfg.crf_kwargs:
+    if cfg.crf and cfg.crf_kwargs:
         card["kwargs"]["crf_kwargs"] = dict(cfg.crf_kwargs)  # so create_model rebuilds the same CRF
+    if cfg.hot_swap and cfg.arch().removesuffix("+crf") == cfg.model:  # no registry name for this swap
+        targets, guide = cfg.swap_recipe(build_seg_architecture(dataclasses.replace(cfg, hot_swap=False, crf=False)))
+        card["kwargs"]["hot_swap"] = {"targets": targets, "guide": guide}
     return save_weights(model.cpu(), name or cfg.arch().replace("+", "_"), cfg.arch(), out_dir, **card)
 
 

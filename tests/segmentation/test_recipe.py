@@ -21,6 +21,7 @@ from densepac.segmentation.models.fcn import FCN8s
 from densepac.segmentation.pretrained import detect_weights_format, load_pretrained
 from densepac.segmentation.recipe import (
     SegFinetuneConfig,
+    build_seg_architecture,
     build_seg_model,
     build_seg_trainer,
     export_seg_weights,
@@ -250,9 +251,43 @@ def test_hot_swapped_model_starts_with_the_plain_fcn_logits(tmp_path, model_name
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
 
 
-def test_hot_swap_refuses_models_without_a_recipe(tmp_path):
-    with pytest.raises(InputError, match="FCN-8s only"):
-        build_seg_model(_cfg(tmp_path / "run", model="fcn_resnet50", model_kwargs={}, hot_swap=True))
+@pytest.mark.parametrize(
+    "name", ["fcn_resnet50", "lraspp_mobilenet_v3_large", "smp_unet", "fcn8s", "dla_up", "shape_adaptor"]
+)
+def test_every_family_has_a_hot_swap_recipe_that_keeps_its_logits(name):
+    """The recipe swaps three deep convolutions for PAC guided by an early layer; the model starts where it was."""
+    from densepac.models import hot_swap, swapped_layers
+
+    torch.manual_seed(0)
+    kwargs = {"encoder_name": "shape_adaptor_resnet18"} if name == "shape_adaptor" else {}
+    model = create_model("fcn8s" if name == "shape_adaptor" else name, num_classes=5, **kwargs).eval()
+    for m in model.modules():  # score layers that start at zero would hide any change
+        if isinstance(m, torch.nn.Conv2d) and m.out_channels == 5:
+            torch.nn.init.normal_(m.weight, std=0.1)
+    targets, guide = model.hot_swap_recipe()
+    assert len(targets) == 3 and guide not in targets
+    image = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        before = model(image)
+        hot_swap(model, targets, guide)
+        after = model(image)
+    assert swapped_layers(model) == targets
+    torch.testing.assert_close(after, before, rtol=0, atol=1e-4 * before.abs().max().item())
+
+
+def test_hot_swap_and_swap_override_for_any_model(tmp_path):
+    from densepac.models import swapped_layers
+
+    cfg = _cfg(tmp_path / "run", model="fcn8s", model_kwargs={}, hot_swap=True)
+    assert swapped_layers(build_seg_model(cfg)) == [
+        "encoder.layer2.1.conv2",
+        "encoder.layer3.1.conv2",
+        "encoder.layer4.1.conv2",
+    ]
+    one = dataclasses.replace(cfg, swap="encoder.layer4.1.conv2", guide="encoder.layer2")
+    assert swapped_layers(build_seg_model(one)) == ["encoder.layer4.1.conv2"]
+    with pytest.raises(InputError, match="hot_swap=True"):
+        build_seg_model(dataclasses.replace(cfg, hot_swap=False, swap="encoder.layer4.1.conv2"))
 
 
 def test_swapped_weights_need_a_swapped_model(tmp_path):
@@ -354,3 +389,23 @@ def test_torchvision_fcn_resnet_state_dicts(tmp_path):
     torch.save(imagenet.state_dict(), tmp_path / "resnet50.pth")
     assert load_pretrained(model, tmp_path / "resnet50.pth") == "resnet"
     torch.testing.assert_close(model.net.backbone.layer4[2].conv3.weight, imagenet.layer4[2].conv3.weight)
+
+
+def test_a_hot_swapped_export_rebuilds_from_its_card(tmp_path):
+    """Any family: the card records the swap, so `segment --weights` rebuilds the same PAC model."""
+    from densepac.models import swapped_layers
+    from densepac.models.weights import WeightsCard
+
+    # 64 px: the ResNet's last stage keeps 2x2 features, enough for batch norm in training.
+    cfg = _cfg(tmp_path / "run", model="fcn8s", model_kwargs={}, hot_swap=True, crop=64, scene_size=64)
+    finetune_segmentation(cfg, progress=False)
+    path = export_seg_weights(cfg, tmp_path / "weights")
+    card = WeightsCard.from_json(path.with_suffix(".json"))
+    assert card.arch == "fcn8s" and card.kwargs["hot_swap"]["targets"][-1] == "encoder.layer4.1.conv2"
+    rebuilt = create_model(card.arch, weights=path, **card.kwargs).eval()
+    trained = build_seg_architecture(cfg).eval()
+    trained.load_state_dict(load_checkpoint(tmp_path / "run" / "checkpoints", which="best").model)
+    assert swapped_layers(rebuilt) == swapped_layers(trained)
+    image = _image()
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(image), trained(image))

@@ -153,6 +153,10 @@ class FCN8s(SegmentationModel):
         """ADL after ``pool4`` and ``conv5_3``'s ReLU: parameter-free layers of the two deepest stages."""
         return ["features.pool4", "features.relu5_3"]
 
+    def hot_swap_recipe(self) -> tuple[list[str], str]:
+        """The PAC paper's: conv3_3, conv4_3 and conv5_3 guided by conv2_2's ReLU."""
+        return list(PAC_TARGETS), PAC_GUIDE
+
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, widths={self.widths}, fc_channels={self.fc_channels}"
 

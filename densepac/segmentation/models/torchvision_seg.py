@@ -62,6 +62,14 @@ class TorchvisionSegmentation(SegmentationModel):
     def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)["out"]
 
+    def hot_swap_recipe(self) -> tuple[list[str], str]:
+        """ResNets: the base recipe. MobileNetV3 (numbered blocks, no named stages): the
+        depthwise convolutions of its last three inverted-residual blocks, guided by block 1."""
+        if self.depth is not None:
+            return super().hot_swap_recipe()
+        blocks = [name for name, m in self.net.backbone.named_children() if hasattr(m, "block")]
+        return [f"net.backbone.{b}.block.1.0" for b in blocks[-3:]], f"net.backbone.{blocks[0]}"
+
     def extra_repr(self) -> str:
         return f"arch={self.arch}, num_classes={self.num_classes}, aux_loss={self.aux_loss}"
 

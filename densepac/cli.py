@@ -252,6 +252,20 @@ def models_cmd(task: str | None) -> None:
     help="LR tile size for large images (default: HR tiles of about 1024 px, or what --max-memory "
     "allows; 0: no tiling).",
 )
+@click.option(
+    "--sampling",
+    type=click.Choice(["auto", "point", "area"]),
+    default="auto",
+    show_default=True,
+    help="What an LR pixel stands for: one HR pixel (point) or the mean of its block (area); auto tells "
+    "them apart from the depth map's steps.",
+)
+@click.option(
+    "--refine/--no-refine",
+    default=True,
+    show_default=True,
+    help="Edge-aware graph refinement after the model (training-free); --no-refine: the model alone.",
+)
 @max_memory_option
 @device_option
 @overwrite_option
@@ -266,6 +280,8 @@ def upsample(
     depth_scale: float,
     preview: Path | None,
     tile: int | None,
+    sampling: str,
+    refine: bool,
     max_memory: int | None,
     device: str,
     overwrite: bool,
@@ -287,6 +303,8 @@ def upsample(
         max_memory=max_memory,
         device=device,
         overwrite=overwrite,
+        sampling=sampling,
+        refine=refine,
     )
     click.echo(f"{r.output}: {r.size[1]}x{r.size[0]} depth from {r.model} (x{r.scale}, {r.device})", err=True)
 
@@ -306,7 +324,12 @@ def upsample(
     default=None,
     help="Registry segmentation model (default: the one named by the weights' model card).",
 )
-@click.option("--weights", type=click.Path(path_type=Path), default=None, help="Weights file for --model.")
+@click.option(
+    "--weights",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Weights for --model: a densepac, torchvision or smp file, or torchvision:ENUM_NAME.",
+)
 @click.option(
     "--crf/--no-crf", default=None, help="Refine with a PAC-CRF, or not (default: as the weights' model card says)."
 )

@@ -124,3 +124,17 @@ def test_console_script_subprocess(pair, tmp_path):
         timeout=120,
     )
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_sampling_and_refine_options(pair, tmp_path):
+    """--no-refine runs the model alone; --sampling reaches the pipeline (bad values are usage errors)."""
+    depth, guide = pair
+    outs = {}
+    variants = {"plain": ["--no-refine"], "point": ["--sampling", "point"], "area": ["--sampling", "area"]}
+    for name, extra in variants.items():
+        r = run("upsample", depth, guide, "-o", tmp_path / f"{name}.npy", "--model", "bicubic", *extra)
+        assert r.exit_code == 0, r.output
+        outs[name] = np.load(tmp_path / f"{name}.npy")
+    assert not np.array_equal(outs["plain"], outs["area"]) and not np.array_equal(outs["point"], outs["area"])
+    r = run("upsample", depth, guide, "-o", tmp_path / "x.npy", "--sampling", "nearest")
+    assert r.exit_code == 2 and "--sampling" in r.output

@@ -9,7 +9,9 @@ when none is, the error says in one line which file to place where.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from pathlib import Path
 
 from densepac.errors import InputError
@@ -35,6 +37,34 @@ def torchvision_weights_url(name: str) -> str:
         ) from None
 
 
+def torchvision_arch_of(spec: str) -> tuple[str, dict[str, int]]:
+    """(lower-case architecture name, ``num_classes``) that torchvision's weights ``torchvision:ENUM`` are for.
+
+    ``FCN_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1`` -> ``("fcn_resnet50", {"num_classes": 21})``: the
+    registry names torchvision's segmentation networks as torchvision does.
+    """
+    from torchvision.models import get_weight
+
+    name = str(spec)[len(PREFIX) :]
+    torchvision_weights_url(name)  # an unknown name fails with its own message
+    weights = get_weight(name)
+    arch = type(weights).__name__.removesuffix("_Weights").lower()
+    categories = weights.meta.get("categories") or []
+    return arch, ({"num_classes": len(categories)} if categories else {})
+
+
+def _hash_prefix_ok(path: Path) -> bool:
+    """Whether a file named like torch hub's ``name-<sha256 prefix>.ext`` has that hash (other names pass)."""
+    match = re.search(r"-([0-9a-f]{8,})$", path.stem)
+    if match is None:
+        return True
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest().startswith(match.group(1))
+
+
 def resolve_weights(weights: str | os.PathLike[str], download: bool = True) -> Path:
     """A weights file for ``weights``: the path itself, or the hub cache's file for ``torchvision:ENUM``."""
     if not is_hub_spec(weights):
@@ -45,6 +75,11 @@ def resolve_weights(weights: str | os.PathLike[str], download: bool = True) -> P
     url = torchvision_weights_url(name)
     target = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
     if target.is_file():
+        if not _hash_prefix_ok(target):
+            raise InputError(
+                f"{target} does not match the sha256 its name promises; it is not torchvision's file for {name}: "
+                f"download {url} again and replace it"
+            )
         return target
     if download:
         try:

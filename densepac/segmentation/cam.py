@@ -93,6 +93,8 @@ def _forward_capture(
         def offer(module, args, output, name=""):
             if not (isinstance(output, torch.Tensor) and output.dim() == 4 and output.is_floating_point()):
                 return
+            if output.shape[-2] * output.shape[-1] == 1 < image.shape[-2] * image.shape[-1]:
+                return  # a global-pooling branch (ASPP, LR-ASPP): no spatial attention to show
             slot = "scores" if output.shape[1] == k else "best"
             held = captured.get(slot)
             # Smallest spatial size wins; among equals, the later one (deeper).

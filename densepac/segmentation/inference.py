@@ -218,7 +218,7 @@ def segment_files(
     from densepac.io.files import check_input_file, check_output_folder
     from densepac.io.images import IMAGE_EXTENSIONS, image_to_tensor, read_image, write_image, write_label
     from densepac.io.visualize import heatmap_overlay, overlay_mask
-    from densepac.models.hub import is_hub_spec
+    from densepac.models.hub import is_hub_spec, torchvision_arch_of
     from densepac.models.registry import require_task
     from densepac.ops.crf import CRFWrapped
     from densepac.segmentation.cam import attention_map
@@ -245,14 +245,14 @@ def segment_files(
     dev = resolve_device(device)
     require_task(model, "segmentation")
     model_kwargs = dict(model_kwargs or {})
-    if (
-        model is None
-        and weights is not None
-        and not is_hub_spec(weights)
-        and not Path(weights).with_suffix(".json").is_file()
-    ):
-        # A torchvision checkpoint names its own architecture and class count.
-        found = model_for_weights(weights)
+    if model is None and weights is not None:
+        # torchvision's checkpoints, as files or enum names, name their architecture and class count.
+        if is_hub_spec(weights):
+            found = torchvision_arch_of(str(weights))
+        elif not Path(weights).with_suffix(".json").is_file():
+            found = model_for_weights(weights)
+        else:
+            found = None
         if found is not None:
             model, model_kwargs = found[0], {**found[1], **model_kwargs}
     net = load_model_for_inference(model, weights, crf=bool(crf), **model_kwargs)

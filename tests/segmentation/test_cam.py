@@ -130,3 +130,16 @@ def test_bad_arguments():
         class_activation_maps(net, image, classes=[2])
     with pytest.raises(TypeError, match="classes"):
         class_activation_maps(net, image, classes=[])
+
+
+@pytest.mark.parametrize("name", ["lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large"])
+def test_default_layer_is_never_a_global_pooling_branch(name):
+    """ASPP / LR-ASPP heads pool the whole image to 1x1; attention there would be a flat map."""
+    from densepac.segmentation.cam import attention_map, feature_layer
+
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=5).eval()
+    image = torch.rand(1, 3, 96, 96)
+    layer = feature_layer(model, image)
+    heat = attention_map(model, image)
+    assert "scale" not in layer and heat.std() > 0, layer

@@ -68,7 +68,15 @@ def test_segment_runs_a_torchvision_checkpoint_without_model(tmp_path):
     assert labels.shape == (48, 64) and labels.max() < 4
 
 
+def _sha_prefix(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+
+
 def test_torchvision_enum_names_resolve_through_the_hub_cache(tmp_path, monkeypatch):
+    import densepac.models.hub as hub
+
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     spec = "torchvision:FCN_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1"
 
@@ -84,8 +92,43 @@ def test_torchvision_enum_names_resolve_through_the_hub_cache(tmp_path, monkeypa
         resolve_weights(spec)
     cached = tmp_path / "torch" / "hub" / "checkpoints" / "fcn_resnet50_coco-1167a1af.pth"
     cached.parent.mkdir(parents=True, exist_ok=True)  # resolve_weights made it before it failed
-    cached.write_bytes(b"x")
-    assert resolve_weights(spec) == cached
+    cached.write_bytes(b"not torchvision's file")
+    with pytest.raises(InputError, match="does not match the sha256 its name promises"):
+        resolve_weights(spec)
+    # A file whose name carries its own hash, as torch hub names them, is taken from the cache.
+    good = tmp_path / "torch" / "hub" / "checkpoints" / "weights.pth"
+    good.write_bytes(b"some weights")
+    named = good.with_name(f"weights-{_sha_prefix(good)}.pth")
+    good.rename(named)
+    monkeypatch.setattr(hub, "torchvision_weights_url", lambda name: f"https://example/models/{named.name}")
+    assert resolve_weights(spec) == named
     assert resolve_weights(tmp_path / "plain.pth") == tmp_path / "plain.pth"
+    monkeypatch.undo()
     with pytest.raises(InputError, match="torchvision has no weights"):
         resolve_weights("torchvision:NoSuch_Weights.V1")
+
+
+def test_segment_takes_a_torchvision_enum_without_model(tmp_path, monkeypatch):
+    import densepac.models.hub as hub
+
+    path, _ = _torchvision_checkpoint(tmp_path, "lraspp_mobilenet_v3_large", False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    cached = cache / f"lraspp-{_sha_prefix(path)}.pth"
+    path.rename(cached)
+    monkeypatch.setattr(hub, "torchvision_weights_url", lambda name: f"https://example/models/{cached.name}")
+    write_image(tmp_path / "photo.png", np.random.default_rng(0).random((48, 64, 3)))
+    r = CliRunner().invoke(
+        main,
+        [
+            "segment",
+            str(tmp_path / "photo.png"),
+            "-o",
+            str(tmp_path / "masks"),
+            "--weights",
+            "torchvision:LRASPP_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert "lraspp_mobilenet_v3_large" in r.stderr and (tmp_path / "masks" / "photo.png").is_file()

@@ -44,7 +44,13 @@ class DepthModel(nn.Module):
             raise InputError(f"batch sizes differ: depth {depth_lr.shape[0]}, guide {guide.shape[0]}")
         scale = infer_scale(tuple(depth_lr.shape[-2:]), tuple(guide.shape[-2:]))
         if self.scales is not None and scale not in self.scales:
-            raise InputError(f"{type(self).__name__} upsamples by {self.scales}, not x{scale}")
+            name = getattr(self, "model_name", type(self).__name__)
+            family = name.rsplit("_x", 1)[0] if "_x" in name else None
+            hint = f"use {family}_x{scale}" if family else "use a model made for this scale"
+            raise InputError(
+                f"{name} upsamples by {', '.join(f'x{s}' for s in self.scales)}, not x{scale}; {hint} "
+                "(see `densepac models --task depth`)"
+            )
         return scale
 
     def prepare(self, depth_lr: torch.Tensor) -> tuple[list[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:

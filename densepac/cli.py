@@ -286,10 +286,38 @@ def upsample(
     device: str,
     overwrite: bool,
 ) -> None:
-    """Upsample a low-resolution DEPTH map to the resolution of the RGB GUIDE image."""
-    _quiet_opencv()
-    from densepac.depth.inference import upsample_file
+    """Upsample a low-resolution DEPTH map to the resolution of the RGB GUIDE image.
 
+    DEPTH and GUIDE may be folders: every depth file is paired with the guide of the same
+    name and written to the folder -o under its own name; a bad pair is reported and skipped.
+    """
+    _quiet_opencv()
+    from densepac.depth.inference import upsample_file, upsample_folder
+
+    if depth.is_dir() and guide.is_dir():  # folders of pairs matched by name
+        if preview is not None:
+            raise BadInput("--preview writes one picture; drop it when DEPTH and GUIDE are folders")
+        report = upsample_folder(
+            depth,
+            guide,
+            output,
+            model=model_name,
+            weights=weights,
+            scale=scale,
+            depth_scale=depth_scale,
+            tile=tile,
+            max_memory=max_memory,
+            device=device,
+            overwrite=overwrite,
+            sampling=sampling,
+            refine=refine,
+        )
+        for stem, why in report.skipped:
+            click.echo(f"skipped {stem}: {why}", err=True)
+        click.echo(f"{len(report.written)} depth map(s) written to {output}", err=True)
+        if report.skipped:
+            raise BadInput(f"{len(report.skipped)} pair(s) skipped (listed above); the others were written")
+        return
     r = upsample_file(
         depth,
         guide,

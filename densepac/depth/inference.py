@@ -382,3 +382,99 @@ def upsample_file(
         with remove_on_failure([output]):
             write_image(preview, picture, overwrite=overwrite)
     return UpsampleReport(output, out.shape, net.model_name, factor, dev.type)
+
+
+@dataclass(frozen=True)
+class FolderReport:
+    """What :func:`upsample_folder` did: the files written, and each skipped pair with why."""
+
+    written: list[Path]
+    skipped: list[tuple[str, str]]
+
+
+def upsample_folder(
+    depth_dir: PathLike,
+    guide_dir: PathLike,
+    out_dir: PathLike,
+    *,
+    model: str | None = None,
+    weights: PathLike | None = None,
+    scale: int | None = None,
+    depth_scale: float = 1000.0,
+    tile: int | None = None,
+    max_memory: int | str | None = None,
+    device: str = "auto",
+    overwrite: bool = False,
+    progress: bool = True,
+    sampling: str = "auto",
+    refine: bool = DEFAULT_REFINE,
+) -> FolderReport:
+    """Upsample every depth file of ``depth_dir`` with the guide of the same name in ``guide_dir``.
+
+    Pairs are matched by file stem (as the folder dataset reader does); each output is
+    ``out_dir/<stem><depth file's extension>``. A model is loaded once per scale and reused
+    for every pair. A pair that cannot be done (no partner, unreadable file, wrong shapes,
+    an output in the way without ``overwrite``) is skipped and reported, the others go on;
+    what was written stays written.
+    """
+    from tqdm.auto import tqdm
+
+    from densepac.data.folders import index_folder
+    from densepac.inference import load_model_for_inference, resolve_device
+    from densepac.io.depth import DEPTH_EXTENSIONS, check_depth_scale, read_depth, validate_depth, write_depth
+    from densepac.io.files import check_output, check_output_folder
+    from densepac.io.images import IMAGE_EXTENSIONS, read_image
+    from densepac.models.registry import require_task
+
+    out_dir = check_output_folder(out_dir, "-o")
+    check_depth_scale(depth_scale, "--depth-scale")
+    require_task(model, "depth")
+    dev = resolve_device(device)
+    depths = index_folder(Path(depth_dir), DEPTH_EXTENSIONS, "depth")
+    guides = index_folder(Path(guide_dir), IMAGE_EXTENSIONS, "image", prefer=True)
+    if not depths:
+        raise InputError(f"{depth_dir} holds no depth file ({', '.join(DEPTH_EXTENSIONS)}); check the folder")
+    skipped = [(stem, f"no guide {stem}.* in {guide_dir}") for stem in sorted(set(depths) - set(guides))]
+    skipped += [(stem, f"no depth {stem}.* in {depth_dir}") for stem in sorted(set(guides) - set(depths))]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    loaded: dict[int, nn.Module] = {}
+    written: list[Path] = []
+    pairs = sorted(set(depths) & set(guides))
+    for stem in tqdm(pairs, desc="upsample", disable=not progress or len(pairs) < 2 or None):
+        target = out_dir / f"{stem}{depths[stem].suffix.lower()}"
+        try:
+            check_output(target, DEPTH_EXTENSIONS, "depth", overwrite)
+            depth_lr = validate_depth(read_depth(depths[stem], depth_scale), str(depths[stem]))
+            rgb = read_image(guides[stem])
+            factor = resolve_scale(depth_lr.shape, rgb.shape[:2], scale)
+            if factor not in loaded:
+                name = model or (None if weights is not None else default_depth_model(factor))
+                loaded[factor] = load_model_for_inference(name, weights)
+            out = upsample_depth(
+                loaded[factor], depth_lr, rgb, dev, tile, max_memory=max_memory, sampling=sampling, refine=refine
+            )
+            write_depth(target, out, depth_scale, overwrite=overwrite)
+        except InputError as e:
+            skipped.append((stem, str(e).splitlines()[0]))
+            continue
+        written.append(target)
+    return FolderReport(written, sorted(skipped))
+
+
+def upsample(
+    depth: np.ndarray, rgb: np.ndarray, scale: int | None = None, model: str | nn.Module | None = None, **kwargs: Any
+) -> np.ndarray:
+    """One call, numpy in and out: ``depth`` (h, w) metres (0 = missing) guided by ``rgb`` (H, W, 3).
+
+    ``model``: a registry name or a model (default: the shipped default for the scale, run as
+    ``densepac upsample`` runs it: sampling ``auto``, refinement on). ``kwargs`` go to
+    :func:`upsample_depth` (``sampling``, ``refine``, ``tile``, ``device``...). Returns (H, W) metres.
+    To upsample many frames, build the model once (:func:`densepac.create_model`) and pass it.
+    """
+    from densepac.inference import load_model_for_inference
+    from densepac.io.depth import validate_depth
+
+    depth = validate_depth(depth, "depth")
+    factor = resolve_scale(depth.shape, np.asarray(rgb).shape[:2], scale)
+    net = model if isinstance(model, nn.Module) else load_model_for_inference(model or default_depth_model(factor))
+    return upsample_depth(net, depth, rgb, **{"refine": DEFAULT_REFINE, **kwargs})

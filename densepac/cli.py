@@ -253,6 +253,13 @@ def models_cmd(task: str | None) -> None:
     "allows; 0: no tiling).",
 )
 @click.option(
+    "--pointcloud",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write the output as a coloured point cloud (binary .ply); needs --intrinsics.",
+)
+@click.option("--intrinsics", default=None, metavar="FX,FY,CX,CY", help="The guide camera's pinhole intrinsics (px).")
+@click.option(
     "--sampling",
     type=click.Choice(["auto", "point", "area"]),
     default="auto",
@@ -280,6 +287,8 @@ def upsample(
     depth_scale: float,
     preview: Path | None,
     tile: int | None,
+    pointcloud: Path | None,
+    intrinsics: str | None,
     sampling: str,
     refine: bool,
     max_memory: int | None,
@@ -295,8 +304,8 @@ def upsample(
     from densepac.depth.inference import upsample_file, upsample_folder
 
     if depth.is_dir() and guide.is_dir():  # folders of pairs matched by name
-        if preview is not None:
-            raise BadInput("--preview writes one picture; drop it when DEPTH and GUIDE are folders")
+        if preview is not None or pointcloud is not None:
+            raise BadInput("--preview and --pointcloud write one file; drop them when DEPTH and GUIDE are folders")
         report = upsample_folder(
             depth,
             guide,
@@ -333,6 +342,8 @@ def upsample(
         overwrite=overwrite,
         sampling=sampling,
         refine=refine,
+        pointcloud=pointcloud,
+        intrinsics=intrinsics,
     )
     click.echo(f"{r.output}: {r.size[1]}x{r.size[0]} depth from {r.model} (x{r.scale}, {r.device})", err=True)
 

@@ -324,6 +324,8 @@ def upsample_file(
     progress: bool = True,
     sampling: str = "auto",
     refine: bool = DEFAULT_REFINE,
+    pointcloud: PathLike | None = None,
+    intrinsics: str | tuple[float, float, float, float] | None = None,
 ) -> UpsampleReport:
     """Upsample the depth file ``depth`` to the resolution of the RGB file ``guide``; write ``output``.
 
@@ -339,12 +341,15 @@ def upsample_file(
         depth_scale: units per metre of integer depth files (1000: millimetres).
         preview: also write a colorised guide | input | output PNG here.
         tile, max_memory, sampling, refine: see :func:`upsample_depth`.
+        pointcloud, intrinsics: also write the output as a coloured point cloud (binary PLY,
+            missing pixels dropped) with the guide camera's ``fx,fy,cx,cy`` (pixels).
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
     """
     from densepac.inference import load_model_for_inference, resolve_device
     from densepac.io.depth import DEPTH_EXTENSIONS, check_depth_scale, read_depth, validate_depth, write_depth
     from densepac.io.files import check_output, remove_on_failure
     from densepac.io.images import IMAGE_EXTENSIONS, read_image, write_image
+    from densepac.io.pointcloud import PLY_EXTENSIONS, depth_to_points, parse_intrinsics, write_ply
     from densepac.io.visualize import depth_preview
     from densepac.models.registry import require_task
 
@@ -357,6 +362,12 @@ def upsample_file(
         raise InputError(f"--tile {tile} is negative; give a tile size in LR pixels, or 0 to disable tiling")
     if tile is not None and max_memory is not None:
         raise InputError("--tile and --max-memory both given; drop --tile to let the budget pick the tiles")
+    if (pointcloud is None) != (intrinsics is None):
+        raise InputError("--pointcloud needs --intrinsics fx,fy,cx,cy (and the other way round)")
+    if pointcloud is not None:
+        pointcloud = check_output(pointcloud, PLY_EXTENSIONS, "point cloud", overwrite)
+        if isinstance(intrinsics, str):
+            intrinsics = parse_intrinsics(intrinsics)
     check_depth_scale(depth_scale, "--depth-scale")
     dev = resolve_device(device)
     depth_lr = validate_depth(read_depth(depth, depth_scale), str(depth))
@@ -381,6 +392,9 @@ def upsample_file(
     if picture is not None:
         with remove_on_failure([output]):
             write_image(preview, picture, overwrite=overwrite)
+    if pointcloud is not None:
+        with remove_on_failure([output, *([preview] if preview is not None else [])]):
+            write_ply(pointcloud, *depth_to_points(out, intrinsics, rgb), overwrite=overwrite)
     return UpsampleReport(output, out.shape, net.model_name, factor, dev.type)
 
 

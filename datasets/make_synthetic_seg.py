@@ -2,6 +2,9 @@
 
 Examples::
 
+    # regenerate the segmentation sample of datasets/samples/ (seg_scene.png, seg_labels.png)
+    python datasets/make_synthetic_seg.py datasets/samples --sample --overwrite
+
     # 200 scenes of 128x128 with 5 classes, the last 20 % listed in val.txt
     python datasets/make_synthetic_seg.py data/synthetic_seg --num 200 --val 0.2 --seed 0
 
@@ -116,12 +119,32 @@ def write_voc_scenes(
     help="Classes including the background 0.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace existing files.")
+@click.option("--sample", is_flag=True, help="Write only the segmentation sample (seg_scene.png, seg_labels.png).")
 def main(
-    out_dir: Path, num: int, val: float, seed: int, size: tuple[int, int], num_classes: int, overwrite: bool
+    out_dir: Path,
+    num: int,
+    val: float,
+    seed: int,
+    size: tuple[int, int],
+    num_classes: int,
+    overwrite: bool,
+    sample: bool,
 ) -> None:
     """Write synthetic segmentation scenes to OUT_DIR in the PASCAL VOC layout (PNG images)."""
     from densepac.errors import InputError
 
+    if sample:
+        from densepac.io.images import write_image, write_label
+        from densepac.segmentation.synthetic import make_seg_demo_sample
+
+        scene = make_seg_demo_sample()
+        try:
+            write_image(out_dir / "seg_scene.png", scene["image"], overwrite=overwrite)
+            write_label(out_dir / "seg_labels.png", scene["label"], overwrite=overwrite)
+        except InputError as exc:
+            raise _BadInput(str(exc)) from None
+        click.echo(f"wrote {out_dir / 'seg_scene.png'} and {out_dir / 'seg_labels.png'}", err=True)
+        return
     try:
         n_train, n_val = write_voc_scenes(out_dir, num, val, seed, size, num_classes, overwrite)
     except InputError as exc:

@@ -28,8 +28,12 @@ def read_catalog() -> list[dict[str, Any]]:
 
 
 def shipped_weights() -> set[str]:
-    """Names of the shipped weights (their model cards), found without importing torch."""
-    return {p.stem for p in Path(str(importlib.resources.files(WEIGHTS_PACKAGE))).glob("*.json")}
+    """Registry names with shipped weights: each card's own name and its architecture (without ``+crf``)."""
+    names = set()
+    for card in Path(str(importlib.resources.files(WEIGHTS_PACKAGE))).glob("*.json"):
+        names.add(card.stem)
+        names.add(json.loads(card.read_text()).get("arch", card.stem).removesuffix("+crf"))
+    return names
 
 
 def model_rows(task: str | None = None) -> list[dict[str, Any]]:

@@ -189,6 +189,21 @@ class SegmentReport:
     model: str
 
 
+def default_segmentation_weights() -> Path | None:
+    """The shipped segmentation weights marked default in their card (checked against its sha256), or None."""
+    from densepac.errors import WeightsError
+    from densepac.models.registry import get_entry
+    from densepac.models.weights import list_weights, sha256_file, shipped_card
+
+    for name in list_weights():
+        card = shipped_card(name)
+        if card.default and get_entry(card.arch.removesuffix("+crf")).task == "segmentation":
+            if sha256_file(card.weights_path) != card.sha256:
+                raise WeightsError(f"shipped weights {card.weights_path} fail their sha256 check; reinstall densepac")
+            return card.weights_path
+    return None
+
+
 def segment_files(
     images: Sequence[PathLike],
     output_dir: PathLike,
@@ -206,6 +221,7 @@ def segment_files(
 ) -> SegmentReport:
     """Segment image files into ``output_dir``: ``NAME.png`` (labels, VOC palette) and ``NAME_overlay.png``.
 
+    With neither ``model`` nor ``weights``, the shipped default segmentation weights are used.
     ``crf``: wrap the model in a PAC-CRF (True), run it without the CRF its weights carry
     (False), or as the weights' model card says (None). With ``cam``, also ``NAME_cam.png``: the
     model's attention (channel mean of ``cam_layer``, default the deepest feature layer) as a
@@ -245,6 +261,8 @@ def segment_files(
     dev = resolve_device(device)
     require_task(model, "segmentation")
     model_kwargs = dict(model_kwargs or {})
+    if model is None and weights is None:
+        weights = default_segmentation_weights()
     if model is None and weights is not None:
         # torchvision's checkpoints, as files or enum names, name their architecture and class count.
         if is_hub_spec(weights):

@@ -370,3 +370,15 @@ class SyntheticSegmentation(Dataset):
             f"SyntheticSegmentation({self.num_scenes} scenes, seed={self.seed}, size={self.size}, "
             f"num_classes={self.num_classes})"
         )
+
+
+#: Seed, size and classes of the segmentation sample in ``datasets/samples/``
+#: (``make_synthetic_seg.py --sample``); a seed no training stream draws.
+SEG_DEMO_SEED = 987_654_321
+SEG_DEMO_SIZE = (160, 160)
+SEG_DEMO_CLASSES = 6
+
+
+def make_seg_demo_sample() -> dict[str, np.ndarray]:
+    """The segmentation sample: ``image`` (160, 160, 3) RGB in [0, 1], ``label`` (160, 160) int64, 6 classes."""
+    return make_seg_scene(SEG_DEMO_SEED, *SEG_DEMO_SIZE, num_classes=SEG_DEMO_CLASSES)

@@ -157,9 +157,13 @@ def test_shipped_weights_load_and_pass_their_checksum():
     for name in names:
         card = shipped_card(name)
         assert sha256_file(card.weights_path) == card.sha256, name
-        model = create_model(name, pretrained=True)
-        assert model.scale == card.kwargs["scale"]
-        assert card.command.startswith("densepac train")
+        if "scale" in card.kwargs:  # depth weights: named as their registry model
+            model = create_model(name, pretrained=True)
+            assert model.scale == card.kwargs["scale"]
+            assert card.command.startswith("densepac train")
+        else:  # segmentation weights: the card names the architecture, e.g. pac_fcn8s_vgg16+crf
+            model = create_model(card.arch, weights=card.weights_path, **card.kwargs)
+            assert model.task == "segmentation" and card.command.startswith("densepac finetune")
     for scale in (4, 8, 16):
         default = default_depth_model(scale)
         card = shipped_card(default)

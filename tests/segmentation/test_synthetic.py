@@ -167,3 +167,16 @@ def test_writer_script_round_trip(tmp_path):
     assert again.exit_code == 2 and "already exists" in again.output
     bad = CliRunner().invoke(_script().main, [str(tmp_path / "x"), "--num", "3", "--val", "3"])
     assert bad.exit_code == 2 and "leaves no training scenes" in bad.output
+
+
+def test_committed_segmentation_sample_matches_its_recipe():
+    from pathlib import Path
+
+    from densepac.io.images import read_image, read_label
+    from densepac.segmentation.synthetic import make_seg_demo_sample
+
+    samples = Path(__file__).resolve().parents[2] / "datasets" / "samples"
+    scene = make_seg_demo_sample()
+    image, label = read_image(samples / "seg_scene.png"), read_label(samples / "seg_labels.png")
+    assert image.shape == (160, 160, 3) and np.mean(np.abs(image - scene["image"]) <= 1.0 / 255 + 1e-6) > 0.999
+    np.testing.assert_array_equal(label, scene["label"])

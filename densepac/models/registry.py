@@ -19,7 +19,7 @@ from torch import nn
 
 from densepac.errors import InputError, InputTypeError
 from densepac.models.hub import resolve_weights
-from densepac.models.weights import load_weights_into, shipped_card
+from densepac.models.weights import check_sha256, load_weights_into, shipped_card
 
 #: ``encoder``: a feature pyramid backbone (smp encoder protocol, see :mod:`densepac.segmentation.models.encoders`).
 TASKS = ("depth", "segmentation", "encoder")
@@ -146,12 +146,15 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
     if pretrained and card is None:
         raise InputError(f"model {name!r} has no shipped weights; train it with `densepac train` or pass weights=")
     args = {**entry.defaults, **(card.kwargs if card else {}), **kwargs}
-    try:
-        model = entry.factory(**args)
-    except TypeError as e:
-        if "unexpected keyword argument" not in str(e):
-            raise
-        raise InputError(f"model {name!r}: {e}; see its docstring for the architecture arguments") from None
+    plain = not (swap or adl or stn or crf)
+    if card is not None:
+        check_sha256(card.weights_path, card.sha256)
+    source = card.weights_path if card is not None else Path(weights) if weights is not None else None
+    model = _build_from_file(entry, args, source) if plain and source is not None else None
+    if model is not None:
+        card = weights = None  # loaded already
+    else:
+        model = _build(entry, name, args)
     model.task = entry.task
     model.model_name = name
     if swap:
@@ -160,7 +163,7 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
         targets, guide = model.hot_swap_recipe() if swap is True else (swap["targets"], swap["guide"])
         hot_swap(model, targets, guide)
     if card is not None:
-        load_weights_into(model, card.weights_path, expected_sha256=card.sha256)
+        load_weights_into(model, card.weights_path)  # its sha256 was checked above
     if adl:
         from densepac.plugins.adl import insert_adl
 
@@ -190,6 +193,39 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
         model.task, model.model_name = "segmentation", f"{model_name}+crf"
     if weights is not None:
         _load_file(model, Path(weights), entry.task)
+    return model
+
+
+def _build(entry: ModelEntry, name: str, args: dict[str, Any]) -> nn.Module:
+    try:
+        return entry.factory(**args)
+    except TypeError as e:
+        if "unexpected keyword argument" not in str(e):
+            raise
+        raise InputError(f"model {name!r}: {e}; see its docstring for the architecture arguments") from None
+
+
+def _build_from_file(entry: ModelEntry, args: dict[str, Any], path: Path) -> nn.Module | None:
+    """The model built on the meta device and given the file's tensors: the weights are held once.
+
+    Only for a file that is exactly the model's state dict; None otherwise (a partial or
+    foreign file, or a model with buffers a state dict does not hold), and the caller then
+    builds the model for real and loads the file the usual way.
+    """
+    import torch
+
+    from densepac.engine.checkpoint import load_state_dict_safe
+
+    state = load_state_dict_safe(path)
+    with torch.device("meta"):
+        model = _build(entry, entry.name, args)
+    own = model.state_dict()
+    if set(own) != set(state) or any(own[k].shape != state[k].shape for k in own):
+        return None
+    # assign keeps the file's dtypes; a half-precision file must still give the float32 model.
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, assign=True)
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        return None  # a buffer computed at construction (not saved) would stay empty
     return model
 
 

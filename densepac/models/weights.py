@@ -100,18 +100,23 @@ def state_dict_mismatch(own: dict[str, torch.Tensor], state: dict[str, torch.Ten
     return "; ".join(parts)
 
 
+def check_sha256(path: Path, expected: str) -> None:
+    """Refuse a shipped weights file that is missing or does not match its card's sha256."""
+    if not path.is_file():
+        raise WeightsError(f"shipped weights {path} are missing; reinstall densepac")
+    digest = sha256_file(path)
+    if digest != expected:
+        raise WeightsError(
+            f"weights {path} fail their sha256 check ({digest[:12]}... != {expected[:12]}...); "
+            "the file is corrupt, reinstall densepac"
+        )
+
+
 def load_weights_into(model: nn.Module, path: str | Path, expected_sha256: str | None = None) -> nn.Module:
     """Load ``path`` into ``model`` strictly; a mismatch names the keys and shapes at fault."""
     path = Path(path)
     if expected_sha256 is not None:
-        if not path.is_file():
-            raise WeightsError(f"shipped weights {path} are missing; reinstall densepac")
-        digest = sha256_file(path)
-        if digest != expected_sha256:
-            raise WeightsError(
-                f"weights {path} fail their sha256 check ({digest[:12]}... != "
-                f"{expected_sha256[:12]}...); the file is corrupt, reinstall densepac"
-            )
+        check_sha256(path, expected_sha256)
     state = load_state_dict_safe(path)
     problem = state_dict_mismatch(model.state_dict(), state)
     if problem:

@@ -76,6 +76,26 @@ def test_weights_round_trip_and_card(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp.pt", "tiny.json", "tiny.safetensors"]
 
 
+def test_weights_loaded_without_a_random_init_match_a_normal_load(tmp_path):
+    """A plain model given a file is built on the meta device; it must equal build-then-load."""
+    torch.manual_seed(0)
+    m = create_model("_test_tiny_depth")
+    from safetensors.torch import save_file
+
+    save_file({k: v.half() for k, v in m.state_dict().items()}, tmp_path / "half.safetensors")
+    path = save_weights(m, "tiny", "_test_tiny_depth", tmp_path, kwargs={"width": 3}, seed=0)
+    for file, tol in ((path, 0.0), (tmp_path / "half.safetensors", 1e-3)):
+        loaded = create_model("_test_tiny_depth", weights=file)
+        tensors = [*loaded.parameters(), *loaded.buffers()]
+        assert not any(t.is_meta for t in tensors)
+        assert all(t.dtype == torch.float32 for t in tensors)
+        assert all(p.requires_grad for p in loaded.parameters())
+        for a, b in zip(m.state_dict().values(), loaded.state_dict().values()):
+            torch.testing.assert_close(b, a, atol=tol, rtol=tol)
+        x = torch.rand(1, 1, 8, 8), torch.rand(1, 3, 32, 32)
+        torch.testing.assert_close(loaded(*x), m(*x), atol=1e-2, rtol=1e-2)
+
+
 def test_wrong_architecture_named_in_error(tmp_path):
     m = create_model("_test_tiny_depth", width=4)
     path = save_weights(m, "w4", "_test_tiny_depth", tmp_path)

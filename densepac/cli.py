@@ -216,7 +216,7 @@ def models_cmd(task: str | None) -> None:
 
 @main.command()
 @click.argument("depth", type=click.Path(path_type=Path))
-@click.argument("guide", type=click.Path(path_type=Path))
+@click.argument("guide", type=click.Path(path_type=Path), required=False)
 @click.option(
     "-o",
     "--output",
@@ -298,18 +298,25 @@ def upsample(
     """Upsample a low-resolution DEPTH map to the resolution of the RGB GUIDE image.
 
     DEPTH and GUIDE may be folders: every depth file is paired with the guide of the same
-    name and written to the folder -o under its own name; a bad pair is reported and skipped.
+    name and written to the folder -o under its own name. Without GUIDE, DEPTH is a list
+    file of `DEPTH GUIDE` pairs, one per line (relative to the list's folder). In both
+    cases the model is loaded once, a bad pair is reported and skipped, and the exit code
+    is 2 if any was.
     """
     _quiet_opencv()
-    from densepac.depth.inference import upsample_file, upsample_folder
+    from densepac.depth.inference import pair_folders, read_pair_list, upsample_file, upsample_pairs
 
-    if depth.is_dir() and guide.is_dir():  # folders of pairs matched by name
+    many = guide is None or (depth.is_dir() and guide.is_dir())
+    if many:
         if preview is not None or pointcloud is not None:
-            raise BadInput("--preview and --pointcloud write one file; drop them when DEPTH and GUIDE are folders")
-        report = upsample_folder(
-            depth,
-            guide,
+            raise BadInput("--preview and --pointcloud write one file; drop them for folders or a list of pairs")
+        if guide is None and depth.is_dir():
+            raise BadInput(f"{depth} is a folder: give the guide folder too (DEPTH_DIR GUIDE_DIR)")
+        pairs, skipped = (read_pair_list(depth), []) if guide is None else pair_folders(depth, guide)
+        report = upsample_pairs(
+            pairs,
             output,
+            skipped=skipped,
             model=model_name,
             weights=weights,
             scale=scale,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -406,9 +407,65 @@ class FolderReport:
     skipped: list[tuple[str, str]]
 
 
-def upsample_folder(
-    depth_dir: PathLike,
-    guide_dir: PathLike,
+def pair_folders(depth_dir: PathLike, guide_dir: PathLike) -> tuple[list[tuple[Path, Path]], list[tuple[str, str]]]:
+    """The (depth, guide) pairs of two folders, matched by file stem as the folder dataset reader does.
+
+    Returns the pairs and, for :func:`upsample_pairs`, each file without a partner with why.
+    """
+    from densepac.data.folders import index_folder
+    from densepac.io.depth import DEPTH_EXTENSIONS
+    from densepac.io.images import IMAGE_EXTENSIONS
+
+    depths = index_folder(Path(depth_dir), DEPTH_EXTENSIONS, "depth")
+    guides = index_folder(Path(guide_dir), IMAGE_EXTENSIONS, "image", prefer=True)
+    if not depths:
+        raise InputError(f"{depth_dir} holds no depth file ({', '.join(DEPTH_EXTENSIONS)}); check the folder")
+    skipped = [(str(depths[s]), f"no guide {s}.* in {guide_dir}") for s in sorted(set(depths) - set(guides))]
+    skipped += [(str(guides[s]), f"no depth {s}.* in {depth_dir}") for s in sorted(set(guides) - set(depths))]
+    return [(depths[s], guides[s]) for s in sorted(set(depths) & set(guides))], skipped
+
+
+def upsample_folder(depth_dir: PathLike, guide_dir: PathLike, out_dir: PathLike, **options: Any) -> FolderReport:
+    """Upsample every depth file of ``depth_dir`` with the guide of the same name in ``guide_dir``.
+
+    Each output is ``out_dir/<stem><depth file's extension>``; ``options`` are those of
+    :func:`upsample_pairs`.
+    """
+    pairs, skipped = pair_folders(depth_dir, guide_dir)
+    return upsample_pairs(pairs, out_dir, skipped=skipped, **options)
+
+
+def read_pair_list(path: PathLike) -> list[tuple[Path, Path]]:
+    """The (depth, guide) pairs of a list file: two paths per line, quoted if they hold spaces.
+
+    Relative paths are relative to the list file's folder; blank lines and ``#`` comments are
+    skipped. A line that is not two paths is refused with its number.
+    """
+    import shlex
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot read the list file ({e})") from None
+    pairs = []
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            fields = shlex.split(line, comments=True)
+        except ValueError as e:
+            raise InputError(f"{path}:{number}: {e}; quote paths that hold spaces") from None
+        if not fields:
+            continue
+        if len(fields) != 2:
+            raise InputError(f"{path}:{number}: expected two paths (DEPTH GUIDE), found {len(fields)}")
+        pairs.append(tuple(path.parent / f for f in fields))
+    if not pairs:
+        raise InputError(f"{path} lists no pair; write one `DEPTH GUIDE` pair of paths per line")
+    return pairs
+
+
+def upsample_pairs(
+    pairs: Sequence[tuple[PathLike, PathLike]],
     out_dir: PathLike,
     *,
     model: str | None = None,
@@ -422,44 +479,40 @@ def upsample_folder(
     progress: bool = True,
     sampling: str = "auto",
     refine: bool = DEFAULT_REFINE,
+    skipped: Sequence[tuple[str, str]] = (),
 ) -> FolderReport:
-    """Upsample every depth file of ``depth_dir`` with the guide of the same name in ``guide_dir``.
+    """Upsample each (depth file, guide image) pair into ``out_dir/<depth stem><depth extension>``.
 
-    Pairs are matched by file stem (as the folder dataset reader does); each output is
-    ``out_dir/<stem><depth file's extension>``. A model is loaded once per scale and reused
-    for every pair. A pair that cannot be done (no partner, unreadable file, wrong shapes,
-    an output in the way without ``overwrite``) is skipped and reported, the others go on;
-    what was written stays written.
+    A model is loaded once per scale and reused for every pair. A pair that cannot be done
+    (unreadable file, wrong shapes, an output in the way without ``overwrite``, an output
+    name an earlier pair took) is skipped and reported, the others go on; what was written
+    stays written. ``skipped``: pairs the caller already set aside, reported with these.
     """
     from tqdm.auto import tqdm
 
-    from densepac.data.folders import index_folder
     from densepac.inference import load_model_for_inference, resolve_device
     from densepac.io.depth import DEPTH_EXTENSIONS, check_depth_scale, read_depth, validate_depth, write_depth
     from densepac.io.files import check_output, check_output_folder
-    from densepac.io.images import IMAGE_EXTENSIONS, read_image
+    from densepac.io.images import read_image
     from densepac.models.registry import require_task
 
     out_dir = check_output_folder(out_dir, "-o")
     check_depth_scale(depth_scale, "--depth-scale")
     require_task(model, "depth")
     dev = resolve_device(device)
-    depths = index_folder(Path(depth_dir), DEPTH_EXTENSIONS, "depth")
-    guides = index_folder(Path(guide_dir), IMAGE_EXTENSIONS, "image", prefer=True)
-    if not depths:
-        raise InputError(f"{depth_dir} holds no depth file ({', '.join(DEPTH_EXTENSIONS)}); check the folder")
-    skipped = [(stem, f"no guide {stem}.* in {guide_dir}") for stem in sorted(set(depths) - set(guides))]
-    skipped += [(stem, f"no depth {stem}.* in {depth_dir}") for stem in sorted(set(guides) - set(depths))]
     out_dir.mkdir(parents=True, exist_ok=True)
     loaded: dict[int, nn.Module] = {}
     written: list[Path] = []
-    pairs = sorted(set(depths) & set(guides))
-    for stem in tqdm(pairs, desc="upsample", disable=not progress or len(pairs) < 2 or None):
-        target = out_dir / f"{stem}{depths[stem].suffix.lower()}"
+    skipped = list(skipped)
+    for depth_file, guide_file in tqdm(pairs, desc="upsample", disable=not progress or len(pairs) < 2 or None):
+        depth_file, guide_file = Path(depth_file), Path(guide_file)
+        target = out_dir / f"{depth_file.stem}{depth_file.suffix.lower()}"
         try:
+            if target in written:
+                raise InputError(f"{target.name} was written for an earlier pair; give the depth files distinct names")
             check_output(target, DEPTH_EXTENSIONS, "depth", overwrite)
-            depth_lr = validate_depth(read_depth(depths[stem], depth_scale), str(depths[stem]))
-            rgb = read_image(guides[stem])
+            depth_lr = validate_depth(read_depth(depth_file, depth_scale), str(depth_file))
+            rgb = read_image(guide_file)
             factor = resolve_scale(depth_lr.shape, rgb.shape[:2], scale)
             if factor not in loaded:
                 name = model or (None if weights is not None else default_depth_model(factor))
@@ -469,10 +522,10 @@ def upsample_folder(
             )
             write_depth(target, out, depth_scale, overwrite=overwrite)
         except InputError as e:
-            skipped.append((stem, str(e).splitlines()[0]))
+            skipped.append((str(depth_file), str(e).splitlines()[0]))
             continue
         written.append(target)
-    return FolderReport(written, sorted(skipped))
+    return FolderReport(written, skipped)
 
 
 def upsample(

@@ -191,15 +191,13 @@ class SegmentReport:
 
 def default_segmentation_weights() -> Path | None:
     """The shipped segmentation weights marked default in their card (checked against its sha256), or None."""
-    from densepac.errors import WeightsError
     from densepac.models.registry import get_entry
-    from densepac.models.weights import list_weights, sha256_file, shipped_card
+    from densepac.models.weights import check_sha256, list_weights, shipped_card
 
     for name in list_weights():
         card = shipped_card(name)
         if card.default and get_entry(card.arch.removesuffix("+crf")).task == "segmentation":
-            if sha256_file(card.weights_path) != card.sha256:
-                raise WeightsError(f"shipped weights {card.weights_path} fail their sha256 check; reinstall densepac")
+            check_sha256(card.weights_path, card.sha256)
             return card.weights_path
     return None
 

@@ -43,7 +43,6 @@ def test_segment_bad_inputs(setup, tmp_path):
     weights, images = setup
     run = lambda *a: CliRunner().invoke(main, ["segment", *map(str, a)])
     cases = [
-        ((images[0], "-o", tmp_path / "o1"), "no model given"),
         ((tmp_path / "missing.png", "-o", tmp_path / "o2", "--weights", weights), "no such image"),
         ((tmp_path / "notes.txt", "-o", tmp_path / "o3", "--weights", weights), "not an image"),
         (("-o", tmp_path / "o4", "--weights", weights), "no IMAGE"),
@@ -62,6 +61,21 @@ def test_segment_bad_inputs(setup, tmp_path):
     assert run(images[0], "-o", out, "--weights", weights).exit_code == 0
     r = run(images[0], "-o", out, "--weights", weights)
     assert r.exit_code == 2 and "--overwrite" in r.stderr
+
+
+def test_segment_without_model_uses_the_shipped_default(setup, tmp_path, monkeypatch):
+    from densepac.models.weights import shipped_card
+
+    _, images = setup
+    r = CliRunner().invoke(main, ["segment", str(images[0]), "-o", str(tmp_path / "out"), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    card = shipped_card("pac_fcn8s_vgg16_crf")
+    assert card.default and f"with {card.arch}" in r.stderr
+    assert read_label(tmp_path / "out" / "img0.png").max() < card.kwargs["num_classes"]
+    # Without a default (an install that ships none), the error says what to give.
+    monkeypatch.setattr("densepac.segmentation.inference.default_segmentation_weights", lambda: None)
+    r = CliRunner().invoke(main, ["segment", str(images[0]), "-o", str(tmp_path / "o1")])
+    assert r.exit_code == 2 and "no model given" in r.stderr
 
 
 def test_segment_cam_writes_attention_overlays(setup, tmp_path):

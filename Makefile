@@ -17,7 +17,8 @@ demo: $(STAMP)
 	mkdir -p out
 	$(VENV)/bin/densepac upsample datasets/samples/scene_depth_lr.png datasets/samples/scene_rgb.png \
 		-o out/demo_depth.png --preview out/demo_preview.png --overwrite
-	@echo "wrote out/demo_depth.png (16-bit, mm) and out/demo_preview.png"
+	$(VENV)/bin/densepac segment datasets/samples/seg_scene.png -o out/seg --overwrite
+	@echo "wrote out/demo_depth.png (16-bit, mm), out/demo_preview.png and out/seg/seg_scene_overlay.png"
 
 test: $(STAMP) lint
 	$(PY) -m pytest -q

@@ -23,6 +23,7 @@ from densepac.models.hub import resolve_weights
 from densepac.models.weights import state_dict_mismatch
 from densepac.ops.crf import CRFWrapped
 from densepac.segmentation.models.fcn import FCN8s, load_vgg16_backbone
+from densepac.segmentation.models.smp import SmpSegmentation
 from densepac.segmentation.models.torchvision_seg import TorchvisionSegmentation
 
 #: torchvision ``vgg16().features`` indices of the 13 convolutions.
@@ -58,7 +59,8 @@ def detect_weights_format(state: Mapping[str, torch.Tensor]) -> str:
     Returns:
         ``"vgg16"`` (torchvision VGG: ``features.<i>.*``), ``"torchvision_seg"`` (a torchvision
         segmentation network: ``backbone.*`` + ``classifier.*``), ``"resnet"`` (torchvision
-        ImageNet ResNet: ``conv1``, ``layer4``, ``fc``) or ``"densepac"`` (anything else).
+        ImageNet ResNet: ``conv1``, ``layer4``, ``fc``), ``"smp"`` (a segmentation_models_pytorch
+        model: ``encoder.*`` + ``segmentation_head.*``) or ``"densepac"`` (anything else).
     """
     keys = [k[len("module.") :] if k.startswith("module.") else k for k in state]
     if any(re.fullmatch(r"features\.\d+\.weight", k) for k in keys):
@@ -67,6 +69,8 @@ def detect_weights_format(state: Mapping[str, torch.Tensor]) -> str:
         return "torchvision_seg"
     if "conv1.weight" in keys and "fc.weight" in keys and any(k.startswith("layer4.") for k in keys):
         return "resnet"
+    if any(k.startswith("encoder.") for k in keys) and any(k.startswith("segmentation_head.") for k in keys):
+        return "smp"
     return "densepac"
 
 
@@ -239,6 +243,20 @@ def _load_torchvision(
     load_exact(base.net, kept, source, title)
 
 
+def _load_smp(model: nn.Module, state: Mapping[str, torch.Tensor], source: str, new_classes: bool = False) -> None:
+    """A segmentation_models_pytorch state dict (``torch.save(net.state_dict())`` or ``save_pretrained``)."""
+    base = _base(model)
+    if not isinstance(base, SmpSegmentation):
+        raise WeightsError(
+            f"{source} holds segmentation_models_pytorch weights, which fit smp_unet / smp_fpn / "
+            f"smp_deeplabv3plus / smp, not {_name(base)!r}; pick that model with its encoder_name"
+        )
+    state = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
+    own = base.net.state_dict()
+    state = _check_classes(base, _align_pac_keys(state, own, source), source, own, new_classes)
+    load_exact(base.net, state, source, f"smp {base.arch} ({base.encoder_name})")
+
+
 def _align_pac_keys(
     state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor], source: str
 ) -> dict[str, torch.Tensor]:
@@ -295,6 +313,8 @@ def load_pretrained(model: nn.Module, path: str | Path, new_classes: bool = Fals
         _load_vgg16(model, state, source)
     elif fmt in ("torchvision_seg", "resnet"):
         _load_torchvision(model, state, source, fmt, new_classes)
+    elif fmt == "smp":
+        _load_smp(model, state, source, new_classes)
     else:
         _load_densepac(model, state, source, new_classes)
     return fmt

@@ -132,3 +132,30 @@ def test_segment_takes_a_torchvision_enum_without_model(tmp_path, monkeypatch):
     )
     assert r.exit_code == 0, r.output
     assert "lraspp_mobilenet_v3_large" in r.stderr and (tmp_path / "masks" / "photo.png").is_file()
+
+
+def test_an_smp_checkpoint_loads_by_file_plain_hot_swapped_and_with_new_classes(tmp_path):
+    import segmentation_models_pytorch as smp
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    net = smp.create_model("unet", encoder_name="resnet18", encoder_weights=None, classes=4).eval()
+    files = {"pth": tmp_path / "unet.pth", "ddp": tmp_path / "unet_ddp.pth", "st": tmp_path / "model.safetensors"}
+    torch.save(net.state_dict(), files["pth"])
+    torch.save({"state_dict": {f"module.{k}": v for k, v in net.state_dict().items()}}, files["ddp"])
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, files["st"])
+    image = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = net(create_model("smp_unet", num_classes=4).normalize(image))
+        for path in files.values():
+            model = create_model("smp_unet", num_classes=4, weights=path).eval()
+            torch.testing.assert_close(model(image), expected)
+        swapped = create_model("smp_unet", num_classes=4, weights=files["pth"], hot_swap=True).eval()
+        assert any(".pac." in k for k in swapped.state_dict())
+        torch.testing.assert_close(swapped(image), expected, atol=1e-4, rtol=1e-4)
+    with pytest.raises(InputError, match="4 classes but the model has 6"):
+        create_model("smp_unet", num_classes=6, weights=files["pth"])
+    with pytest.raises(WeightsError, match="segmentation_models_pytorch weights, which fit smp_unet"):
+        create_model("fcn8s_vgg16", weights=files["pth"])
+    with pytest.raises(WeightsError, match="do not fit"):
+        create_model("smp_fpn", num_classes=4, weights=files["pth"])

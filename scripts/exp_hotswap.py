@@ -26,6 +26,7 @@ from pathlib import Path
 import click
 import torch
 
+from densepac.engine.config import epochs_for_steps
 from densepac.engine.report import markdown_table, median_seconds
 from densepac.engine.tasks import SegmentationTask
 from densepac.engine.trainer import evaluate
@@ -37,11 +38,6 @@ from densepac.segmentation.recipe import SegFinetuneConfig, build_seg_architectu
 #: The paper's best PAC-CRF: two 5x5 kernels at dilations 64 and 16 for 512-pixel images,
 #: rescaled to the image size.
 PAPER_CRF = {"kernels": [[5, 64], [5, 16]], "dilation_reference": 512, "num_steps": 5}
-
-
-def _epochs(steps: int, batch_size: int, epochs: int) -> dict[str, int]:
-    """Config fields giving ``steps`` optimiser steps over ``epochs`` epochs."""
-    return {"epochs": epochs, "train_size": max(1, steps * batch_size // epochs)}
 
 
 def _time_per_image(model: torch.nn.Module, size: int, device: str) -> float:
@@ -93,10 +89,10 @@ def main(
         seed=seed,
         device=device,
         model_kwargs=model_kwargs,
-        **_epochs(fcn_steps, batch_size, 5),
+        **epochs_for_steps(fcn_steps, batch_size, 5),
     )
     fcn = base.out
-    tune = _epochs(finetune_steps, batch_size, 2)
+    tune = epochs_for_steps(finetune_steps, batch_size, 2)
     runs = {
         "fcn": base,
         "fcn (continued)": dataclasses.replace(base, out=str(out / "fcn_cont"), weights=fcn, lr=3e-4, **tune),

@@ -130,6 +130,11 @@ class TrainConfig:
         return [f for f in dataclasses.fields(cls) if f.name not in ("model", "out") and f.metadata.get("cli", True)]
 
 
+def epochs_for_steps(steps: int, batch_size: int, epochs: int) -> dict[str, int]:
+    """``epochs`` and ``train_size`` config fields that make ``steps`` optimiser steps over ``epochs`` epochs."""
+    return {"epochs": epochs, "train_size": max(1, steps * batch_size // epochs)}
+
+
 def parse_key_values(pairs: Sequence[str], flag: str = "--arg") -> dict[str, Any]:
     """``key=value`` strings (repeatable CLI options) as a dict; values are parsed as JSON when they parse."""
     out: dict[str, Any] = {}

@@ -239,7 +239,8 @@ def _load_torchvision(
         )
     # COCO/VOC checkpoints carry the auxiliary head; a model without one ignores it.
     kept = {k: v for k, v in state.items() if base.aux_loss or not k.startswith("aux_classifier.")}
-    kept = _check_classes(base, kept, source, base.net.state_dict(), new_classes)  # names both class counts
+    own = base.net.state_dict()
+    kept = _check_classes(base, _align_pac_keys(kept, own, source), source, own, new_classes)  # names both counts
     load_exact(base.net, kept, source, title)
 
 

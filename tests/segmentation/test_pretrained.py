@@ -34,6 +34,10 @@ def test_a_torchvision_checkpoint_loads_by_file_and_keeps_its_logits(tmp_path, a
     image = torch.rand(1, 3, 64, 80)
     with torch.no_grad():
         torch.testing.assert_close(model(image), net(model.normalize(image))["out"])
+        # Hot-swapped at load time, the checkpoint's convolutions become PAC layers with its weights.
+        swapped = create_model(arch, weights=path, hot_swap=True).eval()
+        assert any(".pac." in k for k in swapped.state_dict())
+        torch.testing.assert_close(swapped(image), model(image), atol=1e-4, rtol=1e-4)
     assert model_for_weights(path) == (arch, {"num_classes": 21})
 
 

@@ -1,8 +1,9 @@
 """Classical guided baselines: guided filter and joint bilateral upsampling of depth, and
 guided-filter refinement of segmentation scores.
 
-The guided filter is kornia's; joint bilateral upsampling is an exact normalized PAC
-transposed convolution with a fixed spatial gaussian, weighting only measured samples.
+The guided filter is kornia's; joint bilateral upsampling is a normalized transposed PAC with
+a fixed spatial gaussian, weighting only measured samples, computed as a sample PAC (one
+term per neighbouring LR cell, :mod:`densepac.ops.sample_pac`) rather than one per filter tap.
 Each function takes the hole-filled LR depth and the valid range (``depth_range``), which
 are whole-image quantities, so that tiles of one image are processed consistently.
 """
@@ -15,7 +16,7 @@ from kornia.filters import guided_blur
 from torch import nn
 
 from densepac.errors import InputError
-from densepac.ops.pac import pac_conv_transpose2d
+from densepac.ops.sample_pac import at_samples, gaussian_spatial_logits, sample_pac_upsample
 
 
 def depth_range(depth: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,20 +77,14 @@ def joint_bilateral_upsample(
         sigma_spatial: in HR pixels; sigma_color: in guide units.
     """
     s = int(scale)
-    k, pad = (2 * radius + 1) * s, radius * s
-    # Distance (HR px) from output pixel to the sample centre for tap t: t - pad - (s - 1) / 2.
-    t = torch.arange(k, dtype=depth_lr.dtype, device=depth_lr.device) - pad - (s - 1) / 2
-    g = torch.exp(-0.5 * (t / sigma_spatial) ** 2)
-    weight = (g[:, None] * g[None, :]).view(1, 1, k, k)
-    w = valid.to(depth_lr.dtype)
-    feats = guide.to(depth_lr.dtype) / sigma_color
-    num = pac_conv_transpose2d(
-        torch.where(valid, depth_lr, torch.zeros_like(depth_lr)), feats, weight, stride=s, padding=pad
-    )
-    den = pac_conv_transpose2d(w, feats, weight, stride=s, padding=pad)
-    fallback = upsample_filled(filled, tuple(guide.shape[-2:]), lo, hi)
-    tiny = 1e-8
-    return torch.where(den > tiny, num / den.clamp_min(tiny), fallback)
+    dtype = torch.promote_types(depth_lr.dtype, torch.float32)
+    feats = guide.to(dtype) / sigma_color
+    spatial = gaussian_spatial_logits(s, radius, sigma_spatial, dtype, depth_lr.device)
+    out = sample_pac_upsample(filled, feats, at_samples(feats, s), spatial, valid, radius)
+    # Pixels with no measured sample within reach keep the hole-filled bicubic value.
+    reached = F.max_pool2d(valid.to(dtype), 2 * radius + 1, stride=1, padding=radius) > 0
+    reached = reached.repeat_interleave(s, dim=2).repeat_interleave(s, dim=3)
+    return torch.where(reached, out, upsample_filled(filled, tuple(guide.shape[-2:]), lo, hi))
 
 
 def guided_refine(logits: torch.Tensor, image: torch.Tensor, radius: int = 4, eps: float = 1e-2) -> torch.Tensor:

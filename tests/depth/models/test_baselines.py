@@ -68,6 +68,17 @@ def test_joint_bilateral_matches_direct_formula():
     torch.testing.assert_close(out[0, 0], ref)
 
 
+def test_joint_bilateral_falls_back_to_bicubic_where_no_sample_reaches():
+    torch.manual_seed(0)
+    lr = torch.rand(1, 1, 9, 9, dtype=torch.float64) + 1
+    lr[..., 2:7, 2:7] = 0  # a hole wider than the window: its centre cell sees no sample at radius 1
+    rgb = torch.rand(1, 3, 36, 36, dtype=torch.float64)
+    out = create_model("joint_bilateral", radius=1)(lr, rgb)
+    bicubic = create_model("bicubic")(lr, rgb)
+    torch.testing.assert_close(out[..., 16:20, 16:20], bicubic[..., 16:20, 16:20])
+    assert not torch.allclose(out[..., 8:12, 16:20], bicubic[..., 8:12, 16:20])  # reached: JBU proper
+
+
 @pytest.mark.parametrize("name", ["bicubic", "guided_filter", "joint_bilateral"])
 def test_bad_shapes_refused(name):
     m = create_model(name)

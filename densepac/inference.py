@@ -30,8 +30,11 @@ def load_model_for_inference(name: str | None, weights=None, **kwargs) -> nn.Mod
     from pathlib import Path
 
     from densepac.models import create_model, list_weights
-    from densepac.models.weights import WeightsCard
+    from densepac.models.weights import WeightsCard, shipped_weights_of
 
+    if weights is None and name is not None and name not in list_weights():
+        # Weights shipped under another name than the model's (a CRF-wrapped model's card).
+        weights = shipped_weights_of(f"{name}+crf" if kwargs.get("crf") and not name.endswith("+crf") else name)
     card_path = Path(weights).with_suffix(".json") if weights is not None else None
     if card_path is not None and card_path.is_file():
         card = WeightsCard.from_json(card_path)

@@ -73,6 +73,19 @@ def shipped_card(name: str) -> WeightsCard | None:
     return WeightsCard.from_json(path) if path.is_file() else None
 
 
+def shipped_weights_of(arch: str) -> Path | None:
+    """The shipped weights file whose card's architecture is ``arch`` (e.g. ``pac_fcn8s_vgg16+crf``), or None.
+
+    The file is checked against its card's sha256 first.
+    """
+    for name in list_weights():
+        card = shipped_card(name)
+        if card.arch == arch:
+            check_sha256(card.weights_path, card.sha256)
+            return card.weights_path
+    return None
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -139,7 +139,8 @@ def _pcg(
     """Jacobi-preconditioned CG from ``x`` until ``||b - A x|| <= tol ||b||`` per sample.
 
     Converged samples stop moving, so a sample's result does not depend on its batch mates.
-    Returns the solution and the iterations each sample took, (N,) int64.
+    Returns the solution and the iterations each sample took, (N,) int64. Under
+    ``torch.export`` the loop is a ``while_loop`` (an ONNX ``Loop``) with the same stopping rule.
     """
     tiny = torch.finfo(b.dtype).tiny
     r = b - system(x)
@@ -147,10 +148,11 @@ def _pcg(
     p, rz = z, _batch_dot(r, z)
     goal = tol * b.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
     iterations = torch.zeros(b.shape[0], dtype=torch.long, device=b.device)
-    for _ in range(max_iter):
-        active = r.flatten(1).norm(dim=1).view(-1, 1, 1, 1) > goal
-        if not bool(active.any()):
-            break
+
+    def active_of(r: torch.Tensor) -> torch.Tensor:
+        return r.flatten(1).norm(dim=1).view(-1, 1, 1, 1) > goal
+
+    def step(active, x, r, p, rz, iterations):
         ap = system(p)
         pap = _batch_dot(p, ap)
         alpha = torch.where(active & (pap > 0), rz / pap.clamp_min(tiny), torch.zeros_like(pap))
@@ -159,9 +161,27 @@ def _pcg(
         z = system.inv_diag * r
         rz_next = _batch_dot(r, z)
         p = z + torch.where(rz > 0, rz_next / rz.clamp_min(tiny), torch.zeros_like(rz)) * p
-        rz = rz_next
-        iterations += active.view(-1)
-    return x, iterations
+        return x, r, p, rz_next, iterations + active.view(-1)
+
+    state = (x, r, p, rz, iterations)
+    if torch.compiler.is_exporting():
+        from torch._higher_order_ops.while_loop import while_loop
+
+        def cond(count, x, r, p, rz, iterations):
+            return (count < max_iter) & active_of(r).any()
+
+        def body(count, x, r, p, rz, iterations):
+            return count + 1, *step(active_of(r), x, r, p, rz, iterations)
+
+        count = torch.zeros((), dtype=torch.long, device=b.device)
+        _, x, _, _, _, iterations = while_loop(cond, body, (count, *state))
+        return x, iterations
+    for _ in range(max_iter):
+        active = active_of(state[1])
+        if not bool(active.any()):
+            break
+        state = step(active, *state)
+    return state[0], state[4]
 
 
 class _GraphSolve(torch.autograd.Function):

@@ -577,5 +577,81 @@ def eval_cmd(
     click.echo(format_table(rows, "markdown"), nl=False)
 
 
+def _size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
+    """``--size HxW`` -> (H, W); anything else is a usage error."""
+    h, sep, w = value.lower().partition("x")
+    if not sep or not h.isdigit() or not w.isdigit() or int(h) < 1 or int(w) < 1:
+        raise click.BadParameter(f"{value!r} is not HxW in pixels, e.g. 480x640")
+    return int(h), int(w)
+
+
+@main.command("export")
+@click.argument("model_name", metavar="MODEL")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="ONNX file to write (.onnx).")
+@click.option(
+    "--weights",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Weights for MODEL (default: its shipped weights).",
+)
+@click.option("--scale", type=int, default=None, help="Depth upsampling factor (default: the model's own).")
+@click.option(
+    "--size",
+    default="480x640",
+    show_default=True,
+    callback=_size,
+    metavar="HxW",
+    help="Guide / image size the graph takes (a multiple of the scale for depth models).",
+)
+@click.option(
+    "--sampling",
+    type=click.Choice(["point", "area"]),
+    default=None,
+    help="For graph_sr: what an LR pixel stands for (the graph holds one; `upsample` tells them apart).",
+)
+@model_args_option
+@click.option(
+    "--check/--no-check", default=True, show_default=True, help="Compare onnxruntime with PyTorch before writing."
+)
+@click.option(
+    "--optimize/--no-optimize",
+    default=True,
+    show_default=True,
+    help="Fold constants and fuse ops in the file (slow for large graphs).",
+)
+@overwrite_option
+@_friendly_errors
+def export_cmd(
+    model_name: str,
+    output: Path,
+    weights: Path | None,
+    scale: int | None,
+    size: tuple[int, int],
+    sampling: str | None,
+    model_args: tuple[str, ...],
+    check: bool,
+    optimize: bool,
+    overwrite: bool,
+) -> None:
+    """Export MODEL (a depth model, or a segmentation model, e.g. NAME+crf) as an ONNX graph."""
+    from densepac.engine.config import parse_key_values
+    from densepac.export import export_onnx
+    from densepac.inference import load_model_for_inference
+
+    kwargs = parse_key_values(model_args)
+    if sampling is not None:
+        kwargs["sampling"] = sampling
+    model = load_model_for_inference(model_name, weights, **kwargs)
+    r = export_onnx(model, output, scale=scale, size=size, check=check, overwrite=overwrite, optimize=optimize)
+    shapes = ", ".join(f"{name} {'x'.join(map(str, shape))}" for name, shape in r.inputs.items())
+    click.echo(f"{r.path}: {model.model_name} ({shapes})", err=True)
+    if r.parity is not None:
+        click.echo(
+            f"onnxruntime matches PyTorch to {r.parity.onnx_vs_torch:.1e} (max relative; PyTorch float32 vs "
+            f"float64: {r.parity.torch_float32:.1e})",
+            err=True,
+        )
+
+
 if __name__ == "__main__":
     main()

@@ -76,7 +76,12 @@ def register_model(
 
 
 def list_models(pattern: str | None = None, task: str | None = None) -> list[str]:
-    """Sorted registered names, optionally filtered by a wildcard ``pattern`` and ``task``."""
+    """Sorted registered names, optionally filtered by a wildcard ``pattern`` and ``task``.
+
+    A task name given alone, ``list_models("depth")``, filters by task (no model is named so).
+    """
+    if task is None and pattern in TASKS:
+        pattern, task = None, pattern
     if task is not None and task not in TASKS:
         raise InputError(f"task must be one of {TASKS}, got {task!r}")
     _import_models()

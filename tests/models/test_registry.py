@@ -33,6 +33,7 @@ def test_list_models_filters_by_task_and_pattern():
     depth = list_models(task="depth")
     assert {"bicubic", "guided_filter", "joint_bilateral", "_test_tiny_depth"} <= set(depth)
     assert list_models("joint_*") == ["joint_bilateral"]
+    assert list_models("depth") == depth  # the task alone, positionally (DESIGN's list_models(task))
     assert densepac.list_models is list_models
     with pytest.raises(ValueError, match="task"):
         list_models(task="audio")

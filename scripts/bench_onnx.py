@@ -1,0 +1,96 @@
+"""ONNX export of depth models: onnxruntime CPU time and parity against PyTorch.
+
+For each model: export time (``densepac.export.export_onnx``, parity-checked on random
+input), then on one procedural 640x480 RGB-D frame with x8 depth (sampled the way the
+model is told) the median seconds of PyTorch (inference mode) and of onnxruntime
+(CPU provider, as many threads as PyTorch), and their max relative difference. The
+default depth model at x8 is ``graph_sr`` (``--sampling auto`` picks point or area per
+map in Python; a graph holds one, so both are exported). Run on a quiet machine.
+
+    python scripts/bench_onnx.py [--repeats 3] [--size 480x640] [--markdown OUT.md]
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import click
+import torch
+
+from densepac.depth.degrade import simulate_lr
+from densepac.depth.synthetic import make_rgbd_scene
+from densepac.export import check_onnx, export_onnx
+from densepac.inference import load_model_for_inference
+
+#: (row label, registry name, model arguments, sampling of the LR input)
+CASES = [
+    ("graph_sr --sampling area (default, x8)", "graph_sr", {"sampling": "area"}, "area"),
+    ("graph_sr --sampling point (default, x8)", "graph_sr", {"sampling": "point"}, "point"),
+    ("pac_learned_jbu_x8", "pac_learned_jbu_x8", {}, "area"),
+    ("pac_jointupsample_x8 (paper model)", "pac_jointupsample_x8", {}, "point"),
+]
+
+
+def _median_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up: allocations, onnxruntime's first-run graph work
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+@click.command()
+@click.option("--repeats", default=3, show_default=True)
+@click.option("--size", default="480x640", show_default=True, help="HxW of the guide.")
+@click.option("--markdown", type=click.Path(path_type=Path), default=None, help="Also write the table here.")
+def main(repeats: int, size: str, markdown: Path | None) -> None:
+    import onnxruntime as ort
+
+    h, w = (int(v) for v in size.split("x"))
+    scale = 8
+    threads = torch.get_num_threads()
+    scene = make_rgbd_scene(4242, h, w)
+    guide = torch.from_numpy(scene["rgb"]).permute(2, 0, 1)[None].float()
+    lines = [
+        f"{h}x{w} guide, x{scale}, {threads} CPU threads for both runtimes, median of {repeats}; parity = max "
+        "|onnxruntime - PyTorch| / max |PyTorch| (random input: the export check; scene: a procedural frame).",
+        "",
+        "| model | export s | parity, random | parity, scene | PyTorch s | onnxruntime s | speed-up |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    click.echo("\n".join(lines))
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, name, kwargs, sampling in CASES:
+            model = load_model_for_inference(name, **kwargs)
+            path = Path(tmp) / f"{name}_{sampling}.onnx"
+            t0 = time.perf_counter()
+            report = export_onnx(model, path, scale=scale, size=(h, w))
+            export_s = time.perf_counter() - t0
+            depth = torch.from_numpy(simulate_lr(scene["depth"], scale, sampling))[None, None].float()
+            inputs = {"depth_lr": depth, "guide": guide}
+            scene_parity = check_onnx(path, model, inputs).onnx_vs_torch
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.log_severity_level = 3
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            feed = {k: v.numpy() for k, v in inputs.items()}
+            with torch.inference_mode():
+                torch_s = _median_seconds(lambda: model(depth, guide), repeats)
+            ort_s = _median_seconds(lambda: session.run(None, feed), repeats)
+            row = (
+                f"| {label} | {export_s:.0f} | {report.parity.onnx_vs_torch:.1e} | {scene_parity:.1e} | "
+                f"{torch_s:.2f} | {ort_s:.2f} | {torch_s / ort_s:.2f}x |"
+            )
+            click.echo(row)
+            lines.append(row)
+    if markdown is not None:
+        markdown.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

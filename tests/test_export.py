@@ -1,0 +1,105 @@
+"""ONNX export: every depth model and PAC-CRF segmentation models, onnxruntime against PyTorch."""
+
+import re
+
+import pytest
+import torch
+
+from densepac.catalog import model_rows
+from densepac.errors import InputError
+from densepac.export import PARITY_TOLERANCE, Parity, check_onnx, example_inputs, export_onnx
+from densepac.models import create_model, list_models
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+
+def _family(name: str) -> str:
+    return re.sub(r"_x\d+$", "", name)
+
+
+def _depth_cases() -> list:
+    """Every registered depth model family (the catalog lists them without importing them).
+
+    The learned PAC families share their code across scales and take 10-20 s each to export,
+    so they run at x4, plus the deepest one (pac_jointupsample_x16); pac_learned_jbu is fast
+    and runs at every scale.
+    """
+    cases = []
+    for name in (row["name"] for row in model_rows("depth")):
+        if name == "graph_sr":
+            cases += [pytest.param(name, {"sampling": s}, id=f"graph_sr-{s}") for s in ("point", "area")]
+        elif not name.startswith("pac_jointupsample") or name.endswith("_x4") or name == "pac_jointupsample_x16":
+            cases.append(pytest.param(name, {}, id=name))
+    return cases
+
+
+def test_the_cases_cover_every_family_of_the_registry():
+    registered = {n for n in list_models(task="depth") if not n.startswith("_test")}  # other tests' toys
+    assert {_family(c.values[0]) for c in _depth_cases()} == {_family(n) for n in registered}
+
+
+@pytest.mark.parametrize(("name", "kwargs"), _depth_cases())
+def test_every_depth_model_exports_and_matches_pytorch(tmp_path, name, kwargs):
+    torch.manual_seed(0)
+    model = create_model(name, **kwargs)
+    scale = None if getattr(model, "scales", None) else 4
+    size = (64, 64) if "x16" in name or "x8" in name else (32, 48)
+    report = export_onnx(model, tmp_path / "m.onnx", scale=scale, size=size, optimize=False)
+    assert report.parity.ok and report.parity.onnx_vs_torch <= max(PARITY_TOLERANCE, 2 * report.parity.torch_float32)
+    s = scale or model.scales[0]
+    assert report.inputs == {"depth_lr": (1, 1, size[0] // s, size[1] // s), "guide": (1, 3, *size)}
+    # Another random input than the check's, checked here independently.
+    again = check_onnx(report.path, model, example_inputs(model, size, s, seed=7))
+    assert again.ok
+
+
+@pytest.mark.parametrize("name", ["fcn8s_vgg16+crf", "pac_fcn8s_vgg16+crf"])
+def test_crf_segmentation_models_export(tmp_path, name):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=3, widths=[4, 4, 8, 8, 8], fc_channels=8)
+    report = export_onnx(model, tmp_path / "seg.onnx", size=(48, 64), optimize=False)
+    assert report.inputs == {"image": (1, 3, 48, 64)}
+    assert report.parity.onnx_vs_torch <= PARITY_TOLERANCE
+
+
+def test_pac_exports_without_an_unfold_buffer(tmp_path):
+    """The largest tensor of an exported PAC layer stays a few feature maps, not C*k*k of them."""
+    import onnx
+
+    from densepac.ops import PacConv2d
+
+    c, k, h, w = 4, 5, 16, 16
+    layer = PacConv2d(c, c, k, padding=k // 2).eval()
+    x, guide = torch.rand(1, c, h, w), torch.rand(1, 2, h, w)
+    torch.onnx.export(layer, (x, guide), tmp_path / "pac.onnx", dynamo=True, optimize=False, external_data=False)
+    graph = onnx.shape_inference.infer_shapes(onnx.load(tmp_path / "pac.onnx")).graph
+    sizes = []
+    for v in graph.value_info:
+        dims = [d.dim_value for d in v.type.tensor_type.shape.dim]
+        if dims and all(d > 0 for d in dims):
+            sizes.append(torch.Size(dims).numel())
+    assert max(sizes) <= 2 * c * h * w < c * k * k * h * w
+
+
+def test_bad_requests_are_refused_before_any_work(tmp_path):
+    with pytest.raises(InputError, match="--sampling point or --sampling area"):
+        export_onnx(create_model("graph_sr"), tmp_path / "g.onnx", scale=8)
+    with pytest.raises(InputError, match="give the one to export with --scale"):
+        export_onnx(create_model("bicubic"), tmp_path / "b.onnx")
+    with pytest.raises(InputError, match="upsamples by x8, not x4"):
+        export_onnx(create_model("pac_learned_jbu_x8"), tmp_path / "b.onnx", scale=4)
+    with pytest.raises(InputError, match="multiples of the scale 8"):
+        export_onnx(create_model("bicubic"), tmp_path / "b.onnx", scale=8, size=(60, 64))
+    with pytest.raises(InputError, match=r"\.onnx"):
+        export_onnx(create_model("bicubic"), tmp_path / "b.txt", scale=8)
+    (tmp_path / "there.onnx").write_bytes(b"keep")
+    with pytest.raises(InputError, match="exists"):
+        export_onnx(create_model("bicubic"), tmp_path / "there.onnx", scale=8, size=(64, 64))
+    assert (tmp_path / "there.onnx").read_bytes() == b"keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["there.onnx"]
+
+
+def test_parity_rule():
+    assert Parity(5e-5, 1e-7).ok and not Parity(2e-4, 1e-7).ok
+    assert Parity(2e-4, 1.5e-4).ok  # an iterative solver no more exact than float32 allows

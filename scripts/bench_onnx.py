@@ -34,12 +34,12 @@ CASES = [
 ]
 
 
-def _median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up: allocations, onnxruntime's first-run graph work
+def _median_seconds(repeats: int, fn, *args) -> float:
+    fn(*args)  # warm-up: allocations, onnxruntime's first-run graph work
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        fn()
+        fn(*args)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -80,8 +80,8 @@ def main(repeats: int, size: str, markdown: Path | None) -> None:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             feed = {k: v.numpy() for k, v in inputs.items()}
             with torch.inference_mode():
-                torch_s = _median_seconds(lambda: model(depth, guide), repeats)
-            ort_s = _median_seconds(lambda: session.run(None, feed), repeats)
+                torch_s = _median_seconds(repeats, model, depth, guide)
+            ort_s = _median_seconds(repeats, session.run, None, feed)
             row = (
                 f"| {label} | {export_s:.0f} | {report.parity.onnx_vs_torch:.1e} | {scene_parity:.1e} | "
                 f"{torch_s:.2f} | {ort_s:.2f} | {torch_s / ort_s:.2f}x |"

@@ -49,6 +49,8 @@ _log = logging.getLogger(__name__)
 
 #: Multiplier on live tensor bytes for what tensors do not show (kernel scratch, allocator slack).
 MEMORY_FACTOR = 2.0
+#: Spare a suggested smallest budget keeps over its estimate, for run-to-run noise in the memory in use.
+SUGGESTION_HEADROOM = 1.02
 
 _UNITS = {
     "": 2**20,
@@ -212,6 +214,13 @@ class LiveTensorBytes(TorchDispatchMode):
     Storages made before the mode are not counted (weights, inputs). A storage counts until
     its last tensor dies. Exact and allocator-independent; kernel-internal scratch is unseen.
     """
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # Else torch wraps __torch_dispatch__ in dynamo.disable, whose first call imports
+        # torch._dynamo (sympy, triton, ...): 150 MiB of resident memory and a second of
+        # start-up, paid by the very planning that is to keep memory low. Never compiled here.
+        return False
 
     def __init__(self) -> None:
         super().__init__()
@@ -399,9 +408,11 @@ def tiles_for_budget(
     th, tw = kept(wy, h), kept(wx, w)
     if th < min(min_tile, h) or tw < min(min_tile, w):
         smallest = memory(min(h, min_tile + 2 * margin) * min(w, min_tile + 2 * margin))
+        # The memory in use differs by a few MiB from run to run: the suggestion keeps 2 % spare.
+        enough = SUGGESTION_HEADROOM * (in_use + outputs + smallest)
         raise InputError(
             f"a memory budget of {format_memory(budget)} is too small for {what} on a {w}x{h} {unit} image: "
-            f"give at least {format_memory(in_use + outputs + smallest)} ({format_memory(in_use)} in use, "
+            f"give at least {format_memory(enough)} ({format_memory(in_use)} in use, "
             f"{format_memory(outputs)} for the output, {format_memory(smallest)} for the smallest tile)"
         )
     ny, nx = -(-h // th), -(-w // tw)

@@ -37,6 +37,7 @@ CLI = (
     "import logging, sys; logging.basicConfig(level=logging.INFO, format='%(message)s'); "
     "from densepac.cli import main; sys.argv[0] = 'densepac'; main()"
 )
+SUGGESTED = re.compile(r"give at least (\d+(?:\.\d+)?) MiB")
 PLAN = re.compile(r"memory budget [^:]+: (?:the (whole) .* fits|tiles of (\S+) (.*?), (\d+) tiles)")
 
 
@@ -121,7 +122,7 @@ def prepare(
         args["depth"] = depth_inputs(tmp, width, height, scale)
     if "segmentation" in cases:
         args["segmentation"] = segmentation_inputs(tmp, seg_size, seg_model)
-    return args, {b: None if b == "untiled" else parse_memory(b) for b in budgets}
+    return args, {b: None if b == "untiled" else parse_memory(b) for b in budgets if b != "smallest"}
 
 
 @click.command()
@@ -163,6 +164,14 @@ def main(
         click.echo("| case | budget | tile | peak RSS (MiB) | under budget | seconds |\n|---|---|---|---|---|---|")
         for case in ("depth", "segmentation"):
             for budget in budgets[case] if case in args else []:
+                if budget == "smallest":  # the smallest budget the command itself suggests
+                    _, _, _, err = run_cli([*args[case], "--max-memory", "1MiB"], tmp)
+                    m = SUGGESTED.search(err)
+                    if m is None:
+                        click.echo(f"| {names[case]} | smallest | no suggestion: {err.strip()[-200:]} | - | - | - |")
+                        continue
+                    budget = f"{m.group(1)}MiB"
+                    limits[budget] = float(m.group(1)) * 2**20
                 untiled = ["--tile", "0"] if case == "depth" else []
                 extra = untiled if budget == "untiled" else ["--max-memory", budget]
                 code, peak, wall, err = run_cli(args[case] + extra, tmp)

@@ -16,7 +16,7 @@ from densepac.depth.models.base import infer_scale
 from densepac.depth.sampling import resolve_sampling
 from densepac.errors import InputError, InputTypeError
 from densepac.io.files import PathLike
-from densepac.ops.consistency import source_consistency
+from densepac.ops.consistency import source_consistency_
 from densepac.ops.refine import graph_refine
 from densepac.tiling import (
     MemoryModel,
@@ -137,11 +137,14 @@ def upsample_depth(
         else:
             out = model(d, g, **extra)
         if refine and not solves:
-            out = tiled_refine(
-                out, d, g, sampling, tile=min(tile or auto_tile(scale), auto_tile(scale)), progress=progress
-            )
+            # Solved in tiles of at most auto_tile: CG on a whole large graph converges slowly.
+            refine_tile = min(tile or auto_tile(scale), auto_tile(scale))
+            planned = refine_tiles_for_budget(out, d, g, sampling, max_memory) if max_memory is not None else None
+            if planned is not None:
+                refine_tile = (min(planned[0], refine_tile), min(planned[1], refine_tile))
+            out = tiled_refine(out, d, g, sampling, tile=refine_tile, progress=progress)
         if consistency:
-            out = source_consistency(out.double(), d.double(), sampling).to(out.dtype)
+            out = source_consistency_(out, d, sampling)
     return out[0, 0].float().cpu().numpy()
 
 
@@ -253,6 +256,13 @@ def depth_memory_model(model: nn.Module, scale: int, device: torch.device | str 
     return cached_memory_model(model, ("depth", scale, device.type), measure)
 
 
+def _held_after_inference(n: int, h: int, w: int, scale: int) -> int:
+    """Bytes the steps after the model may add to what planning saw: the HR output, a file
+    writer's float32 copy of it and its encoded bytes, and source consistency's float64
+    spread matrices (a few copies while they are built)."""
+    return 3 * n * h * w * scale * scale * 4 + 4 * 8 * scale * (h * h + w * w)
+
+
 def depth_tiles_for_budget(
     model: nn.Module, depth_lr: torch.Tensor, guide: torch.Tensor, max_memory: int | str
 ) -> tuple[int, int] | None:
@@ -267,7 +277,7 @@ def depth_tiles_for_budget(
     n, _, h, w = depth_lr.shape
     memory = depth_memory_model(model, scale, depth_lr.device)
     # Stitching holds the HR output and its restored copy; prepare() adds a few LR maps.
-    outputs = n * h * w * 4 * (2 * scale * scale + 8)
+    outputs = max(2 * n * h * w * scale * scale * 4, _held_after_inference(n, h, w, scale)) + n * h * w * 4 * 8
     return tiles_for_budget(
         (h, w),
         budget,
@@ -275,8 +285,45 @@ def depth_tiles_for_budget(
         outputs,
         memory,
         model.tile_margin,
-        min_tile=MIN_DEPTH_TILE,
+        # Kept tiles narrower than the margin would spend most of their time on context.
+        min_tile=max(MIN_DEPTH_TILE, model.tile_margin),
         what=getattr(model, "model_name", type(model).__name__),
+        unit=f"LR px (x{scale})",
+    )
+
+
+def refine_tiles_for_budget(
+    depth_init: torch.Tensor, depth_lr: torch.Tensor, guide: torch.Tensor, sampling: str, max_memory: int | str
+) -> tuple[int, int] | None:
+    """LR tile (th, tw) for :func:`tiled_refine` under ``max_memory``, or None: the whole map fits.
+
+    Planned after the model ran: what the process holds then (its output included) is in use.
+    Raises InputError when even the smallest tile does not fit.
+    """
+    budget = budget_bytes(max_memory)
+    n, _, h, w = depth_lr.shape
+    scale = guide.shape[-1] // w
+    device = depth_lr.device
+    side = max(4, 64 // scale)
+
+    def make_inputs(hh: int, ww: int) -> tuple:
+        lr = torch.rand(1, 1, hh, ww, device=device) + 1
+        hr = torch.rand(1, 1, hh * scale, ww * scale, device=device) + 1
+        return hr, lr, torch.rand(1, 3, hh * scale, ww * scale, device=device)
+
+    with torch.inference_mode():
+        memory = measure_memory(
+            make_inputs, lambda *x: graph_refine(*x, sampling), [(side, side), (2 * side, 2 * side)]
+        )
+    return tiles_for_budget(
+        (h, w),
+        budget,
+        memory_in_use(device),
+        max(n * h * w * 4 * scale * scale, _held_after_inference(n, h, w, scale)),  # the stitched output
+        memory,
+        REFINE_MARGIN,
+        min_tile=max(MIN_DEPTH_TILE, REFINE_MARGIN),
+        what="the graph refinement",
         unit=f"LR px (x{scale})",
     )
 

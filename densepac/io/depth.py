@@ -26,6 +26,7 @@ from densepac.errors import InputError
 from densepac.io.files import (
     UINT16_MAX,
     PathLike,
+    atomic_write,
     corrupt_file_error,
     cv2_decode,
     cv2_encode,
@@ -258,6 +259,14 @@ def _prepare_depth_for_writing(depth: np.ndarray, path: Path) -> np.ndarray:
     return out
 
 
+def _to_uint16(metres: np.ndarray, scale: float, rows: int = 256) -> np.ndarray:
+    """``round(metres * scale)`` as uint16, in bands of ``rows`` (float64 only a band at a time)."""
+    out = np.empty(metres.shape, dtype=np.uint16)
+    for i in range(0, metres.shape[0], rows):
+        out[i : i + rows] = np.round(metres[i : i + rows].astype(np.float64) * scale)
+    return out
+
+
 def write_depth(path: PathLike, depth: np.ndarray, depth_scale: float = 1000.0, overwrite: bool = True) -> None:
     """Write float ``(H, W)`` metres to any of :data:`DEPTH_EXTENSIONS`, atomically.
 
@@ -271,19 +280,17 @@ def write_depth(path: PathLike, depth: np.ndarray, depth_scale: float = 1000.0, 
     arr = _prepare_depth_for_writing(depth, p)
     if suffix == ".png":
         scale = check_depth_scale(depth_scale, p)
-        scaled = np.round(arr.astype(np.float64) * scale)
-        top = float(scaled.max())
-        if top > UINT16_MAX:
+        if float(arr.max()) * scale >= UINT16_MAX + 0.5:
             raise InputError(
                 f"cannot write {p}: depth {float(arr.max()):.3f} m exceeds the 16-bit PNG "
                 f"range at depth_scale={scale:g} ({UINT16_MAX / scale:.3f} m); use a "
                 f"smaller --depth-scale or {_FLOAT_DEPTH_HINT}"
             )
-        payload = cv2_encode(p, ".png", scaled.astype(np.uint16))
+        payload = cv2_encode(p, ".png", _to_uint16(arr, scale))
     elif suffix == ".npy":
-        buf = io.BytesIO()
-        np.save(buf, arr, allow_pickle=False)
-        payload = buf.getvalue()
+        with atomic_write(p, overwrite=overwrite) as tmp, open(tmp, "wb") as f:
+            np.save(f, arr, allow_pickle=False)  # straight to the file: no second copy in memory
+        return
     elif suffix == ".npz":
         buf = io.BytesIO()
         np.savez_compressed(buf, depth=arr)

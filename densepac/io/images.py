@@ -62,10 +62,10 @@ def _image_to_unit_rgb(arr: np.ndarray, path: Path, bgr: bool) -> np.ndarray:
             arr = arr[..., ::-1]
     else:
         raise InputError(f"{path}: image has shape {tuple(arr.shape)}; save an RGB or gray image")
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / 255.0
-    if arr.dtype == np.uint16:
-        return arr.astype(np.float32) / float(UINT16_MAX)
+    if arr.dtype in (np.uint8, np.uint16):
+        # Divided in place: a second float copy would be the peak of reading a large guide.
+        unit = arr.astype(np.float32)
+        return np.divide(unit, 255.0 if arr.dtype == np.uint8 else float(UINT16_MAX), out=unit)
     if arr.dtype.kind == "f":
         return np.clip(finite_or_zero(arr), 0.0, 1.0)
     raise InputError(f"{path}: image has unsupported sample type {arr.dtype}; save it as 8- or 16-bit")

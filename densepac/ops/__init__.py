@@ -1,6 +1,12 @@
 """PAC operators (functional and modules), PAC-CRF and guided-filter baselines."""
 
-from densepac.ops.consistency import SAMPLINGS, SourceConsistency, sample_as_source, source_consistency
+from densepac.ops.consistency import (
+    SAMPLINGS,
+    SourceConsistency,
+    sample_as_source,
+    source_consistency,
+    source_consistency_,
+)
 from densepac.ops.crf import CRFWrapped, PacCRF, pac_crf, pac_crf_step, scaled_dilation
 from densepac.ops.guided import GuidedRefined, guided_refine
 from densepac.ops.kernels import KERNEL_TYPES, adaptive_kernel
@@ -37,6 +43,7 @@ __all__ = [
     "SAMPLINGS",
     "sample_as_source",
     "source_consistency",
+    "source_consistency_",
     "SourceConsistency",
     "graph_refine",
     "guide_features",

@@ -25,7 +25,14 @@ from torch import nn
 from densepac.errors import InputError
 from densepac.ops.fill import fill_holes, valid_mask
 
-__all__ = ["SAMPLINGS", "SourceConsistency", "check_source_pair", "sample_as_source", "source_consistency"]
+__all__ = [
+    "SAMPLINGS",
+    "SourceConsistency",
+    "check_source_pair",
+    "sample_as_source",
+    "source_consistency",
+    "source_consistency_",
+]
 
 SAMPLINGS: tuple[str, ...] = ("area", "point")
 
@@ -116,14 +123,42 @@ def source_consistency(depth_hr: torch.Tensor, depth_lr: torch.Tensor, sampling:
     """
     s = check_source_pair(depth_hr, depth_lr, sampling)
     h, w = depth_lr.shape[-2:]
-    valid = valid_mask(depth_lr)
-    lr = torch.where(valid, depth_lr, torch.zeros_like(depth_lr)).to(depth_hr.dtype)
-    residual = torch.where(valid, lr - sample_as_source(depth_hr, s, sampling), torch.zeros_like(lr))
-    residual = fill_holes(residual, valid)
+    residual = _residual(sample_as_source(depth_hr, s, sampling), depth_lr)
     like = {"dtype": depth_hr.dtype, "device": depth_hr.device}
     py = _spread_matrix(h, s, sampling).to(**like)
     px = _spread_matrix(w, s, sampling).to(**like)
     return depth_hr + py @ residual @ px.T
+
+
+def _residual(sampled: torch.Tensor, depth_lr: torch.Tensor) -> torch.Tensor:
+    """``depth_lr - sampled`` where the source is valid, holes filled from their neighbours, in ``sampled``'s dtype."""
+    valid = valid_mask(depth_lr)
+    lr = torch.where(valid, depth_lr, torch.zeros_like(depth_lr)).to(sampled.dtype)
+    return fill_holes(torch.where(valid, lr - sampled, torch.zeros_like(lr)), valid)
+
+
+@torch.no_grad()
+def source_consistency_(depth_hr: torch.Tensor, depth_lr: torch.Tensor, sampling: str, rows: int = 16) -> torch.Tensor:
+    """In-place :func:`source_consistency` for inference on large maps; returns ``depth_hr``.
+
+    The residual and the correction are computed in float64 a band of ``rows`` LR rows at a
+    time and added to ``depth_hr`` in its own dtype, so the extra memory is a few bands,
+    not several copies of the HR map. Not differentiable (it writes into ``depth_hr``).
+    """
+    s = check_source_pair(depth_hr, depth_lr, sampling)
+    if rows < 1:
+        raise InputError(f"rows must be positive, got {rows}")
+    h, w = depth_lr.shape[-2:]
+    bands = [slice(i * s, min(i + rows, h) * s) for i in range(0, h, rows)]
+    sampled = torch.cat([sample_as_source(depth_hr[..., b, :].double(), s, sampling) for b in bands], dim=-2)
+    residual = _residual(sampled, depth_lr)
+    like = {"dtype": torch.float64, "device": depth_hr.device}
+    py = _spread_matrix(h, s, sampling).to(**like)
+    px = _spread_matrix(w, s, sampling).to(**like)
+    right = residual @ px.T  # (N, 1, h, W): the LR rows already spread along x
+    for b in bands:
+        depth_hr[..., b, :] += (py[b] @ right).to(depth_hr.dtype)
+    return depth_hr
 
 
 class SourceConsistency(nn.Module):

@@ -64,7 +64,10 @@ def test_depth_budget_tiles_equal_untiled(nothing_in_use):
     memory = depth_memory_model(m, 4)
     whole = memory(24 * 40)
     assert depth_tiles_for_budget(m, d, g, whole) is None  # fits: untiled
-    budget = memory(20 * 20) + 24 * 40 * 4 * (2 * 16 + 8)  # windows of 20 LR px: 8 kept + 2 x 6 margin
+    # Windows of 20 LR px (8 kept + 2 x 6 margin), and what is held after the model: the output,
+    # a writer's copy and encoding (3 HR float32 maps), consistency's spread matrices, 8 LR maps.
+    after = 3 * 24 * 40 * 16 * 4 + 4 * 8 * 4 * (24 * 24 + 40 * 40)
+    budget = memory(20 * 20) + after + 24 * 40 * 4 * 8
     tile = depth_tiles_for_budget(m, d, g, budget)
     assert tile == (8, 8) and len(plan_tiles((24, 40), tile, m.tile_margin)) == 15
     untiled = upsample_depth(m, lr, rgb, tile=0)
@@ -128,3 +131,29 @@ def test_tiled_refinement_is_close_to_untiled():
     assert np.sqrt(np.mean((whole - tiled) ** 2)) < 0.01 * span
     err = lambda x: np.sqrt(np.mean((x - scene["depth"]) ** 2))
     assert err(whole) < err(upsample_depth(m, lr, scene["rgb"], tile=0))  # refinement helps
+
+
+def test_refinement_is_planned_under_the_budget_too(nothing_in_use, monkeypatch):
+    from densepac.depth import inference
+
+    lr, rgb = _depth_pair(h=80, w=80, s=2)
+    d, g = torch.from_numpy(lr)[None, None], torch.from_numpy(rgb).permute(2, 0, 1)[None]
+    init = torch.nn.functional.interpolate(d, scale_factor=2, mode="bicubic")
+    assert inference.refine_tiles_for_budget(init, d, g, "area", 2**30) is None  # solved whole
+    with pytest.raises(InputError, match="too small for the graph refinement") as e:
+        inference.refine_tiles_for_budget(init, d, g, "area", 10**5)
+    smallest = float(str(e.value).split("give at least ")[1].split(" MiB")[0]) * 2**20
+
+    tiles = []
+    real = inference.tiled_refine
+
+    def spy(*args, tile, **kwargs):
+        tiles.append(tile)
+        return real(*args, tile=tile, **kwargs)
+
+    monkeypatch.setattr(inference, "tiled_refine", spy)
+    m = create_model("bicubic")
+    whole = upsample_depth(m, lr, rgb, refine=True, sampling="area")
+    tiled = upsample_depth(m, lr, rgb, refine=True, sampling="area", max_memory=int(smallest))
+    assert tiles[0] == 512 and max(tiles[1]) < 80  # auto_tile(2) spans the map; the smallest budget cuts it
+    assert np.abs(tiled - whole).max() < 0.05 * np.abs(whole).max()

@@ -492,3 +492,13 @@ def test_tensor_helpers_round_trip() -> None:
         dio.tensor_to_depth(torch.zeros(2, 1, 4, 4))
     with pytest.raises(InputError):
         dio.depth_to_tensor(np.zeros((1, 4, 4)))
+
+
+def test_png_depth_is_rounded_in_bands_like_a_whole_image_rounding(depth):
+    from densepac.io.depth import _to_uint16
+
+    finite = np.where(np.isfinite(depth), depth, 0).astype(np.float32)
+    finite[1, 1] = 2.0005  # a half millimetre: rounds to even (2000)
+    want = np.round(finite.astype(np.float64) * 1000).astype(np.uint16)
+    for rows in (1, 5, 32, 1000):
+        np.testing.assert_array_equal(_to_uint16(finite, 1000.0, rows=rows), want)

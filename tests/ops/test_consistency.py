@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from densepac.errors import InputError
-from densepac.ops import SourceConsistency, sample_as_source, source_consistency
+from densepac.ops import SourceConsistency, sample_as_source, source_consistency, source_consistency_
 
 SCALES = [1, 2, 3, 4, 5, 8]
 
@@ -129,3 +129,16 @@ def test_bad_inputs_raise_input_error():
         source_consistency(hr[..., :6], lr, "point")  # 4x on one axis, 2x on the other
     with pytest.raises(InputError, match="torch.Tensor"):
         source_consistency(hr.numpy(), lr, "area")
+
+
+@pytest.mark.parametrize("sampling", ["area", "point"])
+@pytest.mark.parametrize("rows", [1, 3, 64])
+def test_in_place_banded_form_matches_the_functional_one(sampling, rows, device, dtype):
+    hr, lr = _random_pair(2, 7, 9, 4, dtype, device, seed=rows)
+    want = source_consistency(hr.double(), lr.double(), sampling).to(dtype)
+    target = hr.clone()
+    out = source_consistency_(target, lr, sampling, rows=rows)
+    assert out is target
+    torch.testing.assert_close(out, want, rtol=0, atol=4 * 10 * torch.finfo(dtype).eps)
+    with pytest.raises(InputError, match="rows"):
+        source_consistency_(hr.clone(), lr, sampling, rows=0)

@@ -29,6 +29,7 @@ does, and otherwise says which budget would do.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -205,6 +206,9 @@ def run_tiles(
         if out is None:
             out = part.new_empty(*part.shape[:-2], size[0] * scale, size[1] * scale)
         out[(..., *t.kept(scale))] = part[(..., *t.crop(scale))]
+        del part
+        if len(tiles) > 1:
+            release_free_memory()
     return out
 
 
@@ -361,6 +365,8 @@ def tiles_for_budget(
     min_tile: int = 1,
     what: str = "this model",
     unit: str = "px",
+    check: Callable[[int, int], Callable[[], object]] | None = None,
+    device: torch.device | str = "cpu",
 ) -> tuple[int, int] | None:
     """The largest kept tile (th, tw) whose window fits ``budget``, or None when the whole image fits.
 
@@ -373,6 +379,12 @@ def tiles_for_budget(
         memory: the model's :class:`MemoryModel`.
         margin, align: as :func:`plan_tiles` (the margin is rounded up to ``align`` here too).
         min_tile: the smallest kept tile worth running (it is rounded up to ``align``).
+        check: ``check(h, w)`` makes the inputs of a window of (h, w) pixels and returns a
+            function that runs the model on them. When given, the planned window is run and
+            the memory it really adds measured (:func:`peak_added_by`, inputs excluded);
+            if that, with :data:`CHECK_SPARE`, exceeds the estimate, ``memory`` is scaled
+            up to it and the tiles planned again (kernel scratch and allocator slack vary
+            with the thread count and the window size more than the estimate's factor covers).
 
     Tiles are balanced: with ``n`` tiles along an axis, each is about ``size / n``. Windows
     are square unless one side spans the image, whose other side then gets the rest.
@@ -380,6 +392,98 @@ def tiles_for_budget(
     Raises:
         InputError: no tile of at least ``min_tile`` fits; the message gives the budget that would.
     """
+    args = (size, budget, in_use, outputs)
+    tile = _plan(*args, memory, margin, align, min_tile, what, unit)
+    if tile is None or check is None:
+        return tile
+    m = _round_up(margin, align)
+    wh, ww = min(size[0], tile[0] + 2 * m), min(size[1], tile[1] + 2 * m)
+    added = peak_added_by(check(wh, ww), device)
+    estimate = memory(wh * ww)
+    if added is None or CHECK_SPARE * added <= estimate:
+        return tile
+    scale = CHECK_SPARE * added / estimate
+    _log.info(
+        "memory budget: a %dx%d window added %s, more than estimated; planning again", ww, wh, format_memory(added)
+    )
+    return _plan(
+        *args, MemoryModel(memory.fixed * scale, memory.per_pixel * scale), margin, align, min_tile, what, unit
+    )
+
+
+#: Spare kept over the memory a checked window really added (what later tiles may add beyond it).
+CHECK_SPARE = 1.3
+
+
+def release_free_memory() -> None:
+    """Hand the heap's free pages back to the system (glibc ``malloc_trim``; elsewhere nothing).
+
+    Between tiles: otherwise the resident set creeps up tile after tile with freed but
+    unreturned memory (measured: +500 MiB over 170 segmentation tiles).
+    """
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+@functools.cache
+def _glibc():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim  # noqa: B018 - musl and others lack it
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def peak_added_by(run: Callable[[], object], device: torch.device | str = "cpu") -> int | None:
+    """Bytes ``run()`` (in inference mode) adds to the process at its peak, or None where that cannot be measured.
+
+    CUDA: peak allocated memory. CPU: the peak resident set (``VmHWM``, reset through
+    ``/proc/self/clear_refs``; Linux), free heap pages returned first so that ``run`` cannot
+    hide in them.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        with torch.inference_mode():
+            run()
+        return max(0, torch.cuda.max_memory_allocated(device) - base)
+    release_free_memory()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return None
+    base = memory_in_use(device)
+    with torch.inference_mode():
+        run()
+    try:
+        with open("/proc/self/status") as f:
+            peak = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    return max(0, peak - base)
+
+
+def _plan(
+    size: tuple[int, int],
+    budget: int,
+    in_use: int,
+    outputs: int,
+    memory: MemoryModel,
+    margin: int,
+    align: int,
+    min_tile: int,
+    what: str,
+    unit: str,
+) -> tuple[int, int] | None:
+    """:func:`tiles_for_budget` for one memory model."""
     h, w = size
     if in_use + memory(h * w) <= budget:
         _log.info(

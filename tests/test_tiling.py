@@ -173,3 +173,38 @@ def test_warn_if_over_names_the_peak_so_far(caplog):
         assert not caplog.records
         warn_if_over(MiB)  # this process already holds more than 1 MiB
     assert "memory budget 1 MiB: this process already peaked at" in caplog.text
+
+
+def test_a_window_that_needs_more_than_estimated_plans_smaller_tiles(monkeypatch):
+    from densepac import tiling
+
+    size, args = (1000, 1000), (300 * MiB, 100 * MiB, 8 * MiB)
+    planned = tiles_for_budget(size, *args, MEMORY, margin=16, align=32)
+    assert planned == (352, 352)  # as in the test above
+    windows = []
+
+    def check(h, w):
+        windows.append((h, w))
+        return lambda: None
+
+    # The window really adds twice the estimate: with 30 % spare the model is scaled by 2.6.
+    monkeypatch.setattr(tiling, "peak_added_by", lambda run, device="cpu": (run(), 2 * MEMORY(416 * 416))[1])
+    smaller = tiles_for_budget(size, *args, MEMORY, margin=16, align=32, check=check)
+    assert windows == [(416, 416)]  # 352 kept + 2 x 32 margin on the grid
+    scaled = MemoryModel(MEMORY.fixed * 2.6, MEMORY.per_pixel * 2.6)
+    assert smaller == tiles_for_budget(size, *args, scaled, margin=16, align=32)
+    assert smaller[0] < planned[0] and scaled((smaller[0] + 64) ** 2) + 108 * MiB <= 300 * MiB
+    # A window that adds less than estimated keeps the plan; so does a platform that cannot measure.
+    monkeypatch.setattr(tiling, "peak_added_by", lambda run, device="cpu": MiB)
+    assert tiles_for_budget(size, *args, MEMORY, margin=16, align=32, check=check) == planned
+    monkeypatch.setattr(tiling, "peak_added_by", lambda run, device="cpu": None)
+    assert tiles_for_budget(size, *args, MEMORY, margin=16, align=32, check=check) == planned
+
+
+def test_peak_added_by_sees_a_large_temporary_allocation():
+    from densepac.tiling import peak_added_by
+
+    added = peak_added_by(lambda: torch.ones(64 * MiB // 4).sum())
+    if added is None:
+        pytest.skip("this platform does not report the peak resident set")
+    assert 48 * MiB <= added <= 160 * MiB

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -243,17 +244,22 @@ def depth_memory_model(model: nn.Module, scale: int, device: torch.device | str 
     device = torch.device(device)
     side = max(4, 64 // scale)
 
-    def make_inputs(h: int, w: int) -> tuple:
-        inputs, _ = model.prepare(torch.rand(1, 1, h, w, device=device) + 1)
-        return (*inputs, torch.rand(1, 3, h * scale, w * scale, device=device))
-
     def measure() -> MemoryModel:
         with torch.inference_mode():
             return measure_memory(
-                make_inputs, model.core, [(side, side), (2 * side, 2 * side)], fixed=largest_tensor_bytes(model)
+                lambda h, w: _depth_window(model, scale, device, h, w),
+                model.core,
+                [(side, side), (2 * side, 2 * side)],
+                fixed=largest_tensor_bytes(model),
             )
 
     return cached_memory_model(model, ("depth", scale, device.type), measure)
+
+
+def _depth_window(model: nn.Module, scale: int, device: torch.device, h: int, w: int) -> tuple:
+    """Random inputs of ``model.core`` for an LR window of (h, w): prepared LR maps and the guide."""
+    inputs, _ = model.prepare(torch.rand(1, 1, h, w, device=device) + 1)
+    return (*inputs, torch.rand(1, 3, h * scale, w * scale, device=device))
 
 
 def _held_after_inference(n: int, h: int, w: int, scale: int) -> int:
@@ -289,6 +295,8 @@ def depth_tiles_for_budget(
         min_tile=max(MIN_DEPTH_TILE, model.tile_margin),
         what=getattr(model, "model_name", type(model).__name__),
         unit=f"LR px (x{scale})",
+        check=lambda wh, ww: partial(model.core, *_depth_window(model, scale, depth_lr.device, wh, ww)),
+        device=depth_lr.device,
     )
 
 
@@ -319,12 +327,14 @@ def refine_tiles_for_budget(
         (h, w),
         budget,
         memory_in_use(device),
-        max(n * h * w * 4 * scale * scale, _held_after_inference(n, h, w, scale)),  # the stitched output
+        max(n * h * w * 4 * scale * scale, _held_after_inference(n, h, w, scale)),  # stitched output, or after
         memory,
         REFINE_MARGIN,
         min_tile=max(MIN_DEPTH_TILE, REFINE_MARGIN),
         what="the graph refinement",
         unit=f"LR px (x{scale})",
+        check=lambda wh, ww: partial(graph_refine, *make_inputs(wh, ww), sampling),
+        device=device,
     )
 
 

@@ -213,17 +213,27 @@ def _build(entry: ModelEntry, name: str, args: dict[str, Any]) -> nn.Module:
 def _build_from_file(entry: ModelEntry, args: dict[str, Any], path: Path) -> nn.Module | None:
     """The model built on the meta device and given the file's tensors: the weights are held once.
 
-    Only for a file that is exactly the model's state dict; None otherwise (a partial or
-    foreign file, or a model with buffers a state dict does not hold), and the caller then
-    builds the model for real and loads the file the usual way.
+    For a file that is exactly the model's state dict, and for segmentation files every
+    format :func:`~densepac.segmentation.pretrained.load_pretrained` maps whole onto the model
+    (torchvision, smp). None otherwise (a partial or foreign file, or a model with buffers a
+    state dict does not hold), and the caller then builds the model for real and loads the
+    file the usual way (which also gives the error, if there is one).
     """
     import torch
 
     from densepac.engine.checkpoint import load_state_dict_safe
 
-    state = load_state_dict_safe(path)
     with torch.device("meta"):
         model = _build(entry, entry.name, args)
+    if entry.task == "segmentation":
+        from densepac.segmentation.pretrained import load_pretrained
+
+        try:
+            load_pretrained(model, path)
+        except InputError:
+            return None
+        return None if any(t.is_meta for t in (*model.parameters(), *model.buffers())) else model
+    state = load_state_dict_safe(path)
     own = model.state_dict()
     if set(own) != set(state) or any(own[k].shape != state[k].shape for k in own):
         return None

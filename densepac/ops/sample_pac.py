@@ -102,18 +102,20 @@ def sample_pac_upsample(
         )
     # Softmax and sums in at least float32: half precision loses the small weights.
     dtype = torch.promote_types(values.dtype, torch.float32)
+    # Laid out per LR cell (N, h, w, ...) with the neighbours last: two batched matrix
+    # products and a softmax over the last axis, which every runtime does fast (ONNX too).
     g = lr_neighbours(feats_lr.to(dtype), radius)  # (N, C, K2, h, w)
-    f = feats_hr.to(dtype).reshape(n, c, h, s, w, s)
-    logits = torch.einsum("ncyaxb,nckyx->nkyaxb", f, g)
+    f = feats_hr.to(dtype).reshape(n, c, h, s, w, s).permute(0, 2, 4, 3, 5, 1).reshape(n, h, w, s * s, c)
+    logits = f @ g.permute(0, 3, 4, 1, 2)  # (N, h, w, s*s, K2)
     bias = -0.5 * (g * g).sum(1)  # (N, K2, h, w)
     # Replicated border cells are copies, not samples: they count as missing.
     inside = F.unfold(F.pad(values.new_ones((1, 1, h, w), dtype=dtype), (radius,) * 4), 2 * radius + 1)
     inside = inside.view(1, k2, h, w)
     if valid is not None:
         inside = inside * lr_neighbours(valid.to(dtype), radius)[:, 0]
-    bias = bias - _MISSING * (1 - inside)
-    logits = logits + bias[:, :, :, None, :, None] + spatial_logits.to(dtype).view(1, k2, 1, s, 1, s)
-    weights = torch.softmax(logits, dim=1)
-    v = lr_neighbours(values.to(dtype), radius)  # (N, Cv, K2, h, w)
-    out = torch.einsum("nkyaxb,nckyx->ncyaxb", weights, v)
+    bias = (bias - _MISSING * (1 - inside)).permute(0, 2, 3, 1)[:, :, :, None, :]
+    logits = logits + bias + spatial_logits.to(dtype).reshape(k2, s * s).T
+    weights = torch.softmax(logits, dim=-1)
+    v = lr_neighbours(values.to(dtype), radius).permute(0, 3, 4, 2, 1)  # (N, h, w, K2, Cv)
+    out = (weights @ v).view(n, h, w, s, s, cv).permute(0, 5, 1, 3, 2, 4)
     return out.reshape(n, cv, hh, ww).to(values.dtype)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,17 +119,31 @@ def segmentation_tiles_for_budget(
     warn_if_over(budget, image.device)
     n, _, h, w = image.shape
     memory = segmentation_memory_model(model, image.device)
+    margin = segmentation_tile_margin(model, (h, w))
     return tiles_for_budget(
         (h, w),
         budget,
         memory_in_use(image.device),
         n * h * w * 8,
         memory,
-        segmentation_tile_margin(model, (h, w)),
+        margin,
         SEG_TILE_ALIGN,
-        MIN_SEG_TILE,
+        # Kept tiles narrower than the margin would spend most of their time on context.
+        max(MIN_SEG_TILE, margin),
+        check=lambda wh, ww: _checked_window(model, torch.rand(n, 3, wh, ww, device=image.device), (h, w)),
+        device=image.device,
         what=getattr(model, "model_name", type(model).__name__),
     )
+
+
+def _checked_window(model: nn.Module, window: torch.Tensor, size: tuple[int, int]) -> Callable[[], object]:
+    """Runs ``model`` on ``window`` as :func:`tiled_segment` runs a tile of an image of ``size``."""
+
+    def run() -> object:
+        with whole_image_crf(model, size):
+            return model(window).argmax(1)
+
+    return run
 
 
 @contextmanager

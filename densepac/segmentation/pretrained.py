@@ -165,7 +165,12 @@ def load_exact(
             f"{kind} weights {source} do not fit model {_name(model)!r}: {problem}; "
             "pick the model these weights were trained for"
         )
-    model.load_state_dict(state)
+    # A model built on the meta device (create_model given a file) takes the file's tensors
+    # themselves, so the weights are held once; in the model's dtype, whatever the file's.
+    assign = any(t.is_meta for t in own.values())
+    if assign:
+        state = {k: v.to(own[k].dtype) for k, v in state.items()}
+    model.load_state_dict(state, assign=assign)
 
 
 def _load_vgg16(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:

@@ -163,3 +163,38 @@ def test_an_smp_checkpoint_loads_by_file_plain_hot_swapped_and_with_new_classes(
         create_model("fcn8s_vgg16", weights=files["pth"])
     with pytest.raises(WeightsError, match="do not fit"):
         create_model("smp_fpn", num_classes=4, weights=files["pth"])
+
+
+
+@pytest.mark.parametrize("library", ["torchvision", "smp"])
+def test_third_party_checkpoints_are_loaded_into_a_model_built_on_the_meta_device(tmp_path, monkeypatch, library):
+    """The weights are held once: the only model built is a meta one that takes the file's tensors."""
+    from densepac.models import registry
+
+    if library == "torchvision":
+        path, net = _torchvision_checkpoint(tmp_path, "lraspp_mobilenet_v3_large", False)
+        name, kwargs = "lraspp_mobilenet_v3_large", {}
+    else:
+        import segmentation_models_pytorch as smp
+
+        torch.manual_seed(0)
+        net = smp.create_model("unet", encoder_name="resnet18", encoder_weights=None, classes=4)
+        path = tmp_path / "unet.pth"
+        torch.save(net.state_dict(), path)
+        name, kwargs = "smp_unet", {"num_classes": 4}
+    built = []
+    real_build = registry._build
+
+    def spy(*args):
+        model = real_build(*args)
+        built.append(next(model.parameters()).device.type)
+        return model
+
+    monkeypatch.setattr(registry, "_build", spy)
+    model = create_model(name, weights=path, **kwargs).eval()
+    assert built == ["meta"]
+    assert not any(t.is_meta for t in (*model.parameters(), *model.buffers()))
+    image = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        out = net.eval()(model.normalize(image))
+        torch.testing.assert_close(model(image), out["out"] if isinstance(out, dict) else out)

@@ -200,16 +200,27 @@ def run_tiles(
     from tqdm.auto import tqdm
 
     tiles = plan_tiles(size, tile, margin, align)
-    out = None
+    out, settled = None, None
     for t in tqdm(tiles, desc=desc, leave=False, disable=None if progress and len(tiles) > 1 else True):
         part = fn(t)
         if out is None:
             out = part.new_empty(*part.shape[:-2], size[0] * scale, size[1] * scale)
         out[(..., *t.kept(scale))] = part[(..., *t.crop(scale))]
         del part
-        if len(tiles) > 1:
-            release_free_memory()
+        held = _resident_bytes() if len(tiles) > 1 and out.device.type == "cpu" else None
+        if held is not None:
+            # Freed memory the heap keeps makes the resident set creep up tile after tile;
+            # it is handed back when the creep passes CREEP_LIMIT (each return costs page
+            # faults on the next tile, so not after every tile).
+            settled = held if settled is None else settled
+            if held > settled + CREEP_LIMIT:
+                release_free_memory()
+                settled = _resident_bytes()
     return out
+
+
+#: Growth of the resident set between tiles beyond which free heap memory is returned.
+CREEP_LIMIT = 64 * 2**20
 
 
 class LiveTensorBytes(TorchDispatchMode):
@@ -301,6 +312,17 @@ def largest_tensor_bytes(model: torch.nn.Module) -> int:
     return max((t.numel() * t.element_size() for t in tensors), default=0)
 
 
+def _resident_bytes() -> int | None:
+    """The resident set now (Linux ``/proc/self/statm``), or None elsewhere."""
+    try:
+        import os
+
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
 def memory_in_use(device: torch.device | str = "cpu") -> int:
     """Bytes the process holds now: allocated CUDA memory, or the resident set on CPU.
 
@@ -310,13 +332,9 @@ def memory_in_use(device: torch.device | str = "cpu") -> int:
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.memory_allocated(device)
-    try:
-        import os
-
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError, AttributeError):
-        pass
+    resident = _resident_bytes()
+    if resident is not None:
+        return resident
     peak = peak_memory(device)
     if peak is None:
         raise InputError(
@@ -393,22 +411,28 @@ def tiles_for_budget(
         InputError: no tile of at least ``min_tile`` fits; the message gives the budget that would.
     """
     args = (size, budget, in_use, outputs)
-    tile = _plan(*args, memory, margin, align, min_tile, what, unit)
-    if tile is None or check is None:
-        return tile
+    if check is None:
+        return _plan(*args, memory, margin, align, min_tile, what, unit)
     m = _round_up(margin, align)
+    try:
+        tile = planned = _plan(*args, memory, margin, align, min_tile, what, unit)
+    except InputError:
+        # Too small even by the estimate: check the smallest window, so that the budget the
+        # error suggests is one that works.
+        tile, planned = (_round_up(max(1, min_tile), align),) * 2, None
+    else:
+        if tile is None:
+            return None
     wh, ww = min(size[0], tile[0] + 2 * m), min(size[1], tile[1] + 2 * m)
     added = peak_added_by(check(wh, ww), device)
     estimate = memory(wh * ww)
-    if added is None or CHECK_SPARE * added <= estimate:
-        return tile
-    scale = CHECK_SPARE * added / estimate
-    _log.info(
-        "memory budget: a %dx%d window added %s, more than estimated; planning again", ww, wh, format_memory(added)
-    )
-    return _plan(
-        *args, MemoryModel(memory.fixed * scale, memory.per_pixel * scale), margin, align, min_tile, what, unit
-    )
+    if added is not None and CHECK_SPARE * added > estimate:
+        scale = CHECK_SPARE * added / estimate
+        _log.info("memory budget: a %dx%d window added %s, more than estimated", ww, wh, format_memory(added))
+        memory = MemoryModel(memory.fixed * scale, memory.per_pixel * scale)
+    elif planned is not None:
+        return planned
+    return _plan(*args, memory, margin, align, min_tile, what, unit)
 
 
 #: Spare kept over the memory a checked window really added (what later tiles may add beyond it).
@@ -418,8 +442,8 @@ CHECK_SPARE = 1.3
 def release_free_memory() -> None:
     """Hand the heap's free pages back to the system (glibc ``malloc_trim``; elsewhere nothing).
 
-    Between tiles: otherwise the resident set creeps up tile after tile with freed but
-    unreturned memory (measured: +500 MiB over 170 segmentation tiles).
+    Between tiles (:func:`run_tiles`): otherwise the resident set creeps up tile after
+    tile with freed but unreturned memory (measured: +500 MiB over 170 segmentation tiles).
     """
     libc = _glibc()
     if libc is not None:

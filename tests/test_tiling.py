@@ -1,6 +1,7 @@
 """densepac.tiling: memory sizes, tile plans, stitching, live-byte counting and budget planning."""
 
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -208,3 +209,24 @@ def test_peak_added_by_sees_a_large_temporary_allocation():
     if added is None:
         pytest.skip("this platform does not report the peak resident set")
     assert 48 * MiB <= added <= 160 * MiB
+
+
+def test_a_too_small_budget_is_checked_on_the_smallest_window_so_its_suggestion_works(monkeypatch):
+    from densepac import tiling
+
+    windows = []
+
+    def check(h, w):
+        windows.append((h, w))
+        return lambda: None
+
+    # The smallest window (32 kept + 2 x 32 margin) really adds 3x its estimate of 10 MiB.
+    monkeypatch.setattr(tiling, "peak_added_by", lambda run, device="cpu": 3 * MEMORY(96 * 96))
+    kwargs = {"margin": 16, "align": 32, "min_tile": 32, "what": "tiny", "check": check}
+    with pytest.raises(InputError, match=r"give at least (\d+) MiB") as e:
+        tiles_for_budget((1000, 1000), 110 * MiB, 100 * MiB, 8 * MiB, MEMORY, **kwargs)
+    assert windows == [(96, 96)]
+    suggested = int(re.search(r"give at least (\d+) MiB", str(e.value)).group(1)) * MiB
+    assert suggested >= 108 * MiB + 3.9 * MEMORY(96 * 96)  # 3x with 30 % spare
+    tile = tiles_for_budget((1000, 1000), suggested, 100 * MiB, 8 * MiB, MEMORY, **kwargs)  # no error
+    assert tile is not None and min(tile) >= 32

@@ -165,7 +165,6 @@ def test_an_smp_checkpoint_loads_by_file_plain_hot_swapped_and_with_new_classes(
         create_model("smp_fpn", num_classes=4, weights=files["pth"])
 
 
-
 @pytest.mark.parametrize("library", ["torchvision", "smp"])
 def test_third_party_checkpoints_are_loaded_into_a_model_built_on_the_meta_device(tmp_path, monkeypatch, library):
     """The weights are held once: the only model built is a meta one that takes the file's tensors."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from densepac.tiling import (
     Tile,
     budget_bytes,
     cached_memory_model,
+    format_memory,
     largest_tensor_bytes,
     measure_memory,
     memory_in_use,
@@ -27,6 +29,8 @@ from densepac.tiling import (
     tiles_for_budget,
     warn_if_over,
 )
+
+_log = logging.getLogger(__name__)
 
 
 def segment_image(
@@ -61,6 +65,10 @@ def segment_image(
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
     with torch.inference_mode():
         if max_memory is not None:
+            from densepac.ops.crf import CRFWrapped
+
+            if isinstance(model, CRFWrapped):
+                return segment_crf_in_stages(model, x, max_memory, progress)[0].cpu().numpy()
             tile = segmentation_tiles_for_budget(model, x, max_memory)
         if tile:
             return tiled_segment(model, x, tile, labels=True, progress=progress)[0].cpu().numpy()
@@ -96,8 +104,8 @@ def segmentation_memory_model(model: nn.Module, device: torch.device | str = "cp
     return cached_memory_model(model, ("segmentation", device.type), measure)
 
 
-def segmentation_tile_margin(model: nn.Module, size: tuple[int, int]) -> int:
-    """:data:`SEG_TILE_MARGIN` plus the reach of every PAC-CRF in ``model`` on an image of ``size``.
+def crf_reach(model: nn.Module, size: tuple[int, int]) -> int:
+    """Pixels of context the PAC-CRFs in ``model`` need on an image of ``size`` (0 without one).
 
     A CRF's reach is ``num_steps`` kernel radii at the dilation it uses for the whole image.
     """
@@ -108,13 +116,23 @@ def segmentation_tile_margin(model: nn.Module, size: tuple[int, int]) -> int:
         for crf in model.modules()
         if isinstance(crf, PacCRF)
     ]
-    return SEG_TILE_MARGIN + max(reach, default=0)
+    return max(reach, default=0)
+
+
+def segmentation_tile_margin(model: nn.Module, size: tuple[int, int]) -> int:
+    """:data:`SEG_TILE_MARGIN` plus the reach of every PAC-CRF in ``model`` (:func:`crf_reach`)."""
+    return SEG_TILE_MARGIN + crf_reach(model, size)
 
 
 def segmentation_tiles_for_budget(
-    model: nn.Module, image: torch.Tensor, max_memory: int | str
+    model: nn.Module, image: torch.Tensor, max_memory: int | str, extra: int = 0
 ) -> tuple[int, int] | None:
-    """Tile (th, tw) for :func:`tiled_segment` (labels) under ``max_memory``, or None: untiled fits."""
+    """Tile (th, tw) for :func:`tiled_segment` (labels) under ``max_memory``, or None: untiled fits.
+
+    The planned window is run once and the tiles planned again if it needs more than
+    estimated (:func:`~densepac.tiling.tiles_for_budget`). ``extra``: bytes of further
+    whole-image buffers the caller fills while the tiles run.
+    """
     budget = budget_bytes(max_memory)
     warn_if_over(budget, image.device)
     n, _, h, w = image.shape
@@ -124,7 +142,7 @@ def segmentation_tiles_for_budget(
         (h, w),
         budget,
         memory_in_use(image.device),
-        n * h * w * 8,
+        n * h * w * 8 + extra,
         memory,
         margin,
         SEG_TILE_ALIGN,
@@ -134,6 +152,86 @@ def segmentation_tiles_for_budget(
         device=image.device,
         what=getattr(model, "model_name", type(model).__name__),
     )
+
+
+def crf_memory_model(crf: nn.Module, device: torch.device | str = "cpu") -> MemoryModel:
+    """Peak bytes of a PAC-CRF ``crf(logits, image)`` on a window, per pixel (64 and 128 px squares)."""
+    device = torch.device(device)
+
+    def measure() -> MemoryModel:
+        with torch.inference_mode():
+            return measure_memory(
+                lambda h, w: (
+                    torch.randn(1, crf.num_classes, h, w, device=device),
+                    torch.rand(1, 3, h, w, device=device),
+                ),
+                crf,
+                [(64, 64), (128, 128)],
+                fixed=largest_tensor_bytes(crf),
+            )
+
+    return cached_memory_model(crf, ("crf", device.type), measure)
+
+
+def segment_crf_in_stages(
+    model: nn.Module, image: torch.Tensor, max_memory: int | str, progress: bool = False
+) -> torch.Tensor:
+    """Labels (N, H, W) of a :class:`~densepac.ops.crf.CRFWrapped` model under ``max_memory``, in two tiled stages.
+
+    The network's logits are computed in tiles with :data:`SEG_TILE_MARGIN` pixels of
+    context and stitched; then the PAC-CRF runs on them in tiles whose context is its own
+    reach (:func:`crf_reach`, at the whole image's dilation), so its result equals the
+    untiled CRF on those logits. One stage with the network's context would pay for the
+    CRF, the costlier part, on every pixel of a much wider margin.
+    """
+    n, _, h, w = image.shape
+    budget = budget_bytes(max_memory)
+    whole = memory_in_use(image.device) + segmentation_memory_model(model, image.device)(h * w)
+    if whole <= budget:
+        _log.info(
+            "memory budget %s: the whole %dx%d px image fits (estimated peak %s)",
+            format_memory(budget),
+            w,
+            h,
+            format_memory(whole),
+        )
+        return model(image).argmax(1)
+    net, crf = model.model, model.crf
+    logits_bytes = n * crf.num_classes * h * w * 4
+    tile = segmentation_tiles_for_budget(net, image, budget, extra=logits_bytes)
+    logits = net(image) if tile is None else tiled_segment(net, image, tile, progress=progress)
+    reach = crf_reach(model, (h, w))
+    planned = tiles_for_budget(
+        (h, w),
+        budget,
+        memory_in_use(image.device),
+        n * h * w * 8,
+        crf_memory_model(crf, image.device),
+        reach,
+        1,
+        max(MIN_SEG_TILE, reach),
+        check=lambda wh, ww: _checked_crf_window(model, logits[..., :wh, :ww], image[..., :wh, :ww], (h, w)),
+        device=image.device,
+        what=f"{getattr(model, 'model_name', 'the model')}'s PAC-CRF",
+    )
+    if planned is None:
+        return crf(logits, image).argmax(1)
+
+    def run(t: Tile) -> torch.Tensor:
+        return crf(logits[(..., *t.window())], image[(..., *t.window())]).argmax(1)
+
+    with whole_image_crf(model, (h, w)):
+        return run_tiles(run, (h, w), planned, reach, progress=progress, desc="crf tiles")
+
+
+def _checked_crf_window(
+    model: nn.Module, logits: torch.Tensor, image: torch.Tensor, size: tuple[int, int]
+) -> Callable[[], object]:
+    def run() -> object:
+        with whole_image_crf(model, size):
+            return model.crf(logits, image).argmax(1)
+
+    return run
 
 
 def _checked_window(model: nn.Module, window: torch.Tensor, size: tuple[int, int]) -> Callable[[], object]:

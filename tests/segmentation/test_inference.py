@@ -94,3 +94,24 @@ def test_segment_image_budget(nothing_in_use):
     np.testing.assert_array_equal(segment_image(m, image, max_memory=budget), ref)
     with pytest.raises(InputError, match=r"too small for _Pointwise on a 480x256 px image: give at least"):
         segment_image(m, image, max_memory=memory(200 * 200))
+
+
+def test_a_crf_model_under_a_budget_runs_in_two_stages_with_the_untiled_labels(nothing_in_use, monkeypatch):
+    from densepac.segmentation import inference
+    from densepac.segmentation.inference import crf_memory_model, crf_reach
+
+    crf = PacCRF(4, num_steps=2, kernels=((3, 2),), dilation_reference=32)
+    m = CRFWrapped(_Pointwise(), crf).eval()
+    x = _smooth_image(128, 96)
+    image = x[0].permute(1, 2, 0).numpy()
+    assert crf_reach(m, (128, 96)) == 14  # 2 steps x radius 1 x dilation 7
+    calls = []
+    real = inference.run_tiles
+    monkeypatch.setattr(inference, "run_tiles", lambda *a, **k: calls.append(k["desc"]) or real(*a, **k))
+    with torch.inference_mode():
+        ref = m(x).argmax(1)[0].numpy()
+    # Room for CRF windows of about 64 px (36 kept + 2 x 14 context) next to the logits and labels.
+    budget = crf_memory_model(crf)(64 * 64) + 128 * 96 * (4 * 4 + 8)
+    np.testing.assert_array_equal(segment_image(m, image, max_memory=budget), ref)
+    assert calls == ["crf tiles"]  # the pointwise network fits whole; the CRF is tiled
+    assert crf.kernels == [(3, 2)] and crf.dilation_reference == 32

@@ -415,14 +415,14 @@ def tiles_for_budget(
         return _plan(*args, memory, margin, align, min_tile, what, unit)
     m = _round_up(margin, align)
     try:
-        tile = planned = _plan(*args, memory, margin, align, min_tile, what, unit)
+        tile = _plan(*args, memory, margin, align, min_tile, what, unit, log=False)
     except InputError:
         # Too small even by the estimate: check the smallest window, so that the budget the
         # error suggests is one that works.
-        tile, planned = (_round_up(max(1, min_tile), align),) * 2, None
+        tile = (_round_up(max(1, min_tile), align),) * 2
     else:
         if tile is None:
-            return None
+            return _plan(*args, memory, margin, align, min_tile, what, unit)
     wh, ww = min(size[0], tile[0] + 2 * m), min(size[1], tile[1] + 2 * m)
     added = peak_added_by(check(wh, ww), device)
     estimate = memory(wh * ww)
@@ -434,8 +434,6 @@ def tiles_for_budget(
         scale = want / estimate
         _log.info("memory budget: a %dx%d window added %s, more than estimated", ww, wh, format_memory(added))
         memory = MemoryModel(memory.fixed * scale, memory.per_pixel * scale)
-    elif planned is not None:
-        return planned
     return _plan(*args, memory, margin, align, min_tile, what, unit)
 
 
@@ -510,11 +508,13 @@ def _plan(
     min_tile: int,
     what: str,
     unit: str,
+    log: bool = True,
 ) -> tuple[int, int] | None:
-    """:func:`tiles_for_budget` for one memory model."""
+    """:func:`tiles_for_budget` for one memory model; ``log``: say the plan (INFO)."""
+    say = _log.info if log else _log.debug
     h, w = size
     if in_use + memory(h * w) <= budget:
-        _log.info(
+        say(
             "memory budget %s: the whole %dx%d %s image fits (estimated peak %s)",
             format_memory(budget),
             w,
@@ -550,7 +550,7 @@ def _plan(
     ny, nx = -(-h // th), -(-w // tw)
     th, tw = _balanced(h, ny, align), _balanced(w, nx, align)
     window = min(h, th + 2 * margin) * min(w, tw + 2 * margin)
-    _log.info(
+    say(
         "memory budget %s: tiles of %dx%d %s, %d tiles (estimated peak %s)",
         format_memory(budget),
         tw,

@@ -54,12 +54,12 @@ def run_cli(args: list[str], tmp: Path) -> tuple[int, float, float, str]:
 
 
 def tile_of(stderr: str, fixed: str) -> str:
-    m = PLAN.search(stderr)
-    if m is None:
-        return fixed
-    if m.group(1):
-        return "whole image"
-    return f"{m.group(2)} {m.group(3).split(' (')[0]} ({m.group(4)} tiles)"
+    """The plans the command logged, in order (a PAC-CRF model plans its network, then its CRF)."""
+    plans = [
+        "whole image" if m.group(1) else f"{m.group(2)} {m.group(3).split(' (')[0]} ({m.group(4)} tiles)"
+        for m in PLAN.finditer(stderr)
+    ]
+    return " then ".join(plans) or fixed
 
 
 def depth_inputs(tmp: Path, width: int, height: int, scale: int) -> list[str]:

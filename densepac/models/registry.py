@@ -151,54 +151,77 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
     if pretrained and card is None:
         raise InputError(f"model {name!r} has no shipped weights; train it with `densepac train` or pass weights=")
     args = {**entry.defaults, **(card.kwargs if card else {}), **kwargs}
-    plain = not (swap or adl or stn or crf)
     if card is not None:
         check_sha256(card.weights_path, card.sha256)
-    source = card.weights_path if card is not None else Path(weights) if weights is not None else None
-    model = _build_from_file(entry, args, source) if plain and source is not None else None
-    if model is not None:
-        card = weights = None  # loaded already
-    else:
+    weights = Path(weights) if weights is not None else None
+
+    def compose(load: bool) -> nn.Module:
+        """The model, hot-swapped, with ADL, STN and CRF as asked; with ``load``, its weights too."""
+        pending = weights if load else None
         model = _build(entry, name, args)
-    model.task = entry.task
-    model.model_name = name
-    if swap:
-        from densepac.models.hotswap import hot_swap
+        model.task = entry.task
+        model.model_name = name
+        if swap:
+            from densepac.models.hotswap import hot_swap
 
-        targets, guide = model.hot_swap_recipe() if swap is True else (swap["targets"], swap["guide"])
-        hot_swap(model, targets, guide)
-    if card is not None:
-        load_weights_into(model, card.weights_path)  # its sha256 was checked above
-    if adl:
-        from densepac.plugins.adl import insert_adl
+            targets, guide = model.hot_swap_recipe() if swap is True else (swap["targets"], swap["guide"])
+            hot_swap(model, targets, guide)
+        if load and card is not None:
+            load_weights_into(model, card.weights_path)  # its sha256 was checked above
+        if adl:
+            from densepac.plugins.adl import insert_adl
 
-        stages = model.adl_stages() if adl is True else list(adl)
-        try:
-            insert_adl(model, stages, **adl_kwargs)
-        except TypeError as e:
-            raise InputError(f"adl_kwargs {adl_kwargs!r}: {e}; use drop_rate and threshold") from None
-    # Weights without the wrappers' keys belong to the model inside them: load them there.
-    wrapped_keys = _wrapper_prefixes(Path(weights)) if weights is not None and (stn or crf) else set()
-    if stn:
-        from densepac.plugins.stn import wrap_stn
+            stages = model.adl_stages() if adl is True else list(adl)
+            try:
+                insert_adl(model, stages, **adl_kwargs)
+            except TypeError as e:
+                raise InputError(f"adl_kwargs {adl_kwargs!r}: {e}; use drop_rate and threshold") from None
+        # Weights without the wrappers' keys belong to the model inside them: load them there.
+        wrapped_keys = _wrapper_prefixes(pending) if pending is not None and (stn or crf) else set()
+        if stn:
+            from densepac.plugins.stn import wrap_stn
 
-        if weights is not None and not wrapped_keys:
-            _load_file(model, Path(weights), entry.task)
-            weights = None
-        model = wrap_stn(model, stn, **stn_kwargs)
-        model.task, model.model_name = "segmentation", f"{name}+stn_{stn}"
-    if crf:
-        from densepac.ops.crf import CRFWrapped, PacCRF
+            if pending is not None and not wrapped_keys:
+                _load_file(model, pending, entry.task)
+                pending = None
+            model = wrap_stn(model, stn, **stn_kwargs)
+            model.task, model.model_name = "segmentation", f"{name}+stn_{stn}"
+        if crf:
+            from densepac.ops.crf import CRFWrapped, PacCRF
 
-        if weights is not None and "crf" not in wrapped_keys:
-            _load_file(model, Path(weights), entry.task)
-            weights = None
-        model_name = model.model_name
-        model = CRFWrapped(model, PacCRF(model.num_classes, **crf_kwargs))
-        model.task, model.model_name = "segmentation", f"{model_name}+crf"
-    if weights is not None:
-        _load_file(model, Path(weights), entry.task)
-    return model
+            if pending is not None and "crf" not in wrapped_keys:
+                _load_file(model, pending, entry.task)
+                pending = None
+            model_name = model.model_name
+            model = CRFWrapped(model, PacCRF(model.num_classes, **crf_kwargs))
+            model.task, model.model_name = "segmentation", f"{model_name}+crf"
+        if pending is not None:
+            _load_file(model, pending, entry.task)
+        return model
+
+    source = card.weights_path if card is not None else weights
+    model = _loaded_on_meta(compose, source, entry.task) if source is not None else None
+    return model if model is not None else compose(load=True)
+
+
+def _loaded_on_meta(compose: Callable[[bool], nn.Module], path: Path, task: str) -> nn.Module | None:
+    """The model composed on the meta device and given the file's tensors: the weights are held once.
+
+    For a file that holds every parameter and buffer of the composed model (a plain model's
+    own state dict, a torchvision or smp checkpoint of it, a hot-swapped or CRF-wrapped
+    model's whole export). None otherwise (a partial file, a model with buffers a state dict
+    does not hold, or one whose composition needs real tensors); the caller then builds the
+    model for real and loads the file the usual way, which also gives the error if there is one.
+    """
+    import torch
+
+    try:
+        with torch.device("meta"):
+            model = compose(False)
+        _load_file(model, path, task)
+    except (InputError, RuntimeError, NotImplementedError):
+        return None
+    return None if any(t.is_meta for t in (*model.parameters(), *model.buffers())) else model
 
 
 def _build(entry: ModelEntry, name: str, args: dict[str, Any]) -> nn.Module:
@@ -208,40 +231,6 @@ def _build(entry: ModelEntry, name: str, args: dict[str, Any]) -> nn.Module:
         if "unexpected keyword argument" not in str(e):
             raise
         raise InputError(f"model {name!r}: {e}; see its docstring for the architecture arguments") from None
-
-
-def _build_from_file(entry: ModelEntry, args: dict[str, Any], path: Path) -> nn.Module | None:
-    """The model built on the meta device and given the file's tensors: the weights are held once.
-
-    For a file that is exactly the model's state dict, and for segmentation files every
-    format :func:`~densepac.segmentation.pretrained.load_pretrained` maps whole onto the model
-    (torchvision, smp). None otherwise (a partial or foreign file, or a model with buffers a
-    state dict does not hold), and the caller then builds the model for real and loads the
-    file the usual way (which also gives the error, if there is one).
-    """
-    import torch
-
-    from densepac.engine.checkpoint import load_state_dict_safe
-
-    with torch.device("meta"):
-        model = _build(entry, entry.name, args)
-    if entry.task == "segmentation":
-        from densepac.segmentation.pretrained import load_pretrained
-
-        try:
-            load_pretrained(model, path)
-        except InputError:
-            return None
-        return None if any(t.is_meta for t in (*model.parameters(), *model.buffers())) else model
-    state = load_state_dict_safe(path)
-    own = model.state_dict()
-    if set(own) != set(state) or any(own[k].shape != state[k].shape for k in own):
-        return None
-    # assign keeps the file's dtypes; a half-precision file must still give the float32 model.
-    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, assign=True)
-    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
-        return None  # a buffer computed at construction (not saved) would stay empty
-    return model
 
 
 def _load_file(model: nn.Module, path: Path, task: str) -> None:

@@ -131,14 +131,24 @@ def load_weights_into(model: nn.Module, path: str | Path, expected_sha256: str |
     if expected_sha256 is not None:
         check_sha256(path, expected_sha256)
     state = load_state_dict_safe(path)
-    problem = state_dict_mismatch(model.state_dict(), state)
+    own = model.state_dict()
+    problem = state_dict_mismatch(own, state)
     if problem:
         name = getattr(model, "model_name", type(model).__name__)
         raise WeightsError(
             f"weights {path} do not fit model {name!r}: {problem}; pick the model these weights were trained for"
         )
-    model.load_state_dict(state)
+    load_state_into(model, own, state)
     return model
+
+
+def load_state_into(model: nn.Module, own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> None:
+    """``model.load_state_dict(state)``, strict; a model built on the meta device (``own``: its
+    state dict) takes the tensors themselves, in its own dtypes, so the weights are held once."""
+    if any(t.is_meta for t in own.values()):
+        model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, assign=True)
+    else:
+        model.load_state_dict(state)
 
 
 def save_weights(model: nn.Module, name: str, arch: str, out_dir: str | Path, **card: Any) -> Path:

@@ -20,7 +20,7 @@ from torch import nn
 from densepac.engine.checkpoint import MODEL_FILE, load_state_dict_safe, resolve_checkpoint
 from densepac.errors import InputError, WeightsError
 from densepac.models.hub import resolve_weights
-from densepac.models.weights import state_dict_mismatch
+from densepac.models.weights import load_state_into, state_dict_mismatch
 from densepac.ops.crf import CRFWrapped
 from densepac.segmentation.models.fcn import FCN8s, load_vgg16_backbone
 from densepac.segmentation.models.smp import SmpSegmentation
@@ -165,12 +165,7 @@ def load_exact(
             f"{kind} weights {source} do not fit model {_name(model)!r}: {problem}; "
             "pick the model these weights were trained for"
         )
-    # A model built on the meta device (create_model given a file) takes the file's tensors
-    # themselves, so the weights are held once; in the model's dtype, whatever the file's.
-    assign = any(t.is_meta for t in own.values())
-    if assign:
-        state = {k: v.to(own[k].dtype) for k, v in state.items()}
-    model.load_state_dict(state, assign=assign)
+    load_state_into(model, own, state)
 
 
 def _load_vgg16(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:

@@ -260,3 +260,35 @@ def test_plug_ins_compose_through_create_model():
     assert logits.shape == (2, 3, 61, 83)
     logits.logsumexp(1).mean().backward()
     assert model.model.model.encoder.stem_adaptor.logit.grad is not None
+
+
+def test_a_whole_export_of_a_swapped_crf_model_loads_on_the_meta_device(monkeypatch):
+    """The shipped default segmentation weights (hot-swapped FCN-8s + PAC-CRF) are held once."""
+    from densepac.inference import load_model_for_inference
+    from densepac.models import registry
+
+    built = []
+    real_build = registry._build
+
+    def spy(*args):
+        model = real_build(*args)
+        built.append(next(model.parameters()).device.type)
+        return model
+
+    monkeypatch.setattr(registry, "_build", spy)
+    model = load_model_for_inference("pac_fcn8s_vgg16+crf")
+    assert built == ["meta"] and model.model_name == "pac_fcn8s_vgg16+crf"
+    assert not any(t.is_meta for t in (*model.parameters(), *model.buffers()))
+    monkeypatch.undo()
+    reference = create_model("pac_fcn8s_vgg16", crf=True, **_default_seg_kwargs())  # built for real
+    reference.load_state_dict(model.state_dict())  # same keys and shapes
+    image = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(image), reference.eval()(image))
+
+
+def _default_seg_kwargs() -> dict:
+    from densepac.models.weights import WeightsCard, shipped_weights_of
+
+    card = WeightsCard.from_json(shipped_weights_of("pac_fcn8s_vgg16+crf").with_suffix(".json"))
+    return {k: v for k, v in card.kwargs.items() if k != "crf"}

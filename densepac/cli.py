@@ -640,6 +640,13 @@ def export_cmd(
 
     kwargs = parse_key_values(model_args)
     if sampling is not None:
+        import inspect
+
+        from densepac.errors import InputError
+        from densepac.models.registry import get_entry
+
+        if "sampling" not in inspect.signature(get_entry(model_name).factory).parameters:
+            raise InputError(f"--sampling is for graph_sr, which solves with it; {model_name!r} takes no sampling")
         kwargs["sampling"] = sampling
     model = load_model_for_inference(model_name, weights, **kwargs)
     r = export_onnx(model, output, scale=scale, size=size, check=check, overwrite=overwrite, optimize=optimize)

@@ -182,7 +182,11 @@ def export_onnx(
     if len(size) != 2 or any(not isinstance(v, int) or v < 1 for v in size):
         raise InputError(f"--size must be HxW in pixels, got {size!r}")
     if scale is not None and (size[0] % scale or size[1] % scale or min(size) < 4 * scale):
-        raise InputError(f"--size {size[0]}x{size[1]} must be multiples of the scale {scale}, at least {4 * scale}")
+        good = tuple(max(4 * scale, round(v / scale) * scale) for v in size)
+        raise InputError(
+            f"--size {size[0]}x{size[1]}: both sides must be multiples of the scale {scale} and at least "
+            f"{4 * scale} (4 LR pixels); e.g. --size {good[0]}x{good[1]}"
+        )
     model = model.eval()
     inputs = example_inputs(model, size, scale)
     program = _trace(model, inputs)

@@ -385,6 +385,7 @@ def tiles_for_budget(
     unit: str = "px",
     check: Callable[[int, int], Callable[[], object]] | None = None,
     device: torch.device | str = "cpu",
+    after: int = 0,
 ) -> tuple[int, int] | None:
     """The largest kept tile (th, tw) whose window fits ``budget``, or None when the whole image fits.
 
@@ -394,6 +395,9 @@ def tiles_for_budget(
         in_use: bytes it holds already (:func:`memory_in_use`).
         outputs: bytes of the whole-image buffers stitching allocates (not needed untiled:
             there the model's own output is part of ``memory``).
+        after: bytes the steps after the model hold at their peak beyond ``in_use`` (its
+            output included): writing files, drawing overlays. Tiled or not, the budget
+            must hold them too.
         memory: the model's :class:`MemoryModel`.
         margin, align: as :func:`plan_tiles` (the margin is rounded up to ``align`` here too).
         min_tile: the smallest kept tile worth running (it is rounded up to ``align``).
@@ -412,17 +416,17 @@ def tiles_for_budget(
     """
     args = (size, budget, in_use, outputs)
     if check is None:
-        return _plan(*args, memory, margin, align, min_tile, what, unit)
+        return _plan(*args, memory, margin, align, min_tile, what, unit, after)
     m = _round_up(margin, align)
     try:
-        tile = _plan(*args, memory, margin, align, min_tile, what, unit, log=False)
+        tile = _plan(*args, memory, margin, align, min_tile, what, unit, after, log=False)
     except InputError:
         # Too small even by the estimate: check the smallest window, so that the budget the
         # error suggests is one that works.
         tile = (_round_up(max(1, min_tile), align),) * 2
     else:
         if tile is None:
-            return _plan(*args, memory, margin, align, min_tile, what, unit)
+            return _plan(*args, memory, margin, align, min_tile, what, unit, after)
     wh, ww = min(size[0], tile[0] + 2 * m), min(size[1], tile[1] + 2 * m)
     added = peak_added_by(check(wh, ww), device)
     estimate = memory(wh * ww)
@@ -434,7 +438,7 @@ def tiles_for_budget(
         scale = want / estimate
         _log.info("memory budget: a %dx%d window added %s, more than estimated", ww, wh, format_memory(added))
         memory = MemoryModel(memory.fixed * scale, memory.per_pixel * scale)
-    return _plan(*args, memory, margin, align, min_tile, what, unit)
+    return _plan(*args, memory, margin, align, min_tile, what, unit, after)
 
 
 #: Factor on the memory a checked window really added, for what tiles in a row add beyond it.
@@ -508,19 +512,20 @@ def _plan(
     min_tile: int,
     what: str,
     unit: str,
+    after: int = 0,
     log: bool = True,
 ) -> tuple[int, int] | None:
     """:func:`tiles_for_budget` for one memory model; ``log``: say the plan (INFO)."""
     say = _log.info if log else _log.debug
     h, w = size
-    if in_use + memory(h * w) <= budget:
+    if in_use + max(memory(h * w), after) <= budget:
         say(
             "memory budget %s: the whole %dx%d %s image fits (estimated peak %s)",
             format_memory(budget),
             w,
             h,
             unit,
-            format_memory(in_use + memory(h * w)),
+            format_memory(in_use + max(memory(h * w), after)),
         )
         return None
     margin = _round_up(margin, align)
@@ -538,10 +543,10 @@ def _plan(
     elif wx == w:
         wy = min(h, pixels // max(1, wx))
     th, tw = kept(wy, h), kept(wx, w)
-    if th < min(min_tile, h) or tw < min(min_tile, w):
+    if th < min(min_tile, h) or tw < min(min_tile, w) or in_use + after > budget:
         smallest = memory(min(h, min_tile + 2 * margin) * min(w, min_tile + 2 * margin))
         # The memory in use differs by a few MiB from run to run: the suggestion keeps 2 % spare.
-        enough = SUGGESTION_HEADROOM * (in_use + outputs + smallest)
+        enough = SUGGESTION_HEADROOM * (in_use + max(outputs + smallest, after))
         raise InputError(
             f"a memory budget of {format_memory(budget)} is too small for {what} on a {w}x{h} {unit} image: "
             f"give at least {format_memory(enough)} ({format_memory(in_use)} in use, "
@@ -557,7 +562,7 @@ def _plan(
         th,
         unit,
         -(-h // th) * -(-w // tw),
-        format_memory(in_use + outputs + memory(window)),
+        format_memory(in_use + max(outputs + memory(window), after)),
     )
     return th, tw
 

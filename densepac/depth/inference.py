@@ -105,6 +105,8 @@ def upsample_depth(
             :func:`~densepac.depth.sampling.estimate_sampling`): what an LR pixel stands for.
         refine: run the graph refinement after the model.
         consistency: apply source consistency; None: for learned models and after refinement.
+            The result is then clamped to :data:`CONSISTENCY_RANGE` times the valid input's
+            depth range (the correction can overshoot beside thin structures, even below 0).
 
     Returns:
         (H, W) float32 metres.
@@ -139,15 +141,25 @@ def upsample_depth(
             out = model(d, g, **extra)
         if refine and not solves:
             # Solved in tiles of at most auto_tile: CG on a whole large graph converges slowly.
-            refine_tile = min(tile or auto_tile(scale), auto_tile(scale))
-            planned = refine_tiles_for_budget(out, d, g, sampling, max_memory) if max_memory is not None else None
-            if planned is not None:
-                refine_tile = (min(planned[0], refine_tile), min(planned[1], refine_tile))
+            cap = auto_tile(scale)
+            if max_memory is not None:  # the refinement has its own plan; the model's tiles do not bound it
+                planned = refine_tiles_for_budget(out, d, g, sampling, max_memory)
+                refine_tile = cap if planned is None else (min(planned[0], cap), min(planned[1], cap))
+            else:
+                refine_tile = min(tile or cap, cap)
             out = tiled_refine(out, d, g, sampling, tile=refine_tile, progress=progress)
         if consistency:
             out = source_consistency_(out, d, sampling)
+            # The smooth correction can overshoot beside thin structures, even below 0 m. An
+            # area-sampled scene reaches beyond its block means (exactness needs that), so the
+            # bound only removes the absurd: a tenth of the nearest input depth to ten times the farthest.
+            valid = d[(d > 0) & d.isfinite()]
+            out.clamp_(CONSISTENCY_RANGE[0] * float(valid.min()), CONSISTENCY_RANGE[1] * float(valid.max()))
     return out[0, 0].float().cpu().numpy()
 
+
+#: Factors on the nearest and farthest valid input depth that bound a source-consistent output.
+CONSISTENCY_RANGE = (0.1, 10.0)
 
 #: Whether ``densepac upsample`` (and :func:`upsample_file`) refine by default: the graph
 #: refinement is what makes guided upsampling hold on real scenes (scripts/bench_real.py).
@@ -263,7 +275,7 @@ def _depth_window(model: nn.Module, scale: int, device: torch.device, h: int, w:
 
 
 def _held_after_inference(n: int, h: int, w: int, scale: int) -> int:
-    """Bytes the steps after the model may add to what planning saw: the HR output, a file
+    """Bytes the steps after the model hold beyond what planning saw: the HR output, a file
     writer's float32 copy of it and its encoded bytes, and source consistency's float64
     spread matrices (a few copies while they are built)."""
     return 3 * n * h * w * scale * scale * 4 + 4 * 8 * scale * (h * h + w * w)
@@ -283,7 +295,7 @@ def depth_tiles_for_budget(
     n, _, h, w = depth_lr.shape
     memory = depth_memory_model(model, scale, depth_lr.device)
     # Stitching holds the HR output and its restored copy; prepare() adds a few LR maps.
-    outputs = max(2 * n * h * w * scale * scale * 4, _held_after_inference(n, h, w, scale)) + n * h * w * 4 * 8
+    outputs = 2 * n * h * w * scale * scale * 4 + n * h * w * 4 * 8
     return tiles_for_budget(
         (h, w),
         budget,
@@ -297,6 +309,7 @@ def depth_tiles_for_budget(
         unit=f"LR px (x{scale})",
         check=lambda wh, ww: partial(model.core, *_depth_window(model, scale, depth_lr.device, wh, ww)),
         device=depth_lr.device,
+        after=_held_after_inference(n, h, w, scale),
     )
 
 
@@ -327,7 +340,7 @@ def refine_tiles_for_budget(
         (h, w),
         budget,
         memory_in_use(device),
-        max(n * h * w * 4 * scale * scale, _held_after_inference(n, h, w, scale)),  # stitched output, or after
+        n * h * w * 4 * scale * scale,  # the stitched output
         memory,
         REFINE_MARGIN,
         min_tile=max(MIN_DEPTH_TILE, REFINE_MARGIN),
@@ -335,6 +348,7 @@ def refine_tiles_for_budget(
         unit=f"LR px (x{scale})",
         check=lambda wh, ww: partial(graph_refine, *make_inputs(wh, ww), sampling),
         device=device,
+        after=_held_after_inference(n, h, w, scale),
     )
 
 

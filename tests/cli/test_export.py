@@ -34,6 +34,8 @@ def test_export_writes_a_graph_that_runs_like_the_model(tmp_path):
         (["bicubic", "--scale", "4", "--size", "30x48"], "multiples of the scale"),
         (["bicubic", "--scale", "4", "--size", "big"], "HxW"),
         (["graph_sr", "--scale", "4", "--size", "32x48"], "--sampling point"),
+        (["bicubic", "--scale", "4", "--size", "32x48", "--sampling", "area"], "--sampling is for graph_sr"),
+        (["bicubic", "--scale", "8", "--size", "8x8"], "e.g. --size 32x32"),
         (["no_such_model", "--scale", "4"], "no_such_model"),
     ],
 )

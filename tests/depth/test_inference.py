@@ -157,3 +157,35 @@ def test_refinement_is_planned_under_the_budget_too(nothing_in_use, monkeypatch)
     tiled = upsample_depth(m, lr, rgb, refine=True, sampling="area", max_memory=int(smallest))
     assert tiles[0] == 512 and max(tiles[1]) < 80  # auto_tile(2) spans the map; the smallest budget cuts it
     assert np.abs(tiled - whole).max() < 0.05 * np.abs(whole).max()
+
+
+@pytest.mark.parametrize("sampling", ["area", "point"])
+def test_consistent_output_stays_in_the_input_depth_range(sampling):
+    """Source consistency overshoots beside thin structures; the pipeline keeps depths the input had."""
+    lr, rgb = _depth_pair(h=16, w=16, s=8)
+    lr = np.full((16, 16), 6.0, dtype=np.float32)
+    lr[:, 7] = 0.5  # a thin near pole in front of a far wall
+    out = upsample_depth(create_model("bicubic"), lr, rgb, sampling=sampling, consistency=True)
+    assert out.min() >= 0.05 and out.max() <= 60.0  # CONSISTENCY_RANGE: a tenth of the nearest, 10x the farthest
+
+
+def test_a_model_tiled_under_a_budget_is_refined_too(nothing_in_use):
+    """The model's plan (a tuple) and the refinement's plan are separate (this crashed once)."""
+    from densepac.depth.inference import refine_tiles_for_budget
+
+    lr, rgb = _depth_pair(h=96, w=96)
+    m = create_model("joint_bilateral")
+    d, g = torch.from_numpy(lr)[None, None], torch.from_numpy(rgb).permute(2, 0, 1)[None]
+
+    def smallest(plan) -> int:
+        with pytest.raises(InputError) as e:
+            plan(10**4)
+        return int(float(str(e.value).split("give at least ")[1].split(" MiB")[0]) * 2**20)
+
+    budget = max(
+        smallest(lambda b: depth_tiles_for_budget(m, d, g, b)),
+        smallest(lambda b: refine_tiles_for_budget(g[:, :1], d, g, "area", b)),
+    )
+    assert depth_tiles_for_budget(m, d, g, budget) is not None  # the model runs in tiles
+    out = upsample_depth(m, lr, rgb, refine=True, sampling="area", max_memory=budget)
+    assert out.shape == rgb.shape[:2] and np.isfinite(out).all()

@@ -8,6 +8,7 @@ from densepac.errors import InputError
 from densepac.models import create_model
 from densepac.ops.crf import CRFWrapped, PacCRF
 from densepac.segmentation.inference import (
+    AFTER_BYTES_PER_PIXEL,
     segment_image,
     segmentation_memory_model,
     segmentation_tiles_for_budget,
@@ -78,7 +79,11 @@ def test_tiled_crf_uses_the_whole_image_dilation():
     assert crf.kernels == [(3, 2)] and crf.dilation_reference == 32  # restored
 
 
-def test_segment_image_budget(nothing_in_use):
+def test_segment_image_budget(nothing_in_use, monkeypatch):
+    from densepac.segmentation import inference
+
+    # The tile geometry alone; what follows the labels is reserved in the test below.
+    monkeypatch.setattr(inference, "AFTER_BYTES_PER_PIXEL", 0)
     m = _Pointwise().eval()  # no context needed: tiled labels are exact
     image = _smooth_image(256, 480)[0].permute(1, 2, 0).numpy()
     x = torch.from_numpy(image).permute(2, 0, 1)[None]
@@ -96,6 +101,19 @@ def test_segment_image_budget(nothing_in_use):
         segment_image(m, image, max_memory=memory(200 * 200))
 
 
+def test_the_budget_keeps_room_for_the_overlay_and_files_after_the_labels(nothing_in_use, monkeypatch):
+    from densepac.segmentation import inference
+
+    monkeypatch.setattr(inference, "AFTER_BYTES_PER_PIXEL", 8 * AFTER_BYTES_PER_PIXEL)  # above the tiny model's need
+    m = _Pointwise().eval()
+    x = _smooth_image(256, 480)
+    after = 256 * 480 * 8 * AFTER_BYTES_PER_PIXEL
+    assert segmentation_memory_model(m)(256 * 480) < after  # the model alone would fit whole
+    assert segmentation_tiles_for_budget(m, x, after) is None
+    with pytest.raises(InputError, match="give at least"):
+        segmentation_tiles_for_budget(m, x, after - 1)
+
+
 def test_a_crf_model_under_a_budget_runs_in_two_stages_with_the_untiled_labels(nothing_in_use, monkeypatch):
     from densepac.segmentation import inference
     from densepac.segmentation.inference import crf_memory_model, crf_reach
@@ -111,7 +129,7 @@ def test_a_crf_model_under_a_budget_runs_in_two_stages_with_the_untiled_labels(n
     with torch.inference_mode():
         ref = m(x).argmax(1)[0].numpy()
     # Room for CRF windows of about 64 px (36 kept + 2 x 14 context) next to the logits and labels.
-    budget = crf_memory_model(crf)(64 * 64) + 128 * 96 * (4 * 4 + 8)
+    budget = crf_memory_model(crf)(64 * 64) + 128 * 96 * (4 * 4 + 8 + AFTER_BYTES_PER_PIXEL)
     np.testing.assert_array_equal(segment_image(m, image, max_memory=budget), ref)
     assert calls == ["crf tiles"]  # the pointwise network fits whole; the CRF is tiled
     assert crf.kernels == [(3, 2)] and crf.dilation_reference == 32

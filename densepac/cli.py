@@ -660,5 +660,30 @@ def export_cmd(
         )
 
 
+def entry() -> None:
+    """The ``densepac`` command: :func:`main`, then an exit that skips the interpreter's teardown.
+
+    Tearing down a process that imported torch raises its resident memory by ~125 MiB above
+    its working set (measured: 507 -> 632 MiB for ``import torch`` alone), which would break a
+    ``--max-memory`` budget after the work is done. Exit handlers still run and the output
+    streams are flushed; every file the commands write is closed by then.
+    """
+    import atexit
+    import os
+
+    try:
+        main()
+        code: Any = 0
+    except SystemExit as e:
+        code = e.code
+    if code is not None and not isinstance(code, int):
+        click.echo(code, err=True)
+        code = 1
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
+
+
 if __name__ == "__main__":
-    main()
+    entry()

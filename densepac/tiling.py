@@ -428,6 +428,9 @@ def tiles_for_budget(
         if tile is None:
             return _plan(*args, memory, margin, align, min_tile, what, unit, after)
     wh, ww = min(size[0], tile[0] + 2 * m), min(size[1], tile[1] + 2 * m)
+    # Half the planned window's area: the check must not itself break the budget when the
+    # estimate is optimistic, and the overhead measured is relatively larger on smaller windows.
+    wh, ww = max(1, round(wh / math.sqrt(2))), max(1, round(ww / math.sqrt(2)))
     added = peak_added_by(check(wh, ww), device)
     estimate = memory(wh * ww)
     # Tiles in a row add more than a fresh window: up to CREEP_LIMIT of freed heap the

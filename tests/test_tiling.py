@@ -190,10 +190,11 @@ def test_a_window_that_needs_more_than_estimated_plans_smaller_tiles(monkeypatch
 
     # The window really adds twice the estimate: the model is scaled to 1.3 times that, plus
     # the 64 MiB the stitching loop lets freed memory creep before returning it.
-    monkeypatch.setattr(tiling, "peak_added_by", lambda run, device="cpu": (run(), 2 * MEMORY(416 * 416))[1])
+    monkeypatch.setattr(tiling, "peak_added_by", lambda run, device="cpu": (run(), 2 * MEMORY(294 * 294))[1])
     smaller = tiles_for_budget(size, *args, MEMORY, margin=16, align=32, check=check)
-    assert windows == [(416, 416)]  # 352 kept + 2 x 32 margin on the grid
-    factor = (2.6 * MEMORY(416 * 416) + 64 * MiB) / MEMORY(416 * 416)
+    # The planned window is 352 kept + 2 x 32 margin = 416 px; half its area is checked.
+    assert windows == [(294, 294)]
+    factor = (2.6 * MEMORY(294 * 294) + 64 * MiB) / MEMORY(294 * 294)
     scaled = MemoryModel(MEMORY.fixed * factor, MEMORY.per_pixel * factor)
     assert smaller == tiles_for_budget(size, *args, scaled, margin=16, align=32)
     assert smaller[0] < planned[0] and scaled((smaller[0] + 64) ** 2) + 108 * MiB <= 300 * MiB
@@ -222,12 +223,13 @@ def test_a_too_small_budget_is_checked_on_the_smallest_window_so_its_suggestion_
         windows.append((h, w))
         return lambda: None
 
-    # The smallest window (32 kept + 2 x 32 margin) really adds 3x its estimate of 10 MiB.
-    monkeypatch.setattr(tiling, "peak_added_by", lambda run, device="cpu": 3 * MEMORY(96 * 96))
+    # The smallest window (32 kept + 2 x 32 margin = 96 px) is checked at half its area, and
+    # really adds 3x its estimate.
+    monkeypatch.setattr(tiling, "peak_added_by", lambda run, device="cpu": 3 * MEMORY(68 * 68))
     kwargs = {"margin": 16, "align": 32, "min_tile": 32, "what": "tiny", "check": check}
     with pytest.raises(InputError, match=r"give at least (\d+) MiB") as e:
         tiles_for_budget((1000, 1000), 110 * MiB, 100 * MiB, 8 * MiB, MEMORY, **kwargs)
-    assert windows == [(96, 96)]
+    assert windows == [(68, 68)]
     suggested = int(re.search(r"give at least (\d+) MiB", str(e.value)).group(1)) * MiB
     assert suggested >= 108 * MiB + 3.9 * MEMORY(96 * 96) + 64 * MiB  # 3x, 30 % spare, the creep
     tile = tiles_for_budget((1000, 1000), suggested, 100 * MiB, 8 * MiB, MEMORY, **kwargs)  # no error

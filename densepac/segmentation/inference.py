@@ -17,6 +17,7 @@ from densepac.check import check_model_task, check_rgb_array
 from densepac.errors import InputError
 from densepac.io.files import PathLike
 from densepac.tiling import (
+    CREEP_LIMIT,
     MemoryModel,
     Tile,
     budget_bytes,
@@ -25,6 +26,7 @@ from densepac.tiling import (
     largest_tensor_bytes,
     measure_memory,
     memory_in_use,
+    release_free_memory,
     run_tiles,
     tiles_for_budget,
     warn_if_over,
@@ -130,13 +132,14 @@ def segmentation_tile_margin(model: nn.Module, size: tuple[int, int]) -> int:
 
 
 def segmentation_tiles_for_budget(
-    model: nn.Module, image: torch.Tensor, max_memory: int | str, extra: int = 0
+    model: nn.Module, image: torch.Tensor, max_memory: int | str, extra: int = 0, later: int = 0
 ) -> tuple[int, int] | None:
     """Tile (th, tw) for :func:`tiled_segment` (labels) under ``max_memory``, or None: untiled fits.
 
     The planned window is run once and the tiles planned again if it needs more than
     estimated (:func:`~densepac.tiling.tiles_for_budget`). ``extra``: bytes of further
-    whole-image buffers the caller fills while the tiles run.
+    whole-image buffers the caller fills while the tiles run; ``later``: bytes a later stage
+    needs beyond what the process holds now (at least the overlay and files are kept free).
     """
     budget = budget_bytes(max_memory)
     warn_if_over(budget, image.device)
@@ -155,7 +158,7 @@ def segmentation_tiles_for_budget(
         max(MIN_SEG_TILE, margin),
         check=lambda wh, ww: _checked_window(model, torch.rand(n, 3, wh, ww, device=image.device), (h, w)),
         device=image.device,
-        after=n * h * w * AFTER_BYTES_PER_PIXEL + extra,
+        after=max(n * h * w * AFTER_BYTES_PER_PIXEL + extra, later),
         what=getattr(model, "model_name", type(model).__name__),
     )
 
@@ -205,9 +208,15 @@ def segment_crf_in_stages(
         return model(image).argmax(1)
     net, crf = model.model, model.crf
     logits_bytes = n * crf.num_classes * h * w * 4
-    tile = segmentation_tiles_for_budget(net, image, budget, extra=logits_bytes)
-    logits = net(image) if tile is None else tiled_segment(net, image, tile, progress=progress)
     reach = crf_reach(model, (h, w))
+    # The network's plan keeps room for the CRF stage after it: the logits, the labels and
+    # the overlay, its smallest tile (at twice the estimate, which its own check may raise)
+    # and the creep between tiles.
+    window = min(h, max(MIN_SEG_TILE, reach) + 2 * reach) * min(w, max(MIN_SEG_TILE, reach) + 2 * reach)
+    crf_stage = logits_bytes + n * h * w * (8 + AFTER_BYTES_PER_PIXEL) + 2 * crf_memory_model(crf, image.device)(window)
+    tile = segmentation_tiles_for_budget(net, image, budget, extra=logits_bytes, later=crf_stage + CREEP_LIMIT)
+    logits = net(image) if tile is None else tiled_segment(net, image, tile, progress=progress)
+    release_free_memory()
     planned = tiles_for_budget(
         (h, w),
         budget,

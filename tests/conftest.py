@@ -26,3 +26,20 @@ def nothing_in_use(monkeypatch):
     for module in ("densepac.depth.inference", "densepac.segmentation.inference"):
         monkeypatch.setattr(f"{module}.memory_in_use", lambda device: 0)
     monkeypatch.setattr("densepac.tiling.peak_added_by", lambda run, device="cpu": None)
+
+
+@pytest.fixture
+def built(monkeypatch) -> list[str]:
+    """The device type of every model ``create_model`` builds, in order (a spy on its builder)."""
+    from densepac.models import registry
+
+    devices: list[str] = []
+    real_build = registry._build
+
+    def spy(*args):
+        model = real_build(*args)
+        devices.append(next(model.parameters()).device.type)
+        return model
+
+    monkeypatch.setattr(registry, "_build", spy)
+    return devices

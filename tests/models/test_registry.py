@@ -262,24 +262,13 @@ def test_plug_ins_compose_through_create_model():
     assert model.model.model.encoder.stem_adaptor.logit.grad is not None
 
 
-def test_a_whole_export_of_a_swapped_crf_model_loads_on_the_meta_device(monkeypatch):
+def test_a_whole_export_of_a_swapped_crf_model_loads_on_the_meta_device(built):
     """The shipped default segmentation weights (hot-swapped FCN-8s + PAC-CRF) are held once."""
     from densepac.inference import load_model_for_inference
-    from densepac.models import registry
 
-    built = []
-    real_build = registry._build
-
-    def spy(*args):
-        model = real_build(*args)
-        built.append(next(model.parameters()).device.type)
-        return model
-
-    monkeypatch.setattr(registry, "_build", spy)
     model = load_model_for_inference("pac_fcn8s_vgg16+crf")
     assert built == ["meta"] and model.model_name == "pac_fcn8s_vgg16+crf"
     assert not any(t.is_meta for t in (*model.parameters(), *model.buffers()))
-    monkeypatch.undo()
     reference = create_model("pac_fcn8s_vgg16", crf=True, **_default_seg_kwargs())  # built for real
     reference.load_state_dict(model.state_dict())  # same keys and shapes
     image = torch.rand(1, 3, 64, 64)

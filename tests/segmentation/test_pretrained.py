@@ -166,10 +166,8 @@ def test_an_smp_checkpoint_loads_by_file_plain_hot_swapped_and_with_new_classes(
 
 
 @pytest.mark.parametrize("library", ["torchvision", "smp"])
-def test_third_party_checkpoints_are_loaded_into_a_model_built_on_the_meta_device(tmp_path, monkeypatch, library):
+def test_third_party_checkpoints_are_loaded_into_a_model_built_on_the_meta_device(tmp_path, built, library):
     """The weights are held once: the only model built is a meta one that takes the file's tensors."""
-    from densepac.models import registry
-
     if library == "torchvision":
         path, net = _torchvision_checkpoint(tmp_path, "lraspp_mobilenet_v3_large", False)
         name, kwargs = "lraspp_mobilenet_v3_large", {}
@@ -181,15 +179,6 @@ def test_third_party_checkpoints_are_loaded_into_a_model_built_on_the_meta_devic
         path = tmp_path / "unet.pth"
         torch.save(net.state_dict(), path)
         name, kwargs = "smp_unet", {"num_classes": 4}
-    built = []
-    real_build = registry._build
-
-    def spy(*args):
-        model = real_build(*args)
-        built.append(next(model.parameters()).device.type)
-        return model
-
-    monkeypatch.setattr(registry, "_build", spy)
     model = create_model(name, weights=path, **kwargs).eval()
     assert built == ["meta"]
     assert not any(t.is_meta for t in (*model.parameters(), *model.buffers()))

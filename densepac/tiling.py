@@ -402,8 +402,9 @@ def tiles_for_budget(
         margin, align: as :func:`plan_tiles` (the margin is rounded up to ``align`` here too).
         min_tile: the smallest kept tile worth running (it is rounded up to ``align``).
         check: ``check(h, w)`` makes the inputs of a window of (h, w) pixels and returns a
-            function that runs the model on them. When given, the planned window is run and
-            the memory it really adds measured (:func:`peak_added_by`, inputs excluded);
+            function that runs the model on them. When given, a window of half the planned
+            one's area is run and the memory it really adds measured (:func:`peak_added_by`,
+            inputs excluded);
             if that, with :data:`CHECK_SPARE`, exceeds the estimate, ``memory`` is scaled
             up to it and the tiles planned again (kernel scratch and allocator slack vary
             with the thread count and the window size more than the estimate's factor covers).

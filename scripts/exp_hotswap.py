@@ -32,8 +32,7 @@ from densepac.engine.tasks import SegmentationTask
 from densepac.engine.trainer import evaluate
 from densepac.ops import GuidedRefined
 from densepac.segmentation.datasets import make_seg_dataset
-from densepac.segmentation.pretrained import load_pretrained
-from densepac.segmentation.recipe import SegFinetuneConfig, build_seg_architecture, finetune_segmentation
+from densepac.segmentation.recipe import SegFinetuneConfig, best_seg_model, finetune_segmentation
 
 #: The paper's best PAC-CRF: two 5x5 kernels at dilations 64 and 16 for 512-pixel images,
 #: rescaled to the image size.
@@ -134,8 +133,7 @@ def main(
     for name, cfg in runs.items():
         click.echo(f"== training {name} -> {cfg.out}", err=True)
         finetune_segmentation(cfg, resume=True)  # a finished run returns at once, a cut one continues
-        model = build_seg_architecture(cfg)
-        load_pretrained(model, cfg.out)  # best checkpoint of the run (by validation mIoU)
+        model = best_seg_model(cfg)
         add_row(name, model.to(device))
         if name == "fcn":
             add_row("fcn + guided filter", GuidedRefined(model))

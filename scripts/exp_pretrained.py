@@ -37,8 +37,7 @@ from densepac.engine.tasks import SegmentationTask
 from densepac.engine.trainer import evaluate
 from densepac.models import create_model
 from densepac.segmentation.datasets import make_seg_dataset
-from densepac.segmentation.pretrained import load_pretrained
-from densepac.segmentation.recipe import SegFinetuneConfig, build_seg_architecture, finetune_segmentation
+from densepac.segmentation.recipe import SegFinetuneConfig, best_seg_model, finetune_segmentation
 
 #: Registry name -> architecture arguments of each family compared.
 FAMILIES = {"fcn_resnet50": {}, "smp_unet": {"encoder_name": "resnet18"}}
@@ -65,9 +64,7 @@ def _swap_shift(name: str, kwargs: dict, checkpoint: Path, num_classes: int, ima
 def _third_party_checkpoint(cfg: SegFinetuneConfig, path: Path) -> Path:
     """The best model of ``cfg``'s run saved in its library's layout (the wrapped network's state dict)."""
     if not path.is_file():
-        model = build_seg_architecture(cfg)
-        load_pretrained(model, cfg.out)
-        torch.save(model.net.state_dict(), path)
+        torch.save(best_seg_model(cfg).net.state_dict(), path)
     return path
 
 
@@ -144,8 +141,7 @@ def main(
         for label, cfg in runs.items():
             click.echo(f"== {name}: {label} -> {cfg.out}", err=True)
             finetune_segmentation(cfg, resume=True)
-            variants[label] = build_seg_architecture(cfg)
-            load_pretrained(variants[label], cfg.out)  # best checkpoint of the run (by validation mIoU)
+            variants[label] = best_seg_model(cfg)
         for label, model in variants.items():
             m = evaluate(model.to(device), task, test, device=device, seed=seed)
             rows.append(

@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from densepac.check import check_choice, check_int, check_num_classes
-from densepac.engine.checkpoint import load_checkpoint
+from densepac.engine.checkpoint import Checkpoint, load_checkpoint
 from densepac.engine.config import TrainConfig, option
 from densepac.engine.runs import RunReport, train_in_run_folder
 from densepac.engine.tasks import SegmentationTask
@@ -190,6 +190,18 @@ def _rounded(metrics: Mapping[str, Any]) -> dict[str, float]:
     return {k: round(float(v), 5) for k, v in metrics.items() if isinstance(v, float)}
 
 
+def best_seg_model(cfg: SegFinetuneConfig) -> nn.Module:
+    """The model of the run in ``cfg.out`` with its best checkpoint (by validation mIoU) loaded."""
+    return _best_of_run(cfg)[0]
+
+
+def _best_of_run(cfg: SegFinetuneConfig) -> tuple[nn.Module, Checkpoint]:
+    model = build_seg_architecture(cfg)
+    ckpt = load_checkpoint(Path(cfg.out) / "checkpoints", which="best")
+    load_exact(model, ckpt.model, str(ckpt.path), "checkpoint")
+    return model, ckpt
+
+
 def export_seg_weights(
     cfg: SegFinetuneConfig, out_dir: str | Path, name: str | None = None, default: bool = False, device: str = "cpu"
 ) -> Path:
@@ -199,9 +211,7 @@ def export_seg_weights(
     reproducing command and the validation metrics (mIoU, boundary mIoU, pixel accuracy) of
     the fine-tuned model and, when the run started from ``cfg.weights``, of that start.
     """
-    model = build_seg_architecture(cfg)
-    ckpt = load_checkpoint(Path(cfg.out) / "checkpoints", which="best")
-    load_exact(model, ckpt.model, str(ckpt.path), "checkpoint")
+    model, ckpt = _best_of_run(cfg)
     _, val = cfg.datasets()
     task = _task(cfg)
     metrics = {cfg.arch(): _rounded(evaluate(model.to(device), task, val, device=device, seed=cfg.seed))}

@@ -6,8 +6,9 @@ Cases (each a fresh `densepac` process on synthetic inputs):
 * segmentation: a 2048x2048 image, a U-Net (smp, ResNet-18 encoder, random weights: memory
   and time do not depend on the values) refined by a PAC-CRF (`--crf`: 5 mean-field steps,
   one 5x5 kernel whose dilation scales with the image, `dilation_reference` 512, so 4 here).
-  `--seg-model fcn8s_vgg16` runs FCN-8s instead: its 537 MB of weights are held twice while
-  loading, a 2.1 GB peak before inference that no budget below it can meet.
+  `--seg-model fcn8s_vgg16` runs FCN-8s instead (537 MB of weights);
+* shipped: `densepac segment IMAGE` with no model flags, i.e. the shipped default weights
+  (hot-swapped FCN-8s + PAC-CRF, 21 classes), on a `--shipped-size` square image.
 
 Each run is one child process; its peak resident set size comes from `os.wait4`, the
 per-child form of `getrusage(RUSAGE_CHILDREN).ru_maxrss`, so runs do not see each other's
@@ -15,8 +16,8 @@ peaks. Linux counts the parent's peak at the child's `exec` in it too, so this p
 small: inputs are made in a separate process. The tile column is the plan the command
 logged for `--max-memory`, or the fixed setting.
 
-    python scripts/bench_memory.py [--cases depth,segmentation] [--depth-budgets untiled,1.5GiB,2GiB]
-                                   [--seg-budgets untiled,2GiB]
+    python scripts/bench_memory.py [--cases depth,segmentation,shipped] [--depth-budgets untiled,1.5GiB,2GiB]
+                                   [--seg-budgets untiled,2GiB] [--shipped-budgets untiled,smallest]
 """
 
 from __future__ import annotations
@@ -83,21 +84,32 @@ def depth_inputs(tmp: Path, width: int, height: int, scale: int) -> list[str]:
     ]
 
 
-def segmentation_inputs(tmp: Path, size: int, model: str) -> list[str]:
+def write_image(path: Path, size: int) -> Path:
+    """A smooth random colour image, ``size`` x ``size``."""
     import cv2
     import numpy as np
+
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(path), cv2.resize((rng.random((size // 32, size // 32, 3)) * 255).astype(np.uint8), (size, size)))
+    return path
+
+
+def shipped_inputs(tmp: Path, size: int) -> list[str]:
+    image = write_image(tmp / "photo.png", size)
+    return ["segment", str(image), "-o", str(tmp / "shipped"), "--overwrite", "--device", "cpu"]
+
+
+def segmentation_inputs(tmp: Path, size: int, model: str) -> list[str]:
     import torch
 
     from densepac.models import create_model, save_weights
 
-    rng = np.random.default_rng(0)
-    image = cv2.resize((rng.random((size // 32, size // 32, 3)) * 255).astype(np.uint8), (size, size))
-    cv2.imwrite(str(tmp / "image.png"), image)
+    image = write_image(tmp / "image.png", size)
     torch.manual_seed(0)
     weights = save_weights(create_model(model), "bench_seg", model, tmp)
     return [
         "segment",
-        str(tmp / "image.png"),
+        str(image),
         "-o",
         str(tmp / "seg"),
         "--weights",
@@ -112,7 +124,15 @@ def segmentation_inputs(tmp: Path, size: int, model: str) -> list[str]:
 
 
 def prepare(
-    tmp: Path, cases: list[str], width: int, height: int, scale: int, seg_size: int, seg_model: str, budgets: list[str]
+    tmp: Path,
+    cases: list[str],
+    width: int,
+    height: int,
+    scale: int,
+    seg_size: int,
+    seg_model: str,
+    shipped_size: int,
+    budgets: list[str],
 ) -> tuple[dict[str, list[str]], dict[str, int | None]]:
     """Input files and command lines per case, and budgets in bytes (run in a child process)."""
     from densepac.tiling import parse_memory
@@ -122,11 +142,13 @@ def prepare(
         args["depth"] = depth_inputs(tmp, width, height, scale)
     if "segmentation" in cases:
         args["segmentation"] = segmentation_inputs(tmp, seg_size, seg_model)
+    if "shipped" in cases:
+        args["shipped"] = shipped_inputs(tmp, shipped_size)
     return args, {b: None if b == "untiled" else parse_memory(b) for b in budgets if b != "smallest"}
 
 
 @click.command()
-@click.option("--cases", default="depth,segmentation", show_default=True)
+@click.option("--cases", default="depth,segmentation,shipped", show_default=True)
 @click.option("--width", default=4000, show_default=True, help="Depth case: guide width.")
 @click.option("--height", default=3000, show_default=True, help="Depth case: guide height.")
 @click.option("--scale", default=8, show_default=True, help="Depth case: upsampling factor.")
@@ -144,25 +166,46 @@ def prepare(
     show_default=True,
     help="Comma-separated --max-memory values; 'untiled' runs without a budget.",
 )
+@click.option("--shipped-size", default=1504, show_default=True, help="Shipped case: square image side.")
+@click.option(
+    "--shipped-budgets",
+    default="untiled,smallest",
+    show_default=True,
+    help="Comma-separated --max-memory values; 'untiled' runs without a budget.",
+)
 def main(
-    cases: str, width: int, height: int, scale: int, depth_budgets: str, seg_size: int, seg_model: str, seg_budgets: str
+    cases: str,
+    width: int,
+    height: int,
+    scale: int,
+    depth_budgets: str,
+    seg_size: int,
+    seg_model: str,
+    seg_budgets: str,
+    shipped_size: int,
+    shipped_budgets: str,
 ) -> None:
     wanted = cases.split(",")
-    budgets = {"depth": depth_budgets.split(","), "segmentation": seg_budgets.split(",")}
+    budgets = {
+        "depth": depth_budgets.split(","),
+        "segmentation": seg_budgets.split(","),
+        "shipped": shipped_budgets.split(","),
+    }
     names = {
         "depth": f"depth {width}x{height} x{scale}",
         "segmentation": f"segment {seg_size}x{seg_size} {seg_model}+crf",
+        "shipped": f"segment {shipped_size}x{shipped_size} shipped pac_fcn8s_vgg16+crf",
     }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         with multiprocessing.get_context("spawn").Pool(1) as pool:
             args, limits = pool.apply(
                 prepare,
-                (tmp, wanted, width, height, scale, seg_size, seg_model, budgets["depth"] + budgets["segmentation"]),
+                (tmp, wanted, width, height, scale, seg_size, seg_model, shipped_size, sum(budgets.values(), [])),
             )
         click.echo(f"peak resident memory of each `densepac` process; cpu, {os.cpu_count()} cores")
         click.echo("| case | budget | tile | peak RSS (MiB) | under budget | seconds |\n|---|---|---|---|---|---|")
-        for case in ("depth", "segmentation"):
+        for case in names:
             for budget in budgets[case] if case in args else []:
                 if budget == "smallest":  # the smallest budget the command itself suggests
                     _, _, _, err = run_cli([*args[case], "--max-memory", "1MiB"], tmp)

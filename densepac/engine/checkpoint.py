@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load as safetensors_load
+from safetensors.torch import load_file as safetensors_load_file
 from safetensors.torch import save as safetensors_save
 
 from densepac.errors import InputError, InputTypeError, WeightsError
@@ -366,12 +366,13 @@ def load_checkpoint(path: str | Path, which: str = "last", map_location: str | t
 
 
 def _load_safetensors(path: Path, map_location: str | torch.device) -> dict[str, torch.Tensor]:
+    """The file's tensors, memory-mapped (paged in when used): reading holds no second copy of the weights."""
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist; check the path")
     try:
-        data = path.read_bytes()
+        tensors = safetensors_load_file(path, device="cpu")
     except OSError as exc:
         raise WeightsError(f"cannot read weights file {path} ({exc.strerror}); check the path") from exc
-    try:
-        tensors = safetensors_load(data)
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise WeightsError(f"{path} is not a valid .safetensors file ({exc}); re-download or re-export it") from exc
     return {k: v.to(map_location) for k, v in tensors.items()}
@@ -397,13 +398,16 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def _torch_load_weights_only(path: Path, map_location: str | torch.device) -> Any:
+def _torch_load_weights_only(path: Path, map_location: str | torch.device, mmap: bool = False) -> Any:
+    """``torch.load(weights_only=True)``; ``mmap``: tensors memory-mapped from a zip-format file (paged in
+    when used, so reading holds no second copy of the weights), read into memory from a legacy one."""
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist; check the path")
+    mmap = mmap and zipfile.is_zipfile(path)
     try:
         with warnings.catch_warnings():  # torch warns on stderr about pickle protocols it may not support
             warnings.simplefilter("ignore", UserWarning)
-            return torch.load(path, map_location=map_location, weights_only=True)
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         raise WeightsError(
             f"{path} holds pickled Python objects that safe loading refuses ({_first_line(exc)}); "
@@ -433,7 +437,7 @@ def load_state_dict_safe(path: str | Path, map_location: str | torch.device = "c
     if suffix == ".safetensors":
         state = _load_safetensors(path, map_location)
     elif suffix in (".pt", ".pth", ".bin", ".ckpt"):
-        obj = _torch_load_weights_only(path, map_location)
+        obj = _torch_load_weights_only(path, map_location, mmap=True)
         state = _tensor_dict(obj)
         if state is None and isinstance(obj, Mapping):
             for key in ("state_dict", "model", "model_state_dict", "weights"):

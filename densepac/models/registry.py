@@ -6,6 +6,7 @@ A registered factory only states architecture arguments; loading weights happens
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
 import importlib
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from densepac.errors import InputError, InputTypeError
@@ -155,18 +157,23 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
         check_sha256(card.weights_path, card.sha256)
     weights = Path(weights) if weights is not None else None
 
-    def compose(load: bool) -> nn.Module:
-        """The model, hot-swapped, with ADL, STN and CRF as asked; with ``load``, its weights too."""
-        pending = weights if load else None
-        model = _build(entry, name, args)
-        model.task = entry.task
-        model.model_name = name
-        if swap:
-            from densepac.models.hotswap import hot_swap
+    def compose(meta: bool) -> nn.Module:
+        """The model, hot-swapped, with ADL, STN and CRF as asked, and its weights loaded.
 
-            targets, guide = model.hot_swap_recipe() if swap is True else (swap["targets"], swap["guide"])
-            hot_swap(model, targets, guide)
-        if load and card is not None:
+        With ``meta``, the model inside the wrappers is built on the meta device and takes the
+        file's tensors themselves; the wrappers, small, are built for real.
+        """
+        pending = weights
+        with torch.device("meta") if meta else contextlib.nullcontext():
+            model = _build(entry, name, args)
+            model.task = entry.task
+            model.model_name = name
+            if swap:
+                from densepac.models.hotswap import hot_swap
+
+                targets, guide = model.hot_swap_recipe() if swap is True else (swap["targets"], swap["guide"])
+                hot_swap(model, targets, guide)
+        if card is not None:
             load_weights_into(model, card.weights_path)  # its sha256 was checked above
         if adl:
             from densepac.plugins.adl import insert_adl
@@ -199,26 +206,24 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
             _load_file(model, pending, entry.task)
         return model
 
-    source = card.weights_path if card is not None else weights
-    model = _loaded_on_meta(compose, source, entry.task) if source is not None else None
-    return model if model is not None else compose(load=True)
+    model = _loaded_on_meta(compose) if card is not None or weights is not None else None
+    return model if model is not None else compose(meta=False)
 
 
-def _loaded_on_meta(compose: Callable[[bool], nn.Module], path: Path, task: str) -> nn.Module | None:
-    """The model composed on the meta device and given the file's tensors: the weights are held once.
+def _loaded_on_meta(compose: Callable[[bool], nn.Module]) -> nn.Module | None:
+    """The model composed on the meta device and given its files' tensors, or None.
 
-    For a file that holds every parameter and buffer of the composed model (a plain model's
-    own state dict, a torchvision or smp checkpoint of it, a hot-swapped or CRF-wrapped
-    model's whole export). None otherwise (a partial file, a model with buffers a state dict
-    does not hold, or one whose composition needs real tensors); the caller then builds the
-    model for real and loads the file the usual way, which also gives the error if there is one.
+    The model is never initialised, so the weights are held once and nothing is spent on a
+    random initialisation. This works whenever the files hold every parameter and buffer of
+    the model inside the wrappers (its own state dict, a torchvision or smp checkpoint of it, a
+    hot-swapped or CRF-wrapped model's whole export, base weights under a new CRF or STN).
+    None otherwise (weights for part of the model, e.g. an ImageNet backbone; buffers a state
+    dict does not hold; a composition that needs real tensors): the caller then builds the model
+    for real and loads the same way (the file's tensors replace the initialisation as they
+    load), which also gives the error if there is one.
     """
-    import torch
-
     try:
-        with torch.device("meta"):
-            model = compose(False)
-        _load_file(model, path, task)
+        model = compose(True)
     except (InputError, RuntimeError, NotImplementedError):
         return None
     return None if any(t.is_meta for t in (*model.parameters(), *model.buffers())) else model

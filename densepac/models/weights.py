@@ -143,12 +143,20 @@ def load_weights_into(model: nn.Module, path: str | Path, expected_sha256: str |
 
 
 def load_state_into(model: nn.Module, own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> None:
-    """``model.load_state_dict(state)``, strict; a model built on the meta device (``own``: its
-    state dict) takes the tensors themselves, in its own dtypes, so the weights are held once."""
-    if any(t.is_meta for t in own.values()):
-        model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, assign=True)
-    else:
-        model.load_state_dict(state)
+    """``model.load_state_dict(state)``, strict, with the file's tensors taking the place of the model's.
+
+    The tensors are converted to the model's dtypes (and devices, except from a model built on the
+    meta device: ``own``, its state dict) and assigned, not copied: the model's own initialisation
+    is released as each one is replaced, and memory-mapped file tensors are paged in when used,
+    so the weights are held once. Parameters keep their ``requires_grad``.
+    """
+    model.load_state_dict({k: placed_like(v, own[k]) if k in own else v for k, v in state.items()}, assign=True)
+
+
+def placed_like(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``source`` in ``target``'s dtype and on its device (left where it is when ``target`` is on the meta device)."""
+    device = source.device if target.is_meta else target.device
+    return source.detach().to(device=device, dtype=target.dtype)
 
 
 def save_weights(model: nn.Module, name: str, arch: str, out_dir: str | Path, **card: Any) -> Path:

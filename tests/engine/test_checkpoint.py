@@ -211,3 +211,33 @@ def test_load_state_dict_safe(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 16)
     with pytest.raises(WeightsError, match="safetensors"):
         load_state_dict_safe(tmp_path / "junk.safetensors")
+
+
+def _mapped_from(path: pathlib.Path) -> list[tuple[int, int]]:
+    """Address ranges of this process mapped from ``path`` (/proc/self/maps)."""
+    ranges = []
+    for line in pathlib.Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and fields[5] == str(path):
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            ranges.append((start, end))
+    return ranges
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/self/maps").exists(), reason="needs Linux /proc/self/maps")
+@pytest.mark.parametrize("suffix", ["safetensors", "pth"])
+def test_weights_files_are_memory_mapped_not_read_into_a_second_copy(tmp_path, suffix):
+    """The tensors of a bare weights file point into a mapping of the file: reading it holds no copy."""
+    sd = {"big": torch.randn(256, 1024), "bias": torch.randn(3)}
+    path = tmp_path / f"w.{suffix}"
+    save_file(sd, path) if suffix == "safetensors" else torch.save(sd, path)
+    back = load_state_dict_safe(path)
+    ranges = _mapped_from(path.resolve())
+    assert ranges, "the file is not mapped"
+    for key, value in back.items():
+        assert torch.equal(value, sd[key])
+        ptr = value.data_ptr()
+        assert any(start <= ptr < end for start, end in ranges), key
+    legacy = tmp_path / "legacy.pt"  # the pre-zip format cannot be mapped: read as before
+    torch.save(sd, legacy, _use_new_zipfile_serialization=False)
+    assert torch.equal(load_state_dict_safe(legacy)["big"], sd["big"])

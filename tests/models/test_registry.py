@@ -97,6 +97,50 @@ def test_weights_loaded_without_a_random_init_match_a_normal_load(tmp_path):
         torch.testing.assert_close(loaded(*x), m(*x), atol=1e-2, rtol=1e-2)
 
 
+def test_weights_for_part_of_a_model_replace_its_initialisation_instead_of_being_copied(tmp_path, built):
+    """A file without the class layers (an ImageNet VGG16) needs a real build; its tensors then take
+    the place of the initialised ones (held once), and the rest keeps the seeded initialisation."""
+    from densepac.segmentation.models.fcn import VGG16_LAYERS
+
+    small = dict(num_classes=3, widths=(4, 4, 4, 4, 4), fc_channels=8)
+    features = create_model("fcn8s_vgg16", **small).features
+    sd = {}  # a torchvision VGG16 state dict of the small widths, without its classifier
+    for index, name in VGG16_LAYERS:
+        if name.startswith("conv"):
+            sd[f"features.{index}.weight"] = torch.randn_like(features.get_submodule(name).weight)
+            sd[f"features.{index}.bias"] = torch.randn_like(features.get_submodule(name).bias)
+    assert len(sd) == 26
+    path = tmp_path / "vgg16_features.pth"
+    torch.save(sd, path)
+    built.clear()
+    torch.manual_seed(3)
+    model = create_model("fcn8s_vgg16", weights=path, **small)
+    assert built == ["meta", "cpu"]  # the meta attempt leaves the score layers unset, so a real build follows
+    torch.manual_seed(3)
+    reference = create_model("fcn8s_vgg16", **small)
+    loaded = dict(model.named_parameters())
+    for index, name in VGG16_LAYERS:
+        if name.startswith("conv"):
+            assert torch.equal(loaded[f"features.{name}.weight"], sd[f"features.{index}.weight"])
+    for key, value in reference.state_dict().items():
+        if not key.startswith("features."):
+            assert torch.equal(model.state_dict()[key], value), key
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_loading_assigns_the_files_tensors(tmp_path):
+    """``load_state_into`` hands the model the file's tensors (converted to its dtype), no copy."""
+    from densepac.models.weights import load_state_into
+
+    model = TinyDepth(3)
+    state = {k: torch.randn_like(v) for k, v in model.state_dict().items()}
+    state["head.bias"] = state["head.bias"].double()
+    load_state_into(model, model.state_dict(), state)
+    assert model.conv.weight.data_ptr() == state["conv.weight"].data_ptr()
+    assert model.head.bias.dtype == torch.float32 and torch.equal(model.head.bias, state["head.bias"].float())
+    assert isinstance(model.conv.weight, nn.Parameter) and model.conv.weight.requires_grad
+
+
 def test_wrong_architecture_named_in_error(tmp_path):
     m = create_model("_test_tiny_depth", width=4)
     path = save_weights(m, "w4", "_test_tiny_depth", tmp_path)
@@ -144,8 +188,8 @@ def test_pretrained_without_shipped_weights_is_clear():
         create_model("_test_tiny_depth", pretrained=True)
 
 
-def test_crf_suffix_wraps_segmentation_models(tmp_path):
-    from densepac.ops.crf import CRFWrapped
+def test_crf_suffix_wraps_segmentation_models(tmp_path, built):
+    from densepac.ops.crf import CRFWrapped, PacCRF
 
     kw = {"num_classes": 3, "widths": (4, 4, 8, 8, 8), "fc_channels": 8}
     torch.manual_seed(0)
@@ -157,9 +201,13 @@ def test_crf_suffix_wraps_segmentation_models(tmp_path):
     base = create_model("fcn8s_vgg16", **kw)
     base_file = save_weights(base, "base", "fcn8s_vgg16", tmp_path)
     torch.manual_seed(1)  # a different initialisation, so equality comes from the file
+    built.clear()
     wrapped = create_model("fcn8s_vgg16+crf", weights=base_file, **kw)
+    assert built == ["meta"]  # the base model takes the file's tensors; only the CRF is initialised
     for key, value in base.state_dict().items():
         assert torch.equal(wrapped.model.state_dict()[key], value), key
+    for key, value in PacCRF(3).state_dict().items():  # the CRF's initialisation is not random
+        assert torch.equal(wrapped.crf.state_dict()[key], value), key
     whole = save_weights(wrapped, "whole", "fcn8s_vgg16+crf", tmp_path)
     again = create_model("fcn8s_vgg16+crf", weights=whole, **kw)
     for a, b in zip(again.state_dict().values(), wrapped.state_dict().values()):
@@ -221,13 +269,15 @@ def test_adl_default_stages_of_encoder_models():
     assert create_model("dla_up", num_classes=2).adl_stages() == ["encoder.model.level4", "encoder.model.level5"]
 
 
-def test_stn_option_wraps_and_loads_base_or_whole_weights(tmp_path):
+def test_stn_option_wraps_and_loads_base_or_whole_weights(tmp_path, built):
     kw = dict(num_classes=3, widths=(4, 4, 4, 4, 4), fc_channels=8)
     torch.manual_seed(0)
     base = create_model("fcn8s_vgg16", **kw).eval()
     base_file = save_weights(base, "base", "fcn8s_vgg16", tmp_path)
     torch.manual_seed(1)
+    built.clear()
     aligned = create_model("fcn8s_vgg16", stn="affine", weights=base_file, **kw).eval()
+    assert built == ["meta"]
     assert aligned.model_name == "fcn8s_vgg16+stn_affine"
     image = torch.rand(1, 3, 36, 44)
     torch.testing.assert_close(aligned(image), base(image))  # identity-initialised STN

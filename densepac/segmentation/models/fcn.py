@@ -38,6 +38,7 @@ from densepac.errors import InputError, WeightsError
 from densepac.models.blocks import bilinear_upsampler
 from densepac.models.hotswap import GuidedConv2d, hot_swap
 from densepac.models.registry import register_model
+from densepac.models.weights import placed_like
 from densepac.segmentation.models.base import SegmentationModel
 
 #: Convolutions per VGG16 stage.
@@ -219,7 +220,7 @@ def load_vgg16_backbone(model: FCN8s, state_dict: Mapping[str, torch.Tensor], lo
             "pass torchvision.models.vgg16(...).state_dict() (or load_fc=False without classifier)"
         )
     # Check every shape before writing anything, so a failure leaves the model untouched.
-    plan: list[tuple[torch.Tensor, torch.Tensor, str]] = []
+    plan: list[tuple[nn.Module, str, torch.Tensor, torch.Tensor]] = []  # (owner, "weight"/"bias", old, new)
     for key, module_name, shape in pairs:
         kind = key.rsplit(".", 1)[1]
         target = getattr(_param_owner(model, module_name), kind)
@@ -231,11 +232,12 @@ def load_vgg16_backbone(model: FCN8s, state_dict: Mapping[str, torch.Tensor], lo
                 f"VGG16 {key} has shape {tuple(sd[key].shape)} but {module_name}.{kind} needs "
                 f"{tuple(target.shape)}; build FCN8s with the default widths and fc_channels=4096"
             )
-        plan.append((target, source, f"{module_name}.{kind}"))
-    with torch.no_grad():
-        for target, source, _ in plan:
-            target.copy_(source)
-    return [name for _, _, name in plan]
+        plan.append((_param_owner(model, module_name), kind, target, source))
+    # Assigned, not copied: the model's initialisation is released as each tensor is replaced,
+    # and a memory-mapped file is paged in when used, so the weights are held once.
+    for owner, kind, target, source in plan:
+        setattr(owner, kind, nn.Parameter(placed_like(source, target), requires_grad=target.requires_grad))
+    return [f"{module_name}.{key.rsplit('.', 1)[1]}" for key, module_name, _ in pairs]
 
 
 def to_pac_fcn8s(

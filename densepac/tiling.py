@@ -358,10 +358,8 @@ def peak_memory(device: torch.device | str = "cpu") -> int | None:
 
 
 def warn_if_over(budget: int, device: torch.device | str = "cpu") -> None:
-    """Log a warning when the process went past ``budget`` before tiling could help.
-
-    Loading a model's weights, for one, briefly needs about twice their size.
-    """
+    """Log a warning when the process went past ``budget`` before tiling could help
+    (Python and torch themselves, the model's weights, the input)."""
     peak = peak_memory(device)
     if peak is not None and peak > budget:
         _log.warning(
@@ -432,17 +430,33 @@ def tiles_for_budget(
     # Half the planned window's area: the check must not itself break the budget when the
     # estimate is optimistic, and the overhead measured is relatively larger on smaller windows.
     wh, ww = max(1, round(wh / math.sqrt(2))), max(1, round(ww / math.sqrt(2)))
-    added = peak_added_by(check(wh, ww), device)
-    estimate = memory(wh * ww)
     # Tiles in a row add more than a fresh window: up to CREEP_LIMIT of freed heap the
     # stitching loop lets pass before returning it, and about 30 % more (measured: 376 MiB
     # per tile against 287 MiB fresh for 544 px segmentation windows).
-    want = None if added is None else CHECK_SPARE * added + (CREEP_LIMIT if torch.device(device).type == "cpu" else 0)
-    if want is not None and want > estimate:
-        scale = want / estimate
-        _log.info("memory budget: a %dx%d window added %s, more than estimated", ww, wh, format_memory(added))
-        memory = MemoryModel(memory.fixed * scale, memory.per_pixel * scale)
-    return _plan(*args, memory, margin, align, min_tile, what, unit, after)
+    creep = CREEP_LIMIT if torch.device(device).type == "cpu" else 0
+    added = peak_added_by(check(wh, ww), device)
+    if added is None or CHECK_SPARE * added + creep <= memory(wh * ww):
+        return _plan(*args, memory, margin, align, min_tile, what, unit, after)
+    _log.info("memory budget: a %dx%d window added %s, more than estimated", ww, wh, format_memory(added))
+    # Whether the excess grows with the window (scratch per pixel) or comes once per call (a
+    # large layer's weights reordered for its kernel) decides the plan: a smaller window tells.
+    points = [(wh * ww, added)]
+    sh, sw = max(1, wh // 2), max(1, ww // 2)
+    if sh * sw < wh * ww and (small := peak_added_by(check(sh, sw), device)) is not None:
+        points.append((sh * sw, small))
+    return _plan(*args, _measured(memory, points, creep), margin, align, min_tile, what, unit, after)
+
+
+def _measured(memory: MemoryModel, points: list[tuple[int, int]], creep: int) -> MemoryModel:
+    """``memory`` raised to what windows of (pixels, bytes added) really needed.
+
+    A line through the points (flat through one), its per-pixel part times :data:`CHECK_SPARE`
+    and ``creep`` added to its fixed part; neither part falls below ``memory``'s.
+    """
+    (p1, b1), *rest = sorted(points, reverse=True)
+    slope = max(0.0, (b1 - rest[0][1]) / (p1 - rest[0][0])) if rest else 0.0
+    fixed = max(b - slope * p for p, b in points)
+    return MemoryModel(max(memory.fixed, fixed + creep), max(memory.per_pixel, CHECK_SPARE * slope))
 
 
 #: Factor on the memory a checked window really added, for what tiles in a row add beyond it.

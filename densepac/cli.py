@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -196,8 +197,23 @@ class _OneLineErrors(click.Group):
 
 @click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="densepac")
-def main() -> None:
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Log what the commands decide (tile plans, memory checks) to stderr."
+)
+def main(verbose: bool) -> None:
     """Guided dense prediction with pixel-adaptive convolution (PAC)."""
+    if verbose:
+        logger = logging.getLogger("densepac")
+        if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
+            logger.addHandler(_EchoHandler())
+        logger.setLevel(logging.INFO)
+
+
+class _EchoHandler(logging.Handler):
+    """Log records to the command's stderr (looked up at each record, as click's test runner swaps it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(record.getMessage(), err=True)
 
 
 @main.command("models")

@@ -363,8 +363,8 @@ def warn_if_over(budget: int, device: torch.device | str = "cpu") -> None:
     peak = peak_memory(device)
     if peak is not None and peak > budget:
         _log.warning(
-            "memory budget %s: this process already peaked at %s before inference (loading the model and "
-            "the input); tiles keep inference itself within the budget",
+            "memory budget %s: this process already peaked at %s before inference (Python, torch, the "
+            "model's weights and the input), above the budget",
             format_memory(budget),
             format_memory(peak),
         )

@@ -136,7 +136,8 @@ def epochs_for_steps(steps: int, batch_size: int, epochs: int) -> dict[str, int]
 
 
 def parse_key_values(pairs: Sequence[str], flag: str = "--arg") -> dict[str, Any]:
-    """``key=value`` strings (repeatable CLI options) as a dict; values are parsed as JSON when they parse."""
+    """``key=value`` strings (repeatable CLI options) as a dict; values are parsed as JSON when they
+    parse (Python's ``True``, ``False`` and ``None`` too), else kept as strings."""
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -145,5 +146,8 @@ def parse_key_values(pairs: Sequence[str], flag: str = "--arg") -> dict[str, Any
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
-            out[key] = value
+            out[key] = _PYTHON_CONSTANTS.get(value, value)
     return out
+
+
+_PYTHON_CONSTANTS = {"True": True, "False": False, "None": None}

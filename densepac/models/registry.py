@@ -133,6 +133,10 @@ def create_model(name: str, pretrained: bool = False, weights: str | Path | None
     stn = kwargs.pop("stn", None)
     stn_kwargs = kwargs.pop("stn_kwargs", None) or {}
     swap = kwargs.pop("hot_swap", None)
+    if not (swap is None or isinstance(swap, bool) or (isinstance(swap, dict) and set(swap) == {"targets", "guide"})):
+        raise InputError(
+            f'hot_swap={swap!r}: give true (the model\'s own recipe) or {{"targets": ["conv", ...], "guide": "layer"}}'
+        )
     if isinstance(name, str) and name.endswith("+crf"):
         name, crf = name[: -len("+crf")], True
     entry = get_entry(name)  # a wrong type or an unknown name fails before anything else
@@ -254,10 +258,10 @@ def _load_file(model: nn.Module, path: Path, task: str) -> None:
 
 
 def _wrapper_prefixes(path: Path) -> set[str]:
-    """Which wrappers (``crf``, ``stn``) the weights file holds parameters of."""
-    from densepac.engine.checkpoint import load_state_dict_safe
+    """Which wrappers (``crf``, ``stn``) the segmentation weights (a file or a run folder) hold parameters of."""
+    from densepac.segmentation.pretrained import read_pretrained
 
-    keys = list(load_state_dict_safe(path))
+    keys = list(read_pretrained(path)[0])
     return {w for w in ("crf", "stn") if any(k.startswith(f"{w}.") or f".{w}." in k for k in keys)}
 
 

@@ -361,11 +361,12 @@ def segment_files(
     from densepac.io.files import check_input_file, check_output_folder
     from densepac.io.images import IMAGE_EXTENSIONS, image_to_tensor, read_image, write_image, write_label
     from densepac.io.visualize import heatmap_overlay, overlay_mask
-    from densepac.models.hub import is_hub_spec, torchvision_arch_of
+    from densepac.models.hub import is_hub_spec, resolve_weights, torchvision_arch_of
     from densepac.models.registry import require_task
     from densepac.ops.crf import CRFWrapped
     from densepac.segmentation.cam import attention_map
     from densepac.segmentation.pretrained import model_for_weights
+    from densepac.segmentation.recipe import model_of_run
 
     if not images:
         raise InputError("no IMAGE given; pass one or more image files")
@@ -390,16 +391,15 @@ def segment_files(
     model_kwargs = dict(model_kwargs or {})
     if model is None and weights is None:
         weights = default_segmentation_weights()
-    if model is None and weights is not None:
-        # torchvision's checkpoints, as files or enum names, name their architecture and class count.
-        if is_hub_spec(weights):
-            found = torchvision_arch_of(str(weights))
-        elif not Path(weights).with_suffix(".json").is_file():
-            found = model_for_weights(weights)
-        else:
-            found = None
-        if found is not None:
-            model, model_kwargs = found[0], {**found[1], **model_kwargs}
+    # torchvision's checkpoints, as files or enum names, name their architecture and class count;
+    # a finetune run its whole model (hot swap, CRF). Files with a model card are read by the loader.
+    found = None
+    if weights is not None and is_hub_spec(weights):
+        found = torchvision_arch_of(str(weights)) if model is None else None
+    elif weights is not None and not Path(weights).with_suffix(".json").is_file():
+        found = model_for_weights(weights) if model is None else model_of_run(resolve_weights(weights))
+    if found is not None and (model is None or model.removesuffix("+crf") == found[0].removesuffix("+crf")):
+        model, model_kwargs = model or found[0], {**found[1], **model_kwargs}
     net = load_model_for_inference(model, weights, crf=bool(crf), **model_kwargs)
     if crf is False and isinstance(net, CRFWrapped):  # weights of a +crf model, run without their CRF
         name = net.model_name.removesuffix("+crf")

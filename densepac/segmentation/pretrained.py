@@ -13,6 +13,7 @@ import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -184,6 +185,7 @@ def _load_vgg16(model: nn.Module, state: Mapping[str, torch.Tensor], source: str
             f"{source} holds a VGG with {len(convs)} convolutions, not VGG16's 13; give torchvision vgg16 weights"
         )
     load_vgg16_backbone(base, state, load_fc="classifier.0.weight" in keys)
+    _log.warning("%s: ImageNet VGG16 backbone loaded; the class layers start untrained (fine-tune them)", source)
 
 
 def _resnet_depth(state: Mapping[str, torch.Tensor], prefix: str) -> int | None:
@@ -191,14 +193,29 @@ def _resnet_depth(state: Mapping[str, torch.Tensor], prefix: str) -> int | None:
     return _RESNET_LAYER3_BLOCKS.get(max(blocks) + 1) if blocks else None
 
 
-def model_for_weights(path: str | Path) -> tuple[str, dict[str, int]] | None:
-    """(registry name, architecture arguments) of a torchvision segmentation checkpoint, or None.
+def model_for_weights(path: str | Path) -> tuple[str, dict[str, Any]] | None:
+    """(registry name, architecture arguments) of a torchvision segmentation checkpoint or a
+    ``densepac finetune`` run (:func:`~densepac.segmentation.recipe.model_of_run`), or None.
 
-    Lets ``densepac segment --weights fcn_resnet50_coco-1167a1af.pth`` run without ``--model``:
-    the architecture and class count are read off the keys and the last layer's shape.
+    Lets ``densepac segment --weights fcn_resnet50_coco-1167a1af.pth`` (or ``--weights
+    runs/NAME``) run without ``--model``: a torchvision file's architecture and class count are
+    read off the keys and the last layer's shape, a run's from its configuration.
     """
+    from densepac.segmentation.recipe import model_of_run
+
+    found = model_of_run(resolve_weights(path))
+    if found is not None:
+        return found
     state, _ = read_pretrained(path)
-    if detect_weights_format(state) != "torchvision_seg" or (arch := torchvision_arch(state)) is None:
+    fmt = detect_weights_format(state)
+    if fmt in ("vgg16", "resnet"):
+        model = "fcn8s_vgg16" if fmt == "vgg16" else f"fcn_resnet{_resnet_depth(state, '') or 50}"
+        raise InputError(
+            f"{path} holds ImageNet {'VGG16' if fmt == 'vgg16' else 'ResNet'} weights, a backbone without "
+            f"segmentation layers: fine-tune it first (`densepac finetune --model {model} --weights {path}`), "
+            f"or pass --model {model} to run it with untrained class layers"
+        )
+    if fmt != "torchvision_seg" or (arch := torchvision_arch(state)) is None:
         return None
     state = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
     last = state.get("classifier.high_classifier.weight", state.get("classifier.4.weight"))
@@ -229,6 +246,9 @@ def _load_torchvision(
             )
         backbone = {k: v for k, v in state.items() if not k.startswith("fc.")}
         load_exact(base.net.backbone, backbone, source, title)
+        _log.warning(
+            "%s: ImageNet ResNet backbone loaded; the segmentation head starts untrained (fine-tune it)", source
+        )
         return
     if arch is not None and arch != base.arch:
         raise WeightsError(f"{source} holds torchvision {arch} weights, not {base.arch}; use --model {arch}")
@@ -271,8 +291,9 @@ def _align_pac_keys(
     stray = [k for k in out if ".pac." in k and k not in own and k.replace(".pac.", ".") in own]
     if stray:
         raise WeightsError(
-            f"{source} comes from a hot-swapped PAC model (e.g. {stray[0]}); "
-            "set hot_swap=True (--hot-swap) or use pac_fcn8s_vgg16"
+            f"{source} comes from a hot-swapped PAC model (e.g. {stray[0]}); build the model hot-swapped: "
+            "hot_swap=True (`finetune --hot-swap`, `segment --arg hot_swap=true`), or pac_fcn8s_vgg16 for FCN-8s; "
+            "a run folder or an exported file with its model card rebuilds it by itself"
         )
     return out
 

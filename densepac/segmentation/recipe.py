@@ -16,6 +16,7 @@ Pretrained weights are read by :mod:`densepac.segmentation.pretrained`.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from densepac.check import check_choice, check_int, check_num_classes
-from densepac.engine.checkpoint import Checkpoint, load_checkpoint
+from densepac.engine.checkpoint import META_FILE, MODEL_FILE, Checkpoint, load_checkpoint, resolve_checkpoint
 from densepac.engine.config import TrainConfig, option
 from densepac.engine.runs import RunReport, train_in_run_folder
 from densepac.engine.tasks import SegmentationTask
@@ -219,7 +220,7 @@ def export_seg_weights(
         start = build_seg_model(dataclasses.replace(cfg, stage="joint")).to(device)
         metrics["start"] = _rounded(evaluate(start, task, val, device=device, seed=cfg.seed))
     card: dict[str, Any] = dict(
-        kwargs={"num_classes": cfg.num_classes, **cfg.model_kwargs},
+        kwargs=architecture_kwargs(cfg),
         default=default,
         seed=cfg.seed,
         command=cfg.command(out_dir),
@@ -230,12 +231,46 @@ def export_seg_weights(
         start=str(cfg.weights) if cfg.weights is not None else None,
         stage=cfg.stage,
     )
-    if cfg.crf and cfg.crf_kwargs:
-        card["kwargs"]["crf_kwargs"] = dict(cfg.crf_kwargs)  # so create_model rebuilds the same CRF
-    if cfg.hot_swap and cfg.arch().removesuffix("+crf") == cfg.model:  # no registry name for this swap
-        targets, guide = cfg.swap_recipe(build_seg_architecture(dataclasses.replace(cfg, hot_swap=False, crf=False)))
-        card["kwargs"]["hot_swap"] = {"targets": targets, "guide": guide}
     return save_weights(model.cpu(), name or cfg.arch().replace("+", "_"), cfg.arch(), out_dir, **card)
+
+
+def architecture_kwargs(cfg: SegFinetuneConfig) -> dict[str, Any]:
+    """The :func:`~densepac.models.create_model` arguments that rebuild ``cfg.arch()`` as ``cfg`` trains it."""
+    kwargs: dict[str, Any] = {"num_classes": cfg.num_classes, **cfg.model_kwargs}
+    if cfg.crf and cfg.crf_kwargs:
+        kwargs["crf_kwargs"] = dict(cfg.crf_kwargs)
+    if cfg.hot_swap and cfg.arch().removesuffix("+crf") == cfg.model:  # no registry name for this swap
+        with torch.device("meta"), torch.random.fork_rng(devices=[]):  # it seeds the run's initialisation
+            plain = build_seg_architecture(dataclasses.replace(cfg, hot_swap=False, crf=False))
+        targets, guide = cfg.swap_recipe(plain)
+        kwargs["hot_swap"] = {"targets": targets, "guide": guide}
+    return kwargs
+
+
+def model_of_run(path: str | Path) -> tuple[str, dict[str, Any]] | None:
+    """(registry name, ``create_model`` arguments) of the model a ``densepac finetune`` run holds, or None.
+
+    ``path``: the run folder, its ``checkpoints/`` folder (the best checkpoint, else the last),
+    one checkpoint folder, or the ``model.safetensors`` inside one. Lets ``densepac segment
+    --weights runs/NAME`` rebuild the hot-swapped / CRF-wrapped model the run trained.
+    """
+    path = Path(path)
+    if path.is_file():
+        folder = path.parent if path.name == MODEL_FILE else None
+    else:
+        root = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+        folder = resolve_checkpoint(root, "best") or resolve_checkpoint(root, "last")
+    if folder is None or not (folder / META_FILE).is_file():
+        return None
+    try:
+        config = json.loads((folder / META_FILE).read_text()).get("config") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    names = {f.name for f in dataclasses.fields(SegFinetuneConfig)}
+    if not {"model", "hot_swap", "crf", "num_classes"} <= set(config):  # not a segmentation run
+        return None
+    cfg = SegFinetuneConfig(**{k: v for k, v in config.items() if k in names and k != "weights"})
+    return cfg.arch(), architecture_kwargs(cfg)
 
 
 def finetune_run(

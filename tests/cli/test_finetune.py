@@ -81,7 +81,27 @@ def test_finetune_stages_export_and_segment(tmp_path):
         ["segment", str(image), "-o", str(tmp_path / "seg"), "--weights", str(card_path.with_suffix(".safetensors"))],
     )
     assert r.exit_code == 0, r.output
-    assert read_label(tmp_path / "seg" / "a.png").shape == (37, 41)
+    exported = read_label(tmp_path / "seg" / "a.png")
+    assert exported.shape == (37, 41)
+    # The run folder itself: its configuration names the hot-swapped FCN-8s with its CRF. The
+    # export is the run's best checkpoint, so the labels are the same.
+    for model in ([], ["--model", "pac_fcn8s_vgg16+crf"]):
+        r = run(
+            main,
+            [
+                "segment",
+                str(image),
+                "-o",
+                str(tmp_path / "run"),
+                "--weights",
+                str(tmp_path / "joint"),
+                *model,
+                "--overwrite",
+            ],
+        )
+        assert r.exit_code == 0, r.output
+        assert "pac_fcn8s_vgg16+crf" in r.stderr
+        assert np.array_equal(read_label(tmp_path / "run" / "a.png"), exported)
 
 
 def test_finetune_bad_inputs(tmp_path):

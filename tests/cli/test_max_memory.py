@@ -22,6 +22,9 @@ def test_cli_max_memory(tmp_path):
     assert run(*up, "-o", tmp_path / "a.npy").exit_code == 0
     r = run(*up, "-o", tmp_path / "b.npy", "--max-memory", "64GiB")
     assert r.exit_code == 0, r.output
+    assert "memory budget" not in r.stderr
+    r = run("-v", *up, "-o", tmp_path / "b.npy", "--max-memory", "64GiB", "--overwrite")  # the plan, on request
+    assert r.exit_code == 0 and "memory budget 65536 MiB: the whole" in r.stderr, r.output
     np.testing.assert_array_equal(read_depth(tmp_path / "b.npy"), read_depth(tmp_path / "a.npy"))
     for bad, message in [("lots", "not a memory size"), ("2XB", "unknown unit"), ("0", "not a positive")]:
         r = run(*up, "-o", tmp_path / "c.npy", "--max-memory", bad)

@@ -41,6 +41,22 @@ def test_a_torchvision_checkpoint_loads_by_file_and_keeps_its_logits(tmp_path, a
     assert model_for_weights(path) == (arch, {"num_classes": 21})
 
 
+def test_an_imagenet_backbone_is_not_taken_for_a_segmentation_model(tmp_path):
+    """Without --model, an ImageNet file is refused with the command that makes it useful."""
+    from torchvision.models import resnet50
+
+    path = tmp_path / "resnet50.pth"
+    torch.save(resnet50(weights=None).state_dict(), path)
+    with pytest.raises(InputError, match="ImageNet ResNet weights.*finetune --model fcn_resnet50 --weights"):
+        model_for_weights(path)
+
+
+def test_hot_swap_must_be_a_flag_or_a_recipe():
+    for bad in ("True", "yes", {"targets": ["conv1"]}, ["conv1"]):
+        with pytest.raises(InputError, match="hot_swap="):
+            create_model("fcn8s_vgg16", hot_swap=bad, num_classes=3, widths=(4, 4, 4, 4, 4), fc_channels=8)
+
+
 def test_another_architecture_or_class_count_is_named(tmp_path):
     path, _ = _torchvision_checkpoint(tmp_path, "lraspp_mobilenet_v3_large", False, num_classes=5)
     with pytest.raises(WeightsError, match="lraspp_mobilenet_v3_large weights, not deeplabv3_mobilenet_v3_large"):

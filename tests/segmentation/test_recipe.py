@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from densepac.depth.datasets import SYNTHETIC_TEST_SEED_OFFSET
-from densepac.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from densepac.engine.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
 from densepac.errors import InputError, WeightsError
 from densepac.models import create_model, swapped_layers
 from densepac.ops.crf import CRFWrapped
@@ -26,6 +26,7 @@ from densepac.segmentation.recipe import (
     build_seg_trainer,
     export_seg_weights,
     finetune_segmentation,
+    model_of_run,
 )
 
 TINY = {"widths": [4, 8, 8, 16, 16], "fc_channels": 16}
@@ -409,3 +410,11 @@ def test_a_hot_swapped_export_rebuilds_from_its_card(tmp_path):
     image = _image()
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(image), trained(image))
+    # The run folder (or its checkpoints, one checkpoint, the model file in it) names the same model.
+    best = resolve_checkpoint(tmp_path / "run" / "checkpoints", "best")
+    for where in (tmp_path / "run", tmp_path / "run" / "checkpoints", best, best / "model.safetensors"):
+        name, kwargs = model_of_run(where)
+        assert (name, kwargs) == (card.arch, card.kwargs), where
+        with torch.no_grad():
+            torch.testing.assert_close(create_model(name, weights=where, **kwargs).eval()(image), trained(image))
+    assert model_of_run(path) is None and model_of_run(tmp_path / "nothing") is None

@@ -617,7 +617,13 @@ def _size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, 
     show_default=True,
     callback=_size,
     metavar="HxW",
-    help="Guide / image size the graph takes (a multiple of the scale for depth models).",
+    help="Guide / image size the graph takes (a multiple of the scale for depth models); with --dynamic, "
+    "the size traced and checked.",
+)
+@click.option(
+    "--dynamic",
+    is_flag=True,
+    help="A graph for any batch and size (dimensions batch, height, width; for depth models the LR size).",
 )
 @click.option(
     "--sampling",
@@ -643,6 +649,7 @@ def export_cmd(
     weights: Path | None,
     scale: int | None,
     size: tuple[int, int],
+    dynamic: bool,
     sampling: str | None,
     model_args: tuple[str, ...],
     check: bool,
@@ -665,7 +672,9 @@ def export_cmd(
             raise InputError(f"--sampling is for graph_sr, which solves with it; {model_name!r} takes no sampling")
         kwargs["sampling"] = sampling
     model = load_model_for_inference(model_name, weights, **kwargs)
-    r = export_onnx(model, output, scale=scale, size=size, check=check, overwrite=overwrite, optimize=optimize)
+    r = export_onnx(
+        model, output, scale=scale, size=size, dynamic=dynamic, check=check, overwrite=overwrite, optimize=optimize
+    )
     shapes = ", ".join(f"{name} {'x'.join(map(str, shape))}" for name, shape in r.inputs.items())
     click.echo(f"{r.path}: {model.model_name} ({shapes})", err=True)
     if r.parity is not None:

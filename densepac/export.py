@@ -8,6 +8,10 @@ conjugate gradients included: the CG loop becomes an ONNX ``Loop``) and is trans
   RGB in [0, 1] -> ``depth`` (N, 1, h*s, w*s) metres;
 * segmentation models: ``image`` (N, 3, H, W) RGB in [0, 1] -> ``logits`` (N, K, H, W).
 
+A graph is exported for one size (``size``, batches of one), or with ``dynamic=True`` for any
+batch and size (depth: any LR size, the guide ``scale`` times it), where the model traces
+without fixing them.
+
 The exported graph is the model alone: ``densepac upsample``'s source-consistency step,
 tiling and ``--sampling auto`` estimate stay in Python. Needs the ``onnx`` extra
 (``pip install 'densepac[onnx]'``: onnx, onnxscript, onnxruntime).
@@ -50,8 +54,12 @@ class Parity:
     torch_float32: float
 
     @property
+    def allowed(self) -> float:
+        return max(PARITY_TOLERANCE, 2 * self.torch_float32)
+
+    @property
     def ok(self) -> bool:
-        return self.onnx_vs_torch <= max(PARITY_TOLERANCE, 2 * self.torch_float32)
+        return self.onnx_vs_torch <= self.allowed
 
 
 @dataclass(frozen=True)
@@ -109,16 +117,16 @@ class _OnnxForms(torch.overrides.TorchFunctionMode):
 
 
 def example_inputs(
-    model: nn.Module, size: tuple[int, int], scale: int | None, seed: int = 0
+    model: nn.Module, size: tuple[int, int], scale: int | None, seed: int = 0, batch: int = 1
 ) -> dict[str, torch.Tensor]:
     """Random inputs of ``model`` at guide / image ``size`` (H, W): depth with 5 % holes, RGB in [0, 1]."""
     g = torch.Generator().manual_seed(seed)
     h, w = size
     if model.task == "segmentation":
-        return {"image": torch.rand(1, 3, h, w, generator=g)}
-    depth = torch.rand(1, 1, h // scale, w // scale, generator=g) * 4 + 0.5
+        return {"image": torch.rand(batch, 3, h, w, generator=g)}
+    depth = torch.rand(batch, 1, h // scale, w // scale, generator=g) * 4 + 0.5
     depth[torch.rand(depth.shape, generator=g) < 0.05] = 0
-    return {"depth_lr": depth, "guide": torch.rand(1, 3, h, w, generator=g)}
+    return {"depth_lr": depth, "guide": torch.rand(batch, 3, h, w, generator=g)}
 
 
 def _resolve_scale(model: nn.Module, scale: int | None) -> int | None:
@@ -144,6 +152,7 @@ def export_onnx(
     *,
     scale: int | None = None,
     size: tuple[int, int] | None = None,
+    dynamic: bool = False,
     check: bool = True,
     overwrite: bool = False,
     opset: int = 18,
@@ -154,8 +163,12 @@ def export_onnx(
     Args:
         scale: the depth upsampling factor (default: the model's own; scale-free models need it).
         size: (H, W) of the guide / image (default 480x640); a depth export's size must be a
-            multiple of ``scale``. The graph takes batches of one at this size: hole filling,
-            PAC tap geometry and the CRF's dilations are fixed by it when traced.
+            multiple of ``scale``. The graph takes batches of one at this size; with
+            ``dynamic``, it is the size traced and checked (with a second size and batch).
+        dynamic: a graph for any batch and size (ONNX dimensions ``batch``, ``height``,
+            ``width``; for depth models the LR size, the guide being ``scale`` times it). Models
+            whose forward depends on the size in Python (a PAC-CRF's dilations, the paper
+            model's padding) are refused; export those at a fixed ``size``.
         check: run the file in onnxruntime on fresh random inputs and refuse it (nothing is
             written) when it does not pass :class:`Parity`.
         opset: ONNX opset version.
@@ -188,8 +201,10 @@ def export_onnx(
             f"{4 * scale} (4 LR pixels); e.g. --size {good[0]}x{good[1]}"
         )
     model = model.eval()
-    inputs = example_inputs(model, size, scale)
-    program = _trace(model, inputs)
+    # A dynamic graph is traced on a batch of two: torch.export would fix a dimension of size 1.
+    inputs = example_inputs(model, size, scale, batch=2 if dynamic else 1)
+    shapes = _dynamic_shapes(model, inputs, scale) if dynamic else None
+    program = _trace(model, inputs, shapes)
     output = "depth" if task == "depth" else "logits"
     with atomic_write(path, overwrite=overwrite) as tmp, _quiet():
         try:
@@ -205,13 +220,42 @@ def export_onnx(
         parity = None
         if check:
             parity = check_onnx(tmp, model, example_inputs(model, size, scale, seed=1))
+            if dynamic:  # another batch and size through the same graph
+                other = (size[0] + 4 * (scale or 8), size[1] + 2 * (scale or 8))
+                again = check_onnx(tmp, model, example_inputs(model, other, scale, seed=2, batch=2))
+                parity = max(parity, again, key=lambda p: p.onnx_vs_torch / p.allowed)  # the worse one
             if not parity.ok:
                 raise InputError(
                     f"{model.model_name!r}: onnxruntime differs from PyTorch by {parity.onnx_vs_torch:.1e} "
                     f"(relative; PyTorch float32 vs float64: {parity.torch_float32:.1e}); nothing written"
                 )
-    shapes = {name: tuple(x.shape) for name, x in inputs.items()}
-    return ExportReport(path, shapes, parity)
+    return ExportReport(
+        path, _shape_names(inputs, scale) if dynamic else {k: tuple(x.shape) for k, x in inputs.items()}, parity
+    )
+
+
+def _dynamic_shapes(model: nn.Module, inputs: dict[str, torch.Tensor], scale: int | None) -> dict[str, dict]:
+    """``torch.export`` dynamic shapes: any batch and size (depth: the LR size; the guide ``scale`` times it)."""
+    from torch.export import Dim
+
+    batch = Dim("batch", min=1, max=1024)
+    height, width = Dim("height", min=4, max=1 << 15), Dim("width", min=4, max=1 << 15)
+    if model.task == "segmentation":
+        return {"image": {0: batch, 2: height, 3: width}}
+    return {
+        "depth_lr": {0: batch, 2: height, 3: width},
+        "guide": {0: batch, 2: scale * height, 3: scale * width},
+    }
+
+
+def _shape_names(inputs: dict[str, torch.Tensor], scale: int | None) -> dict[str, tuple]:
+    """The inputs' shapes with their dynamic dimensions named."""
+    if "image" in inputs:
+        return {"image": ("batch", 3, "height", "width")}
+    return {
+        "depth_lr": ("batch", 1, "height", "width"),
+        "guide": ("batch", 3, f"{scale}*height", f"{scale}*width"),
+    }
 
 
 @contextlib.contextmanager
@@ -230,14 +274,24 @@ def _quiet():
             lg.setLevel(level)
 
 
-def _trace(model: nn.Module, inputs: dict[str, torch.Tensor]):
+def _trace(model: nn.Module, inputs: dict[str, torch.Tensor], dynamic: dict[str, dict] | None = None):
     """``torch.export`` of the model (inputs named as its forward's arguments), in :class:`_OnnxForms`."""
+    import inspect
+
+    if dynamic is not None:  # keyed by the forward's own argument names, in order
+        names = list(inspect.signature(model.forward).parameters)
+        dynamic = {names[i]: dynamic[key] for i, key in enumerate(inputs)}
     with _quiet(), torch.no_grad(), _OnnxForms():
         try:
-            program = torch.export.export(model, tuple(inputs.values()), strict=False)
+            program = torch.export.export(model, tuple(inputs.values()), dynamic_shapes=dynamic, strict=False)
         except Exception as e:  # torch.export's errors are many and long: the first line says what
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise InputError(f"{model.model_name!r} does not export: {first[:300]}") from None
+            if dynamic is None:
+                raise InputError(f"{model.model_name!r} does not export: {first[:300]}") from None
+            raise InputError(
+                f"{model.model_name!r} does not export for any size ({first[:200]}): its forward depends on the "
+                "size in Python; export it for one size with --size instead of --dynamic"
+            ) from None
     return program
 
 

@@ -54,6 +54,38 @@ def test_every_depth_model_exports_and_matches_pytorch(tmp_path, name, kwargs):
     assert again.ok
 
 
+@pytest.mark.parametrize("name", ["graph_sr", "pac_learned_jbu_x4"])  # the default path (the filters too, by hand)
+def test_a_dynamic_graph_runs_any_batch_and_size(tmp_path, name):
+    torch.manual_seed(0)
+    model = create_model(name, **({"sampling": "point"} if name == "graph_sr" else {}))
+    scale = None if getattr(model, "scales", None) else 4
+    report = export_onnx(model, tmp_path / "d.onnx", scale=scale, size=(32, 48), dynamic=True, optimize=False)
+    assert report.parity.ok
+    s = scale or model.scales[0]
+    assert report.inputs == {
+        "depth_lr": ("batch", 1, "height", "width"),
+        "guide": ("batch", 3, f"{s}*height", f"{s}*width"),
+    }
+    for size, batch in [((48, 32), 1), ((64, 100), 3)]:
+        parity = check_onnx(report.path, model, example_inputs(model, size, s, seed=3, batch=batch))
+        assert parity.ok, (size, batch, parity)
+
+
+def test_models_whose_forward_depends_on_the_size_are_refused_for_dynamic_export(tmp_path):
+    class SizeInPython(torch.nn.Module):
+        """A depth model whose forward reads its input size as a Python number."""
+
+        task, model_name, scales = "depth", "size_in_python", (4,)
+
+        def forward(self, depth_lr, guide):
+            up = torch.nn.functional.interpolate(depth_lr, scale_factor=4)
+            return up * float(guide.shape[-1] > 40)
+
+    with pytest.raises(InputError, match="does not export for any size.*--size instead of --dynamic"):
+        export_onnx(SizeInPython(), tmp_path / "s.onnx", size=(32, 48), dynamic=True, optimize=False)
+    assert not (tmp_path / "s.onnx").exists()
+
+
 @pytest.mark.parametrize("name", ["fcn8s_vgg16+crf", "pac_fcn8s_vgg16+crf"])
 def test_crf_segmentation_models_export(tmp_path, name):
     torch.manual_seed(0)

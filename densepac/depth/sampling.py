@@ -92,6 +92,8 @@ def refine_batch(
 
     One solve per sampling present in the batch.
     """
+    if sampling != "auto":  # one solve, without a Python list as long as the batch (an exported batch is symbolic)
+        return graph_refine(start, depth_lr, guide, check_choice(sampling, SAMPLING_CHOICES, "sampling"), **params)
     kinds = samplings_of(depth_lr, sampling)
     if len(set(kinds)) == 1:
         return graph_refine(start, depth_lr, guide, kinds[0], **params)

@@ -34,7 +34,9 @@ class _Baseline(DepthModel):
         ], lambda y: y
 
     def scale_of(self, depth_lr: torch.Tensor, guide: torch.Tensor) -> int:
-        return guide.shape[-1] // depth_lr.shape[-1]
+        # A plain int even for sizes exported as symbols (the guide is a fixed multiple of the LR
+        # size there, so the ratio is a constant): radii and kernel sizes must be ints.
+        return int(guide.shape[-1] // depth_lr.shape[-1])
 
 
 @register_model("bicubic")

@@ -26,6 +26,16 @@ def test_export_writes_a_graph_that_runs_like_the_model(tmp_path):
     again = CliRunner().invoke(main, ["export", "bicubic", "-o", str(out), "--scale", "4", "--size", "32x48"])
     assert again.exit_code != 0 and "--overwrite" in again.output
 
+    # --dynamic: one graph for any batch and LR size.
+    r = CliRunner().invoke(main, ["export", "bicubic", "-o", str(out), "--scale", "4", "--dynamic", "--overwrite"])
+    assert r.exit_code == 0, r.output
+    assert "depth_lr batchx1xheightxwidth" in r.output and "guide batchx3x4*heightx4*width" in r.output
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    for n, h, w in [(1, 8, 12), (3, 5, 7)]:
+        depth = rng.uniform(1, 3, (n, 1, h, w)).astype(np.float32)
+        (got,) = session.run(None, {"depth_lr": depth, "guide": rng.random((n, 3, 4 * h, 4 * w), dtype=np.float32)})
+        assert got.shape == (n, 1, 4 * h, 4 * w)
+
 
 @pytest.mark.parametrize(
     ("args", "message"),

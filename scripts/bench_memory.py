@@ -147,32 +147,27 @@ def prepare(
     return args, {b: None if b == "untiled" else parse_memory(b) for b in budgets if b != "smallest"}
 
 
+def budgets_option(flag: str, default: str, untiled: str = "without a budget"):
+    """A comma-separated list of --max-memory values for one case ('smallest': the one the command suggests)."""
+    return click.option(
+        flag,
+        default=default,
+        show_default=True,
+        help=f"Comma-separated --max-memory values; 'untiled' runs {untiled}, 'smallest' the suggested budget.",
+    )
+
+
 @click.command()
 @click.option("--cases", default="depth,segmentation,shipped", show_default=True)
 @click.option("--width", default=4000, show_default=True, help="Depth case: guide width.")
 @click.option("--height", default=3000, show_default=True, help="Depth case: guide height.")
 @click.option("--scale", default=8, show_default=True, help="Depth case: upsampling factor.")
-@click.option(
-    "--depth-budgets",
-    default="untiled,1.5GiB,2GiB",
-    show_default=True,
-    help="Comma-separated --max-memory values; 'untiled' runs --tile 0.",
-)
+@budgets_option("--depth-budgets", "untiled,1.5GiB,2GiB", "--tile 0")
 @click.option("--seg-size", default=2048, show_default=True, help="Segmentation case: square image side.")
 @click.option("--seg-model", default="smp_unet", show_default=True, help="Segmentation model (+ PAC-CRF).")
-@click.option(
-    "--seg-budgets",
-    default="untiled,2GiB",
-    show_default=True,
-    help="Comma-separated --max-memory values; 'untiled' runs without a budget.",
-)
+@budgets_option("--seg-budgets", "untiled,2GiB")
 @click.option("--shipped-size", default=1504, show_default=True, help="Shipped case: square image side.")
-@click.option(
-    "--shipped-budgets",
-    default="untiled,smallest",
-    show_default=True,
-    help="Comma-separated --max-memory values; 'untiled' runs without a budget.",
-)
+@budgets_option("--shipped-budgets", "untiled,smallest")
 def main(
     cases: str,
     width: int,

@@ -54,7 +54,7 @@ def test_every_depth_model_exports_and_matches_pytorch(tmp_path, name, kwargs):
     assert again.ok
 
 
-@pytest.mark.parametrize("name", ["graph_sr", "pac_learned_jbu_x4"])  # the default path (the filters too, by hand)
+@pytest.mark.parametrize("name", ["graph_sr"])  # the default at x4/x8; learned JBU and the filters by hand (slow)
 def test_a_dynamic_graph_runs_any_batch_and_size(tmp_path, name):
     torch.manual_seed(0)
     model = create_model(name, **({"sampling": "point"} if name == "graph_sr" else {}))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,6 +218,8 @@ def export_onnx(
                 f"{model.model_name!r} does not translate to ONNX: {(lines or [type(e).__name__])[-1][:300]}"
             ) from None
         onnx_program.save(str(tmp), external_data=False)
+        if dynamic:
+            _name_dimensions(tmp, inputs)
         parity = None
         if check:
             parity = check_onnx(tmp, model, example_inputs(model, size, scale, seed=1))
@@ -232,6 +235,29 @@ def export_onnx(
     return ExportReport(
         path, _shape_names(inputs, scale) if dynamic else {k: tuple(x.shape) for k, x in inputs.items()}, parity
     )
+
+
+def _name_dimensions(path: Path, inputs: dict[str, torch.Tensor]) -> None:
+    """Rename the graph's symbolic dimensions (``s81``, ``8*s71``) to ``batch``, ``height``, ``width``.
+
+    The names come from the first input's (batch, -, height, width); every dimension expression
+    in the file is rewritten, so the inputs, the output and the intermediate shapes agree.
+    """
+    import re
+
+    import onnx
+
+    model = onnx.load(str(path))
+    first = next(v for v in model.graph.input if v.name == next(iter(inputs)))
+    dims = [d.dim_param for d in first.type.tensor_type.shape.dim]
+    names = {dims[0]: "batch", dims[2]: "height", dims[3]: "width"}
+    names.pop("", None)
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b")
+    for value in (*model.graph.input, *model.graph.output, *model.graph.value_info):
+        for d in value.type.tensor_type.shape.dim:
+            if d.dim_param:
+                d.dim_param = pattern.sub(lambda m: names[m.group(1)], d.dim_param)
+    onnx.save(model, str(path))
 
 
 def _dynamic_shapes(model: nn.Module, inputs: dict[str, torch.Tensor], scale: int | None) -> dict[str, dict]:
@@ -288,8 +314,10 @@ def _trace(model: nn.Module, inputs: dict[str, torch.Tensor], dynamic: dict[str,
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             if dynamic is None:
                 raise InputError(f"{model.model_name!r} does not export: {first[:300]}") from None
+            fixed = re.match(r"Constraints violated \(([^)]*)\)", first)
+            why = f"it fixes the {fixed.group(1)}" if fixed else first[:200]
             raise InputError(
-                f"{model.model_name!r} does not export for any size ({first[:200]}): its forward depends on the "
+                f"{model.model_name!r} does not export for any size ({why}): its forward depends on the "
                 "size in Python; export it for one size with --size instead of --dynamic"
             ) from None
     return program

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -33,6 +34,8 @@ from densepac.tiling import (
 )
 
 MAX_SCALE = 64
+
+_log = logging.getLogger(__name__)
 
 
 FALLBACK_DEPTH_MODEL = "graph_sr"
@@ -117,7 +120,9 @@ def upsample_depth(
             unknown ``sampling``; ``model`` not a depth model or an argument not a numpy array.
     """
     depth_lr, guide = _check_upsample_inputs(model, depth_lr, guide)
-    sampling = resolve_sampling(sampling, depth_lr)
+    asked, sampling = sampling, resolve_sampling(sampling, depth_lr)
+    if asked == "auto":
+        _log.info("sampling: %s (estimated from the depth map)", sampling)
     if consistency is None:
         consistency = refine or getattr(model, "refines", False) or any(True for _ in model.parameters())
     device = torch.device(device)

@@ -398,8 +398,10 @@ def segment_files(
         found = torchvision_arch_of(str(weights)) if model is None else None
     elif weights is not None and not Path(weights).with_suffix(".json").is_file():
         found = model_for_weights(weights) if model is None else model_of_run(resolve_weights(weights))
-    if found is not None and (model is None or model.removesuffix("+crf") == found[0].removesuffix("+crf")):
-        model, model_kwargs = model or found[0], {**found[1], **model_kwargs}
+    if found is not None and model is not None and model.removesuffix("+crf") != found[0].removesuffix("+crf"):
+        raise InputError(f"{weights} is a run of {found[0]}, not {model}; drop --model or pass that one")
+    if found is not None:  # the run's own name: its CRF unless --no-crf
+        model, model_kwargs = found[0], {**found[1], **model_kwargs}
     net = load_model_for_inference(model, weights, crf=bool(crf), **model_kwargs)
     if crf is False and isinstance(net, CRFWrapped):  # weights of a +crf model, run without their CRF
         name = net.model_name.removesuffix("+crf")

@@ -30,7 +30,13 @@ def test_export_writes_a_graph_that_runs_like_the_model(tmp_path):
     r = CliRunner().invoke(main, ["export", "bicubic", "-o", str(out), "--scale", "4", "--dynamic", "--overwrite"])
     assert r.exit_code == 0, r.output
     assert "depth_lr batchx1xheightxwidth" in r.output and "guide batchx3x4*heightx4*width" in r.output
+    assert "the worse of two sizes and batches" in r.output
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.shape for i in session.get_inputs()] == [
+        ["batch", 1, "height", "width"],
+        ["batch", 3, "4*height", "4*width"],
+    ]
+    assert session.get_outputs()[0].shape == ["batch", 1, "4*height", "4*width"]
     for n, h, w in [(1, 8, 12), (3, 5, 7)]:
         depth = rng.uniform(1, 3, (n, 1, h, w)).astype(np.float32)
         (got,) = session.run(None, {"depth_lr": depth, "guide": rng.random((n, 3, 4 * h, 4 * w), dtype=np.float32)})

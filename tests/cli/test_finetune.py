@@ -85,7 +85,7 @@ def test_finetune_stages_export_and_segment(tmp_path):
     assert exported.shape == (37, 41)
     # The run folder itself: its configuration names the hot-swapped FCN-8s with its CRF. The
     # export is the run's best checkpoint, so the labels are the same.
-    for model in ([], ["--model", "pac_fcn8s_vgg16+crf"]):
+    for model in ([], ["--model", "pac_fcn8s_vgg16+crf"], ["--model", "pac_fcn8s_vgg16"]):  # its CRF either way
         r = run(
             main,
             [
@@ -102,6 +102,20 @@ def test_finetune_stages_export_and_segment(tmp_path):
         assert r.exit_code == 0, r.output
         assert "pac_fcn8s_vgg16+crf" in r.stderr
         assert np.array_equal(read_label(tmp_path / "run" / "a.png"), exported)
+    r = run(
+        main,
+        [
+            "segment",
+            str(image),
+            "-o",
+            str(tmp_path / "x"),
+            "--weights",
+            str(tmp_path / "joint"),
+            "--model",
+            "fcn_resnet50",
+        ],
+    )
+    assert r.exit_code == 2 and "is a run of pac_fcn8s_vgg16+crf, not fcn_resnet50" in r.stderr
 
 
 def test_finetune_bad_inputs(tmp_path):

@@ -168,8 +168,8 @@ def export_onnx(
             ``dynamic``, it is the size traced and checked (with a second size and batch).
         dynamic: a graph for any batch and size (ONNX dimensions ``batch``, ``height``,
             ``width``; for depth models the LR size, the guide being ``scale`` times it). Models
-            whose forward depends on the size in Python (a PAC-CRF's dilations, the paper
-            model's padding) are refused; export those at a fixed ``size``.
+            whose forward depends on the size in Python (the segmentation models' padding to a
+            multiple of 32) are refused; export those at a fixed ``size``.
         check: run the file in onnxruntime on fresh random inputs and refuse it (nothing is
             written) when it does not pass :class:`Parity`.
         opset: ONNX opset version.

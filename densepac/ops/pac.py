@@ -48,14 +48,30 @@ from densepac.ops.kernels import get_kernel
 IntOr2 = int | tuple[int, int]
 
 
+#: Pixels a tap reads or writes along (rows, cols): (first index, count, step) per axis.
+Region = tuple[tuple[int, int, int], tuple[int, int, int]]
+
+
+def _at(x: torch.Tensor, region: Region) -> torch.Tensor:
+    """The view of ``x`` (..., H, W) at ``region``.
+
+    Written with ``narrow`` rather than slices: a slice's end is clamped to the size, which
+    torch.export cannot prove redundant for a symbolic size (``Min(w, w - 1)``), while the
+    regions here are in range by construction.
+    """
+    (r0, rn, rs), (c0, cn, cs) = region
+    x = x.narrow(-2, r0, (rn - 1) * rs + 1).narrow(-1, c0, (cn - 1) * cs + 1)
+    return x if rs == cs == 1 else x[..., ::rs, ::cs]
+
+
 @dataclass(frozen=True)
 class _Tap:
     """One filter tap: which weight, which input/output pixels it connects."""
 
     a: int
     b: int
-    src: tuple[slice, slice]  # into the input and the neighbour-guide map
-    dst: tuple[slice, slice]  # into the output and the centre-guide map
+    src: Region  # into the input and the neighbour-guide map
+    dst: Region  # into the output and the centre-guide map
 
 
 def _conv_out_size(n: int, k: int, s: int, p: int, d: int) -> int:
@@ -66,13 +82,17 @@ def _transpose_out_size(n: int, k: int, s: int, p: int, op: int, d: int) -> int:
     return (n - 1) * s - 2 * p + d * (k - 1) + op + 1
 
 
-def _strided_range(n_idx: int, n_tgt: int, s: int, c: int) -> tuple[slice, slice] | None:
-    """Indices ``m`` in [0, n_idx) with ``s*m + c`` in [0, n_tgt): (range of m, strided targets)."""
+def _strided_range(n_idx: int, n_tgt: int, s: int, c: int) -> Region | None:
+    """Indices ``m`` in [0, n_idx) with ``s*m + c`` in [0, n_tgt): (range of m, strided targets),
+    each as (first, count, step)."""
     lo = max(0, -(c // s))  # ceil(-c / s)
-    hi = min(n_idx - 1, (n_tgt - 1 - c) // s)
+    # min(n_idx - 1, (n_tgt - 1 - c) // s), written so that for sizes that are symbols with
+    # n_tgt fixed by n_idx (a convolution's output size) the min is over constants only.
+    slack = n_tgt - 1 - c - s * (n_idx - 1)
+    hi = n_idx - 1 + min(0, slack // s)
     if hi < lo:
         return None
-    return slice(lo, hi + 1), slice(s * lo + c, s * hi + c + 1, s)
+    return (lo, hi - lo + 1, 1), (s * lo + c, hi - lo + 1, s)
 
 
 def _taps(
@@ -122,7 +142,7 @@ def _accumulate_mm(out: torch.Tensor, tap: _Tap, wm: torch.Tensor, x: torch.Tens
         g, co, ci = wm.shape
         out.view(n * g, co, h * w).baddbmm_(wm.repeat(n, 1, 1), x.reshape(n * g, ci, h * w))
     else:
-        out[(..., *tap.dst)] += _grouped_mm(wm, x)
+        _at(out, tap.dst).add_(_grouped_mm(wm, x))
 
 
 def _outside_far(sq: torch.Tensor, inside: torch.Tensor | None, tap: _Tap, far: float | None = None) -> torch.Tensor:
@@ -133,12 +153,12 @@ def _outside_far(sq: torch.Tensor, inside: torch.Tensor | None, tap: _Tap, far: 
     """
     if inside is None:
         return sq
-    return sq.masked_fill(~inside[(..., *tap.src)], torch.finfo(sq.dtype).max if far is None else far)
+    return sq.masked_fill(~_at(inside, tap.src), torch.finfo(sq.dtype).max if far is None else far)
 
 
 def _masked(k: torch.Tensor, inside: torch.Tensor | None, tap: _Tap) -> torch.Tensor:
     """Kernel values (or derivatives) of padded neighbours set to exactly 0."""
-    return k if inside is None else k * inside[(..., *tap.src)]
+    return k if inside is None else k * _at(inside, tap.src)
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -194,8 +214,8 @@ class _PacFunction(torch.autograd.Function):
             if normalize:
                 ref = x.new_full((n, 1, ho, wo), float("inf"))
                 for tap in taps:
-                    r = ref[(..., *tap.dst)]
-                    sq = _sq_dist(ctr[(..., *tap.dst)], nb[(..., *tap.src)])[1]
+                    r = _at(ref, tap.dst)
+                    sq = _sq_dist(_at(ctr, tap.dst), _at(nb, tap.src))[1]
                     sq = _outside_far(sq, inside, tap, float("inf"))
                     r.copy_(torch.minimum(r, sq))
                 # No in-image tap at all (only with padding): any finite ref; the masked kernel is 0.
@@ -203,12 +223,12 @@ class _PacFunction(torch.autograd.Function):
             out = x.new_zeros(out_shape)
             norm = x.new_zeros(n, 1, ho, wo) if normalize else None
             for tap in taps:
-                xs = x[(..., *tap.src)]
-                sq = _outside_far(_sq_dist(ctr[(..., *tap.dst)], nb[(..., *tap.src)])[1], inside, tap)
-                k = _masked(kern(sq, None if ref is None else ref[(..., *tap.dst)])[0], inside, tap)
+                xs = _at(x, tap.src)
+                sq = _outside_far(_sq_dist(_at(ctr, tap.dst), _at(nb, tap.src))[1], inside, tap)
+                k = _masked(kern(sq, None if ref is None else _at(ref, tap.dst))[0], inside, tap)
                 _accumulate_mm(out, tap, wmat_fn(wt, tap), xs * k)
                 if norm is not None:
-                    norm[(..., *tap.dst)] += k
+                    _at(norm, tap.dst).add_(k)
             if norm is not None:
                 # >= 1 wherever a tap reaches (its nearest tap weighs exactly 1), 0 elsewhere.
                 norm = norm.clamp_min(1.0)
@@ -241,12 +261,12 @@ class _PacFunction(torch.autograd.Function):
             gctr = torch.zeros_like(ctr) if need_guide else None
             gw = torch.zeros_like(wt) if need_w else None
             for tap in ctx.taps:
-                xs = x[(..., *tap.src)]
-                diff, sq = _sq_dist(ctr[(..., *tap.dst)], nb[(..., *tap.src)])
-                k, dk = kern(_outside_far(sq, inside, tap), None if ref is None else ref[(..., *tap.dst)])
+                xs = _at(x, tap.src)
+                diff, sq = _sq_dist(_at(ctr, tap.dst), _at(nb, tap.src))
+                k, dk = kern(_outside_far(sq, inside, tap), None if ref is None else _at(ref, tap.dst))
                 k, dk = _masked(k, inside, tap), _masked(dk, inside, tap)
                 wm = ctx.wmat_fn(wt, tap)
-                g_t = gr[(..., *tap.dst)]
+                g_t = _at(gr, tap.dst)
                 if need_w:
                     xk = xs * k
                     g, co, ci = wm.shape
@@ -257,14 +277,14 @@ class _PacFunction(torch.autograd.Function):
                     continue
                 gxk = _grouped_mm(wm.transpose(1, 2), g_t)
                 if need_x:
-                    gx[(..., *tap.src)].addcmul_(gxk, k)
+                    _at(gx, tap.src).addcmul_(gxk, k)
                 if need_guide:
                     gk = (gxk.mul_(xs)).sum(1, keepdim=True)
                     if gnorm is not None:
-                        gk += gnorm[(..., *tap.dst)]
+                        gk += _at(gnorm, tap.dst)
                     t = diff.mul_(gk.mul_(dk).mul_(2.0))
-                    gctr[(..., *tap.dst)] += t
-                    gnb[(..., *tap.src)] -= t
+                    _at(gctr, tap.dst).add_(t)
+                    _at(gnb, tap.src).sub_(t)
 
         def back(g, like):
             return None if g is None else g.to(like.dtype)

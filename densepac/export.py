@@ -243,8 +243,6 @@ def _name_dimensions(path: Path, inputs: dict[str, torch.Tensor]) -> None:
     The names come from the first input's (batch, -, height, width); every dimension expression
     in the file is rewritten, so the inputs, the output and the intermediate shapes agree.
     """
-    import re
-
     import onnx
 
     model = onnx.load(str(path))

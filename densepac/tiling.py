@@ -413,19 +413,22 @@ def tiles_for_budget(
     Raises:
         InputError: no tile of at least ``min_tile`` fits; the message gives the budget that would.
     """
-    args = (size, budget, in_use, outputs)
+
+    def plan(model: MemoryModel, log: bool = True) -> tuple[int, int] | None:
+        return _plan(size, budget, in_use, outputs, model, margin, align, min_tile, what, unit, after, log)
+
     if check is None:
-        return _plan(*args, memory, margin, align, min_tile, what, unit, after)
+        return plan(memory)
     m = _round_up(margin, align)
     try:
-        tile = _plan(*args, memory, margin, align, min_tile, what, unit, after, log=False)
+        tile = plan(memory, log=False)
     except InputError:
         # Too small even by the estimate: check the smallest window, so that the budget the
         # error suggests is one that works.
         tile = (_round_up(max(1, min_tile), align),) * 2
     else:
         if tile is None:
-            return _plan(*args, memory, margin, align, min_tile, what, unit, after)
+            return plan(memory)
     wh, ww = min(size[0], tile[0] + 2 * m), min(size[1], tile[1] + 2 * m)
     # Half the planned window's area: the check must not itself break the budget when the
     # estimate is optimistic, and the overhead measured is relatively larger on smaller windows.
@@ -436,7 +439,7 @@ def tiles_for_budget(
     creep = CREEP_LIMIT if torch.device(device).type == "cpu" else 0
     added = peak_added_by(check(wh, ww), device)
     if added is None or CHECK_SPARE * added + creep <= memory(wh * ww):
-        return _plan(*args, memory, margin, align, min_tile, what, unit, after)
+        return plan(memory)
     _log.info("memory budget: a %dx%d window added %s, more than estimated", ww, wh, format_memory(added))
     # Whether the excess grows with the window (scratch per pixel) or comes once per call (a
     # large layer's weights reordered for its kernel) decides the plan: a smaller window tells.
@@ -444,7 +447,7 @@ def tiles_for_budget(
     sh, sw = max(1, wh // 2), max(1, ww // 2)
     if sh * sw < wh * ww and (small := peak_added_by(check(sh, sw), device)) is not None:
         points.append((sh * sw, small))
-    return _plan(*args, _measured(memory, points, creep), margin, align, min_tile, what, unit, after)
+    return plan(_measured(memory, points, creep))
 
 
 def _measured(memory: MemoryModel, points: list[tuple[int, int]], creep: int) -> MemoryModel:

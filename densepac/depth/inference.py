@@ -19,6 +19,7 @@ from densepac.depth.sampling import resolve_sampling
 from densepac.errors import InputError, InputTypeError
 from densepac.io.files import PathLike
 from densepac.ops.consistency import source_consistency_
+from densepac.ops.fill import valid_mask
 from densepac.ops.refine import graph_refine
 from densepac.tiling import (
     MemoryModel,
@@ -158,7 +159,7 @@ def upsample_depth(
             # The smooth correction can overshoot beside thin structures, even below 0 m. An
             # area-sampled scene reaches beyond its block means (exactness needs that), so the
             # bound only removes the absurd: a tenth of the nearest input depth to ten times the farthest.
-            valid = d[(d > 0) & d.isfinite()]
+            valid = d[valid_mask(d)]
             out.clamp_(CONSISTENCY_RANGE[0] * float(valid.min()), CONSISTENCY_RANGE[1] * float(valid.max()))
     return out[0, 0].float().cpu().numpy()
 

@@ -47,11 +47,17 @@ def read_pretrained(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
         raise InputError(f"weights {p} do not exist; give a weights file or a densepac run/checkpoint folder")
     if not p.is_dir():
         return load_state_dict_safe(p), str(p)
-    root = p / "checkpoints" if (p / "checkpoints").is_dir() else p
-    folder = resolve_checkpoint(root, "best") or resolve_checkpoint(root, "last")
+    folder = checkpoint_of(p)
     if folder is None:
         raise InputError(f"{p} holds no densepac checkpoint; give a run folder, a checkpoint folder or a weights file")
     return load_state_dict_safe(folder / MODEL_FILE), str(folder)
+
+
+def checkpoint_of(folder: Path) -> Path | None:
+    """The checkpoint folder a run (holding ``checkpoints/``), a checkpoint root or one checkpoint
+    stands for: from a root its ``best`` checkpoint, else its ``last``; None when there is none."""
+    root = folder / "checkpoints" if (folder / "checkpoints").is_dir() else folder
+    return resolve_checkpoint(root, "best") or resolve_checkpoint(root, "last")
 
 
 def detect_weights_format(state: Mapping[str, torch.Tensor]) -> str:

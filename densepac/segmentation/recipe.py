@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from densepac.check import check_choice, check_int, check_num_classes
-from densepac.engine.checkpoint import META_FILE, MODEL_FILE, Checkpoint, load_checkpoint, resolve_checkpoint
+from densepac.engine.checkpoint import META_FILE, MODEL_FILE, Checkpoint, load_checkpoint
 from densepac.engine.config import TrainConfig, option
 from densepac.engine.runs import RunReport, train_in_run_folder
 from densepac.engine.tasks import SegmentationTask
@@ -36,7 +36,7 @@ from densepac.errors import InputError
 from densepac.models import create_model, get_entry, hot_swap, save_weights, swapped_layers
 from densepac.ops.crf import CRFWrapped, PacCRF
 from densepac.segmentation.datasets import make_seg_dataset
-from densepac.segmentation.pretrained import load_exact, load_pretrained
+from densepac.segmentation.pretrained import checkpoint_of, load_exact, load_pretrained
 
 __all__ = [
     "STAGES",
@@ -258,8 +258,7 @@ def model_of_run(path: str | Path) -> tuple[str, dict[str, Any]] | None:
     if path.is_file():
         folder = path.parent if path.name == MODEL_FILE else None
     else:
-        root = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-        folder = resolve_checkpoint(root, "best") or resolve_checkpoint(root, "last")
+        folder = checkpoint_of(path)
     if folder is None or not (folder / META_FILE).is_file():
         return None
     try:

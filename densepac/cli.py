@@ -637,9 +637,9 @@ def _size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, 
 )
 @click.option(
     "--optimize/--no-optimize",
-    default=True,
+    default=False,
     show_default=True,
-    help="Fold constants and fuse ops in the file (slow for large graphs).",
+    help="Fold constants and fuse ops in the file: smaller files, much slower exports, no faster in onnxruntime.",
 )
 @overwrite_option
 @_friendly_errors
@@ -672,6 +672,11 @@ def export_cmd(
             raise InputError(f"--sampling is for graph_sr, which solves with it; {model_name!r} takes no sampling")
         kwargs["sampling"] = sampling
     model = load_model_for_inference(model_name, weights, **kwargs)
+    click.echo(
+        f"exporting {model.model_name} for {'any batch and size' if dynamic else 'x'.join(map(str, size))}: "
+        "tracing takes seconds to minutes (the most for PAC models)",
+        err=True,
+    )
     r = export_onnx(
         model, output, scale=scale, size=size, dynamic=dynamic, check=check, overwrite=overwrite, optimize=optimize
     )

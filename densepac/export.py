@@ -157,7 +157,7 @@ def export_onnx(
     check: bool = True,
     overwrite: bool = False,
     opset: int = 18,
-    optimize: bool = True,
+    optimize: bool = False,
 ) -> ExportReport:
     """Write ``model`` (a registry depth or segmentation model) as an ONNX file at ``path``.
 
@@ -167,14 +167,16 @@ def export_onnx(
             multiple of ``scale``. The graph takes batches of one at this size; with
             ``dynamic``, it is the size traced and checked (with a second size and batch).
         dynamic: a graph for any batch and size (ONNX dimensions ``batch``, ``height``,
-            ``width``; for depth models the LR size, the guide being ``scale`` times it). Models
-            whose forward depends on the size in Python (the segmentation models' padding to a
-            multiple of 32) are refused; export those at a fixed ``size``.
+            ``width``; for depth models the LR size, the guide being ``scale`` times it;
+            segmentation models pad to their multiple and crop back inside the graph). A model
+            whose forward depends on the size in Python (e.g. a CRF whose dilation follows the
+            image size) is refused; export it at a fixed ``size``.
         check: run the file in onnxruntime on fresh random inputs and refuse it (nothing is
             written) when it does not pass :class:`Parity`.
         opset: ONNX opset version.
-        optimize: fold constants and fuse ops in the file (onnxscript's optimizer; slow on
-            large graphs, and onnxruntime optimises at load time anyway).
+        optimize: fold constants and fuse ops in the file (onnxscript's optimizer): files 2-5x
+            smaller, but the export takes 1.5-5x as long (most of the time for PAC models) and
+            onnxruntime, which optimises at load time anyway, runs them no faster.
 
     Raises:
         InputError: bad arguments, a missing ``onnx`` extra, a model that does not export

@@ -1,7 +1,5 @@
 """ONNX export: every depth model and PAC-CRF segmentation models, onnxruntime against PyTorch."""
 
-import re
-
 import pytest
 import torch
 
@@ -14,29 +12,41 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 
-def _family(name: str) -> str:
-    return re.sub(r"_x\d+$", "", name)
-
-
 def _depth_cases() -> list:
-    """Every registered depth model family (the catalog lists them without importing them).
+    """One case per class of registered depth model (the catalog lists them without importing them).
 
-    The learned PAC families share their code across scales and take 10-20 s each to export,
-    so they run at x4, plus the deepest one (pac_jointupsample_x16); pac_learned_jbu is fast
-    and runs at every scale.
+    The scales and variants of a class share its code and take 10-30 s each to export, so one
+    stands for all: ``pac_jointupsample_res_x4`` (residual, mask input) for the paper's models,
+    ``pac_learned_jbu_x8``, ``graph_sr`` with area sampling (point sampling is the dynamic test's).
     """
     cases = []
     for name in (row["name"] for row in model_rows("depth")):
         if name == "graph_sr":
-            cases += [pytest.param(name, {"sampling": s}, id=f"graph_sr-{s}") for s in ("point", "area")]
-        elif not name.startswith("pac_jointupsample") or name.endswith("_x4") or name == "pac_jointupsample_x16":
+            cases.append(pytest.param(name, {"sampling": "area"}, id="graph_sr-area"))
+        elif not name.startswith(("pac_jointupsample", "pac_learned_jbu")) or name in _STAND_INS:
             cases.append(pytest.param(name, {}, id=name))
     return cases
 
 
-def test_the_cases_cover_every_family_of_the_registry():
+_STAND_INS = ("pac_jointupsample_res_x4", "pac_learned_jbu_x8")
+
+
+def test_the_cases_cover_every_class_of_depth_model():
     registered = {n for n in list_models(task="depth") if not n.startswith("_test")}  # other tests' toys
-    assert {_family(c.values[0]) for c in _depth_cases()} == {_family(n) for n in registered}
+    assert {type(create_model(c.values[0], **c.values[1])) for c in _depth_cases()} == {
+        type(create_model(n)) for n in registered
+    }
+
+
+def _segmentation_model(name: str, **crf_kwargs) -> torch.nn.Module:
+    """A narrow FCN-8s (+ CRF) whose score layers are random: at their zero init the logits are constant."""
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=3, widths=[4, 4, 8, 8, 8], fc_channels=8, crf_kwargs=crf_kwargs)
+    with torch.no_grad():
+        for key, p in model.named_parameters():
+            if "score" in key:
+                p.normal_(0, 0.5)
+    return model
 
 
 @pytest.mark.parametrize(("name", "kwargs"), _depth_cases())
@@ -86,13 +96,23 @@ def test_models_whose_forward_depends_on_the_size_are_refused_for_dynamic_export
     assert not (tmp_path / "s.onnx").exists()
 
 
-@pytest.mark.parametrize("name", ["fcn8s_vgg16+crf", "pac_fcn8s_vgg16+crf"])
-def test_crf_segmentation_models_export(tmp_path, name):
-    torch.manual_seed(0)
-    model = create_model(name, num_classes=3, widths=[4, 4, 8, 8, 8], fc_channels=8)
+def test_a_hot_swapped_crf_segmentation_model_exports(tmp_path):
+    model = _segmentation_model("pac_fcn8s_vgg16+crf", num_steps=2)
     report = export_onnx(model, tmp_path / "seg.onnx", size=(48, 64), optimize=False)
     assert report.inputs == {"image": (1, 3, 48, 64)}
     assert report.parity.onnx_vs_torch <= PARITY_TOLERANCE
+    again = check_onnx(report.path, model, example_inputs(model, (48, 64), None, seed=7))
+    assert again.ok
+
+
+def test_a_dynamic_segmentation_graph_runs_any_batch_and_size(tmp_path):
+    """Padding to a multiple of 32 and cropping back are in the graph: sizes that are not multiples work."""
+    model = _segmentation_model("fcn8s_vgg16+crf", num_steps=1, kernels=[(3, 1)])
+    report = export_onnx(model, tmp_path / "seg.onnx", size=(48, 64), dynamic=True, optimize=False)
+    assert report.inputs == {"image": ("batch", 3, "height", "width")}
+    for size, batch in [((20, 30), 1), ((33, 97), 3)]:  # one 1x1 pool5, one padded on both sides
+        parity = check_onnx(report.path, model, example_inputs(model, size, None, seed=3, batch=batch))
+        assert parity.ok, (size, batch, parity)
 
 
 def test_pac_exports_without_an_unfold_buffer(tmp_path):

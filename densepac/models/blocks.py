@@ -36,10 +36,24 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "replicate") -> 
         (padded tensor, original (H, W)).
     """
     h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    if ph or pw:
+    # Written as multiple * ceil(size / multiple) - size, so a symbolic padded size
+    # (torch.export for any size) reads as a multiple of ``multiple``; symbolic sizes pad
+    # always, since testing them would fix the size.
+    ph = multiple * ((h + multiple - 1) // multiple) - h
+    pw = multiple * ((w + multiple - 1) // multiple) - w
+    if isinstance(ph, torch.SymInt) or isinstance(pw, torch.SymInt) or ph or pw:
         x = F.pad(x, (0, pw, 0, ph), mode=mode)
     return x, (h, w)
+
+
+def crop_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Crop (N, C, H, W) at the bottom/right to ``size`` (h, w) <= (H, W): undoes :func:`pad_to_multiple`.
+
+    Written as a negative padding, so under ``torch.export`` for any size the result's size is
+    exactly the symbolic (h, w) of the input rather than a view whose strides would fix it.
+    """
+    h, w = size
+    return F.pad(x, (0, w - x.shape[-1], 0, h - x.shape[-2]))
 
 
 def bilinear_kernel(channels: int, size: int) -> torch.Tensor:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
 import torch.nn.functional as F
+
+from densepac.ops.tracing import any_size
 
 
 def valid_mask(depth: torch.Tensor) -> torch.Tensor:
@@ -31,18 +32,8 @@ def fill_holes(depth: torch.Tensor, valid: torch.Tensor | None = None) -> torch.
     Returns:
         (N, 1, H, W) with valid pixels unchanged; an image without any valid pixel stays 0.
     """
-    with _any_size():
+    with any_size():
         return _fill_holes(depth, valid)
-
-
-def _any_size():
-    """While exporting with dynamic shapes, let the pyramid's levels of one block not pin the size
-    (their sizes are 1 for small inputs only; the ops are the same for any size)."""
-    if not torch.compiler.is_exporting():
-        return contextlib.nullcontext()
-    import torch.fx.experimental._config as fx_config
-
-    return fx_config.patch(backed_size_oblivious=True)
 
 
 def _fill_holes(depth: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:

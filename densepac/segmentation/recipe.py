@@ -208,6 +208,9 @@ def export_seg_weights(
 ) -> Path:
     """Write the best checkpoint of ``cfg.out`` as ``out_dir/NAME.safetensors`` + model card.
 
+    ``NAME`` defaults to the architecture with ``+`` as ``_`` (``pac_fcn8s_vgg16_crf``), prefixed
+    with ``pac_`` when the run hot-swapped a model that has no ``pac_`` registry name.
+
     The card holds the architecture (``cfg.arch()``) and its arguments, the data, seed, the
     reproducing command and the validation metrics (mIoU, boundary mIoU, pixel accuracy) of
     the fine-tuned model and, when the run started from ``cfg.weights``, of that start.
@@ -231,7 +234,10 @@ def export_seg_weights(
         start=str(cfg.weights) if cfg.weights is not None else None,
         stage=cfg.stage,
     )
-    return save_weights(model.cpu(), name or cfg.arch().replace("+", "_"), cfg.arch(), out_dir, **card)
+    if name is None:  # pac_... for every hot-swapped model, not only those with a registry name
+        name = cfg.arch().replace("+", "_")
+        name = f"pac_{name}" if cfg.hot_swap and not name.startswith("pac_") else name
+    return save_weights(model.cpu(), name, cfg.arch(), out_dir, **card)
 
 
 def architecture_kwargs(cfg: SegFinetuneConfig) -> dict[str, Any]:

@@ -401,6 +401,7 @@ def test_a_hot_swapped_export_rebuilds_from_its_card(tmp_path):
     cfg = _cfg(tmp_path / "run", model="fcn8s", model_kwargs={}, hot_swap=True, crop=64, scene_size=64)
     finetune_segmentation(cfg, progress=False)
     path = export_seg_weights(cfg, tmp_path / "weights")
+    assert path.name == "pac_fcn8s.safetensors"  # hot-swapped, though the registry has no pac_fcn8s
     card = WeightsCard.from_json(path.with_suffix(".json"))
     assert card.arch == "fcn8s" and card.kwargs["hot_swap"]["targets"][-1] == "encoder.layer4.1.conv2"
     rebuilt = create_model(card.arch, weights=path, **card.kwargs).eval()

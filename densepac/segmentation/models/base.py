@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from densepac.errors import InputError
-from densepac.models.blocks import imagenet_normalize, pad_to_multiple, resize
+from densepac.models.blocks import crop_to, imagenet_normalize, pad_to_multiple, resize
 from densepac.ops.labels import PredictsLabels
+from densepac.ops.tracing import any_size
 
 #: Stage modules of ResNet (``layerN``), DLA (``levelN``) and Shape Adaptor ResNet (``layers.N``) encoders.
 _STAGE = re.compile(r"(?:^|\.)(?:layer|level|layers\.)(\d+)$")
@@ -34,8 +35,9 @@ class SegmentationModel(PredictsLabels):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Logits (N, K, H, W) of RGB images (N, 3, H, W) in [0, 1]."""
         self.check_image(image)
-        x, (h, w) = pad_to_multiple(self.normalize(image), self.pad_multiple)
-        return resize(self.forward_logits(x), x.shape[-2:])[..., :h, :w]
+        with any_size():  # exported for any size, the deepest feature maps may be 1x1
+            x, (h, w) = pad_to_multiple(self.normalize(image), self.pad_multiple)
+            return crop_to(resize(self.forward_logits(x), x.shape[-2:]), (h, w))
 
     def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of a normalized, padded image (N, 3, H, W): (N, K, H, W), or smaller (upsampled bilinearly)."""

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from densepac.errors import InputError, WeightsError
-from densepac.models.blocks import bilinear_kernel, pad_to_multiple
+from densepac.models.blocks import bilinear_kernel, crop_to, pad_to_multiple
 from densepac.models.hotswap import GuidedConv2d, swapped_layers
 from densepac.models.registry import create_model, list_models
 from densepac.segmentation.models.fcn import (
@@ -140,6 +140,9 @@ def test_pad_to_multiple():
     torch.testing.assert_close(y[..., 3, :5], x[..., 2, :])  # replicated last row
     same, _ = pad_to_multiple(torch.zeros(1, 1, 8, 8), 4)
     assert same.shape == (1, 1, 8, 8)
+    back = crop_to(y, size)
+    assert back.shape == x.shape and back.is_contiguous()
+    torch.testing.assert_close(back, x)
 
 
 # --------------------------------------------------------------------------- VGG16 converter

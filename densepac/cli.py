@@ -639,7 +639,7 @@ def _size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, 
     "--optimize/--no-optimize",
     default=False,
     show_default=True,
-    help="Fold constants and fuse ops in the file: smaller files, much slower exports, no faster in onnxruntime.",
+    help="Fold constants and fuse ops in the file: smaller (sometimes faster) files, much slower exports.",
 )
 @overwrite_option
 @_friendly_errors

@@ -175,8 +175,8 @@ def export_onnx(
             written) when it does not pass :class:`Parity`.
         opset: ONNX opset version.
         optimize: fold constants and fuse ops in the file (onnxscript's optimizer): files 2-5x
-            smaller, but the export takes 1.5-5x as long (most of the time for PAC models) and
-            onnxruntime, which optimises at load time anyway, runs them no faster.
+            smaller, and for some graphs (the paper's transposed PAC) faster in onnxruntime,
+            but the export takes 1.5-5x as long (most of the time for PAC models).
 
     Raises:
         InputError: bad arguments, a missing ``onnx`` extra, a model that does not export

@@ -683,9 +683,9 @@ def export_cmd(
     shapes = ", ".join(f"{name} {'x'.join(map(str, shape))}" for name, shape in r.inputs.items())
     click.echo(f"{r.path}: {model.model_name} ({shapes})", err=True)
     if r.parity is not None:
-        where = " (the worse of two sizes and batches)" if dynamic else ""
+        where = ", the worse of two sizes and batches" if dynamic else ""
         click.echo(
-            f"onnxruntime matches PyTorch to {r.parity.onnx_vs_torch:.1e}{where} (max relative; PyTorch float32 vs "
+            f"onnxruntime matches PyTorch to {r.parity.onnx_vs_torch:.1e} (max relative{where}; PyTorch float32 vs "
             f"float64: {r.parity.torch_float32:.1e})",
             err=True,
         )

@@ -315,7 +315,7 @@ def _trace(model: nn.Module, inputs: dict[str, torch.Tensor], dynamic: dict[str,
             if dynamic is None:
                 raise InputError(f"{model.model_name!r} does not export: {first[:300]}") from None
             fixed = re.match(r"Constraints violated \(([^)]*)\)", first)
-            why = f"it fixes the {fixed.group(1)}" if fixed else first[:200]
+            why = f"it fixes the {' and '.join(fixed.group(1).split(', '))}" if fixed else first[:200]
             raise InputError(
                 f"{model.model_name!r} does not export for any size ({why}): its forward depends on the "
                 "size in Python; export it for one size with --size instead of --dynamic"

@@ -403,9 +403,10 @@ def tiles_for_budget(
             function that runs the model on them. When given, a window of half the planned
             one's area is run and the memory it really adds measured (:func:`peak_added_by`,
             inputs excluded);
-            if that, with :data:`CHECK_SPARE`, exceeds the estimate, ``memory`` is scaled
-            up to it and the tiles planned again (kernel scratch and allocator slack vary
-            with the thread count and the window size more than the estimate's factor covers).
+            if that, with :data:`CHECK_SPARE`, exceeds the estimate, a window of a quarter its
+            area is measured too, ``memory`` is refitted to the two (:func:`_measured`) and the
+            tiles planned again (kernel scratch and allocator slack vary with the thread count
+            and the window size more than the estimate's factor covers).
 
     Tiles are balanced: with ``n`` tiles along an axis, each is about ``size / n``. Windows
     are square unless one side spans the image, whose other side then gets the rest.
@@ -451,15 +452,19 @@ def tiles_for_budget(
 
 
 def _measured(memory: MemoryModel, points: list[tuple[int, int]], creep: int) -> MemoryModel:
-    """``memory`` raised to what windows of (pixels, bytes added) really needed.
+    """``memory`` replaced by what windows of (pixels, bytes added) really needed.
 
-    A line through the points (flat through one), its per-pixel part times :data:`CHECK_SPARE`
-    and ``creep`` added to its fixed part; neither part falls below ``memory``'s.
+    A line through the points, its per-pixel part times :data:`CHECK_SPARE` and ``creep`` added
+    to its fixed part; the fixed part never falls below ``memory``'s. With two points the
+    measured per-pixel part stands even below the estimate's (whose factor for scratch is a
+    guess), down to the live tensor bytes alone (``memory``'s over :data:`MEMORY_FACTOR`),
+    which every window allocates; through one point the line is flat and the estimate's stays.
     """
     (p1, b1), *rest = sorted(points, reverse=True)
     slope = max(0.0, (b1 - rest[0][1]) / (p1 - rest[0][0])) if rest else 0.0
     fixed = max(b - slope * p for p, b in points)
-    return MemoryModel(max(memory.fixed, fixed + creep), max(memory.per_pixel, CHECK_SPARE * slope))
+    floor = memory.per_pixel / MEMORY_FACTOR if rest else memory.per_pixel
+    return MemoryModel(max(memory.fixed, fixed + creep), max(floor, CHECK_SPARE * slope))
 
 
 #: Factor on the memory a checked window really added, for what tiles in a row add beyond it.

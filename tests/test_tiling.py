@@ -210,6 +210,23 @@ def test_a_window_that_needs_more_than_estimated_plans_smaller_tiles(monkeypatch
     assert len(windows) == 2
     fixed = MemoryModel(MEMORY.fixed + 40 * MiB + 64 * MiB, 1.3 * MEMORY.per_pixel)
     assert once == tiles_for_budget(size, *wide, fixed, margin=16, align=32)
+    # A measured per-pixel part below the estimate's stands (times 1.3), not below the live
+    # tensor bytes (the estimate over its factor 2): larger tiles than the estimate alone allows.
+    for part, kept in [(0.5, 0.65), (0.2, 0.5)]:
+        windows.clear()
+        excess = 150 * MiB  # once per call
+
+        def added(pixels, part=part, excess=excess):
+            return MEMORY.fixed + excess + part * MEMORY.per_pixel * pixels
+
+        monkeypatch.setattr(tiling, "peak_added_by", measured(added))
+        lowered = tiles_for_budget(size, *wide, MEMORY, margin=16, align=32, check=check)
+        model = MemoryModel(MEMORY.fixed + excess + 64 * MiB, kept * MEMORY.per_pixel)
+        assert lowered == tiles_for_budget(size, *wide, model, margin=16, align=32)
+        assert (
+            lowered[0]
+            > tiles_for_budget(size, *wide, MemoryModel(model.fixed, MEMORY.per_pixel), margin=16, align=32)[0]
+        )
     # A window that adds less than estimated keeps the plan; so does a platform that cannot measure.
     monkeypatch.setattr(tiling, "peak_added_by", lambda run, device="cpu": MiB)
     assert tiles_for_budget(size, *args, MEMORY, margin=16, align=32, check=check) == planned

@@ -49,10 +49,13 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "replicate") -> 
 def crop_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Crop (N, C, H, W) at the bottom/right to ``size`` (h, w) <= (H, W): undoes :func:`pad_to_multiple`.
 
-    Written as a negative padding, so under ``torch.export`` for any size the result's size is
-    exactly the symbolic (h, w) of the input rather than a view whose strides would fix it.
+    A view for concrete sizes. Symbolic ones (``torch.export`` for any size) crop by a negative
+    padding, so the result's size is exactly the symbolic (h, w) rather than a view's whose
+    strides would fix it.
     """
     h, w = size
+    if not any(isinstance(v, torch.SymInt) for v in (h, w, *x.shape[-2:])):
+        return x[..., :h, :w]
     return F.pad(x, (0, w - x.shape[-1], 0, h - x.shape[-2]))
 
 

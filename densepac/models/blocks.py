@@ -29,7 +29,7 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "replicate") -> 
     """Pad (N, C, H, W) at the bottom/right so H and W divide by ``multiple``.
 
     Bottom/right only, so pixel (0, 0) stays on the pooling grid and cropping back is
-    ``y[..., :H, :W]``. ``replicate`` (default) repeats the last row/column, which keeps the
+    :func:`crop_to` ``(y, (H, W))``. ``replicate`` (default) repeats the last row/column, which keeps the
     border pixels' context plausible at any size (``reflect`` fails on tiny inputs).
 
     Returns:

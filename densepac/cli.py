@@ -289,6 +289,7 @@ def models_cmd(task: str | None) -> None:
     show_default=True,
     help="Edge-aware graph refinement after the model (training-free); --no-refine: the model alone.",
 )
+@model_args_option
 @max_memory_option
 @device_option
 @overwrite_option
@@ -307,6 +308,7 @@ def upsample(
     intrinsics: str | None,
     sampling: str,
     refine: bool,
+    model_args: tuple[str, ...],
     max_memory: int | None,
     device: str,
     overwrite: bool,
@@ -321,6 +323,9 @@ def upsample(
     """
     _quiet_opencv()
     from densepac.depth.inference import pair_folders, read_pair_list, upsample_file, upsample_pairs
+    from densepac.engine.config import parse_key_values
+
+    model_kwargs = parse_key_values(model_args)
 
     many = guide is None or (depth.is_dir() and guide.is_dir())
     if many:
@@ -343,6 +348,7 @@ def upsample(
             overwrite=overwrite,
             sampling=sampling,
             refine=refine,
+            model_kwargs=model_kwargs,
         )
         for stem, why in report.skipped:
             click.echo(f"skipped {stem}: {why}", err=True)
@@ -367,6 +373,7 @@ def upsample(
         refine=refine,
         pointcloud=pointcloud,
         intrinsics=intrinsics,
+        model_kwargs=model_kwargs,
     )
     click.echo(f"{r.output}: {r.size[1]}x{r.size[0]} depth from {r.model} (x{r.scale}, {r.device})", err=True)
 

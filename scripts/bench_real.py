@@ -11,10 +11,13 @@ the two guided baselines again with arguments tuned on this very scene (a grid s
 sampling and scale, scored on the ground truth: the best a user could get from them, an
 optimistic bound rather than a held-out result); every learned model with shipped weights
 for the scale; and ``default``, the model ``densepac upsample`` uses at that scale. A last
-table gives the time of one upsampling (first sampling measured, 1 warm-up + 1 timed run).
+table gives the time of one upsampling (first sampling measured: the median of ``--repeats``
+runs after a warm-up), and a last line the default's time at x8 on a 480x640 crop of the
+scene, the size of the cost target (median of at least 5 runs).
 
     OMP_NUM_THREADS=1 python scripts/bench_real.py [--scales 4,8,16] [--samplings point,area]
-        [--models bicubic,joint_bilateral,pac_learned_jbu,default] [--no-tune] [--markdown FILE]
+        [--models bicubic,joint_bilateral,pac_learned_jbu,default] [--no-tune] [--repeats 3]
+        [--markdown FILE]
 
 Needs scikit-image (``pip install densepac[real]``); about 2 minutes on one core, 1 minute
 with ``--no-tune``.
@@ -63,16 +66,28 @@ def upsample(model: nn.Module, depth_lr: np.ndarray, rgb: np.ndarray, refine: bo
 
 
 def timed_rmse(
-    model: nn.Module, depth_lr: np.ndarray, rgb: np.ndarray, gt: np.ndarray, refine: bool = False
+    model: nn.Module, depth_lr: np.ndarray, rgb: np.ndarray, gt: np.ndarray, refine: bool = False, repeats: int = 1
 ) -> tuple[float, float]:
-    """(RMSE in cm, seconds of one upsampling after a warm-up run)."""
+    """(RMSE in cm, median seconds of ``repeats`` upsamplings after a warm-up run; NaN for 0 repeats)."""
     out: dict[str, np.ndarray] = {}
 
     def run() -> None:
         out["depth"] = upsample(model, depth_lr, rgb, refine)
 
-    seconds = median_seconds(run, repeats=1)
+    if repeats == 0:
+        run()
+        return rmse_cm(out["depth"], gt), float("nan")
+    seconds = median_seconds(run, repeats=repeats)
     return rmse_cm(out["depth"], gt), seconds
+
+
+def target_seconds(rgb: np.ndarray, gt: np.ndarray, repeats: int) -> float:
+    """Median seconds of ``densepac upsample``'s default at x8 (area-sampled input) on a 480x640 crop."""
+    top, left = (gt.shape[0] - 480) // 2, (gt.shape[1] - 640) // 2
+    crop = (slice(top, top + 480), slice(left, left + 640))
+    depth_lr, guide = make_lr(gt[crop], 8, "area"), rgb[crop]
+    model = create_model(default_depth_model(8), pretrained=default_depth_model(8) != FALLBACK_DEPTH_MODEL)
+    return median_seconds(lambda: upsample(model, depth_lr, guide, DEFAULT_REFINE), repeats=repeats)
 
 
 def tune(name: str, depth_lr: np.ndarray, rgb: np.ndarray, gt: np.ndarray, sampling: str) -> dict[str, Any]:
@@ -122,9 +137,9 @@ def select_rows(model_filter: str | None, families: list[str], no_tune: bool) ->
 
 
 def run_scale(
-    sampling: str, scale: int, row_keys: list[str], rgb: np.ndarray, gt: np.ndarray
+    sampling: str, scale: int, row_keys: list[str], rgb: np.ndarray, gt: np.ndarray, repeats: int
 ) -> tuple[dict[str, tuple[float, float]], list[str]]:
-    """{row key: (RMSE cm, seconds)} at one sampling and scale, and the tuned arguments chosen."""
+    """{row key: (RMSE cm, seconds of ``repeats`` runs)} at one sampling and scale, and the tuned arguments chosen."""
     depth_lr = make_lr(gt, scale, sampling)
     learned = learned_models(scale)
     default = default_depth_model(scale)
@@ -138,7 +153,7 @@ def run_scale(
             chosen.append(f"x{scale} {base}: {_format_kwargs(kwargs)}")
             name = f"{base}({_format_kwargs(kwargs)})"
             click.echo(f"{sampling} x{scale}: {name}", err=True)
-            results[key] = timed_rmse(create_model(base, **kwargs), depth_lr, rgb, gt)
+            results[key] = timed_rmse(create_model(base, **kwargs), depth_lr, rgb, gt, repeats=repeats)
             continue
         refine = key.endswith(REFINED) or (key == "default" and DEFAULT_REFINE)
         base = key.removesuffix(REFINED)
@@ -148,7 +163,7 @@ def run_scale(
         if (name, refine) not in done:
             click.echo(f"{sampling} x{scale}: {name}{REFINED if refine else ''}", err=True)
             model = create_model(name, pretrained=name not in (*BASELINES, FALLBACK_DEPTH_MODEL))
-            done[name, refine] = timed_rmse(model, depth_lr, rgb, gt, refine)
+            done[name, refine] = timed_rmse(model, depth_lr, rgb, gt, refine, repeats)
         results[key] = done[name, refine]
     return results, chosen
 
@@ -169,8 +184,17 @@ def run_scale(
     "families such as pac_learned_jbu, and default. Default: all.",
 )
 @click.option("--no-tune", is_flag=True, help="Skip the grid search of the guided baselines (quick runs).")
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Timed runs per time-table cell (their median, after a warm-up).",
+)
 @click.option("--markdown", type=click.Path(path_type=Path), default=None, help="Also write the tables here.")
-def main(scales: str, samplings: str, model_filter: str | None, no_tune: bool, markdown: Path | None) -> None:
+def main(
+    scales: str, samplings: str, model_filter: str | None, no_tune: bool, repeats: int, markdown: Path | None
+) -> None:
     if not all(s.isdigit() and int(s) in (2, 4, 8, 16) for s in _comma_list(scales)):
         raise click.BadParameter(
             f"{scales!r}; give factors that divide the 496x736 scene: 2, 4, 8, 16", param_hint="--scales"
@@ -198,9 +222,10 @@ def main(scales: str, samplings: str, model_filter: str | None, no_tune: bool, m
     estimates = []
     for sampling in sampling_list:
         results, chosen = {}, []
+        timed = repeats if sampling == sampling_list[0] else 0
         for scale in scale_list:
             estimates.append(f"{sampling} x{scale} -> {estimate_sampling(make_lr(gt, scale, sampling))}")
-            results[scale], tuned = run_scale(sampling, scale, row_keys, rgb, gt)
+            results[scale], tuned = run_scale(sampling, scale, row_keys, rgb, gt, timed)
             chosen += tuned
             for key, (_, sec) in results[scale].items():
                 seconds.setdefault((key, scale), sec)  # timed on the first sampling
@@ -223,9 +248,13 @@ def main(scales: str, samplings: str, model_filter: str | None, no_tune: bool, m
         [key, *(f"{seconds[key, s]:.2f}" if (key, s) in seconds else "-" for s in scale_list)] for key in row_keys
     ]
     lines += [
-        f"**seconds per upsampling** ({sampling_list[0]} sampling, torch threads: {torch.get_num_threads()})",
+        f"**seconds per upsampling** ({sampling_list[0]} sampling, median of {repeats} after a warm-up; "
+        f"torch threads: {torch.get_num_threads()})",
         "",
         *markdown_table(titles, time_rows),
+        "",
+        f"`densepac upsample` default at x8 on a 480x640 crop of the scene (area sampling, median of "
+        f"{max(repeats, 5)}): {target_seconds(rgb, gt, max(repeats, 5)):.2f} s.",
     ]
     text = "\n".join(lines) + "\n"
     click.echo(text)

@@ -93,7 +93,7 @@ def main(
         click.echo(f"training {title}: {cfg.command()}", err=True)
         # A finished run resumes into nothing; a stopped one goes on where it stopped.
         train_depth(cfg, resume=(Path(cfg.out) / "checkpoints" / "last.json").exists(), progress=False)
-        model = cfg.build_model()
+        model = cfg.build_architecture()
         model.load_state_dict(load_checkpoint(Path(cfg.out) / "checkpoints", which="best").model)
         scale = model.scale
         test = make_depth_dataset(

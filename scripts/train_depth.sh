@@ -17,8 +17,12 @@
 # (runs), DENSEPAC (densepac).
 # The shipped pac_learned_jbu weights were retrained on the sensor mix (protocol mix, noise
 # 0.002, holes 0.02) over the current scene generator, on a 2-core CPU, with
+#   ARCHS=pac_learned_jbu LOSS=l2 LR=2e-3 EPOCHS=28 TRAIN_SIZE=2000 BATCH=8 CROP=96 VAL_SIZE=30 \
+#     WORKERS=0 SCALES=8 EXTRA="--arg radius=3" DEVICE=cpu
+#     (7000 steps; the run predates the model's self-ensemble, so its best checkpoint, step 6750,
+#     was picked on validation with one forward; a rerun validates with the 4-flip ensemble)
 #   ARCHS=pac_learned_jbu LOSS=l2 LR=2e-3 EPOCHS=12 TRAIN_SIZE=2000 BATCH=8 CROP=96 VAL_SIZE=30 \
-#     WORKERS=0 SCALES=8 EXTRA="--arg radius=3" DEVICE=cpu              (and SCALES=4)
+#     WORKERS=0 SCALES=4 EXTRA="--arg radius=3" DEVICE=cpu
 #   ARCHS=pac_learned_jbu LOSS=l2 LR=2e-3 EPOCHS=8 TRAIN_SIZE=2000 BATCH=8 CROP=128 VAL_SIZE=30 \
 #     WORKERS=0 SCALES=16 EXTRA="--arg radius=3" DEVICE=cpu
 # The pac_jointupsample weights come from the earlier point-sampled recipe,

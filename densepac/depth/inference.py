@@ -404,6 +404,7 @@ def upsample_file(
     refine: bool = DEFAULT_REFINE,
     pointcloud: PathLike | None = None,
     intrinsics: str | tuple[float, float, float, float] | None = None,
+    model_kwargs: dict[str, Any] | None = None,
 ) -> UpsampleReport:
     """Upsample the depth file ``depth`` to the resolution of the RGB file ``guide``; write ``output``.
 
@@ -422,6 +423,7 @@ def upsample_file(
         pointcloud, intrinsics: also write the output as a coloured point cloud (binary PLY,
             missing pixels dropped) with the guide camera's ``fx,fy,cx,cy`` (pixels).
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+        model_kwargs: architecture arguments over the model card's (e.g. ``self_ensemble=1``).
     """
     from densepac.inference import load_model_for_inference, resolve_device
     from densepac.io.depth import DEPTH_EXTENSIONS, check_depth_scale, read_depth, validate_depth, write_depth
@@ -456,7 +458,7 @@ def upsample_file(
         raise InputError(f"{guide} and {depth}: {e}") from None
     require_task(model, "depth")
     name = model or (None if weights is not None else default_depth_model(factor))
-    net = load_model_for_inference(name, weights)
+    net = load_model_for_inference(name, weights, **(model_kwargs or {}))
     if getattr(net, "task", None) != "depth":
         source = f"{weights}: " if weights is not None else ""
         raise InputError(
@@ -557,13 +559,15 @@ def upsample_pairs(
     sampling: str = "auto",
     refine: bool = DEFAULT_REFINE,
     skipped: Sequence[tuple[str, str]] = (),
+    model_kwargs: dict[str, Any] | None = None,
 ) -> FolderReport:
     """Upsample each (depth file, guide image) pair into ``out_dir/<depth stem><depth extension>``.
 
     A model is loaded once per scale and reused for every pair. A pair that cannot be done
     (unreadable file, wrong shapes, an output in the way without ``overwrite``, an output
     name an earlier pair took) is skipped and reported, the others go on; what was written
-    stays written. ``skipped``: pairs the caller already set aside, reported with these.
+    stays written. ``skipped``: pairs the caller already set aside, reported with these;
+    ``model_kwargs``: architecture arguments over the model card's.
     """
     from tqdm.auto import tqdm
 
@@ -593,7 +597,7 @@ def upsample_pairs(
             factor = resolve_scale(depth_lr.shape, rgb.shape[:2], scale)
             if factor not in loaded:
                 name = model or (None if weights is not None else default_depth_model(factor))
-                loaded[factor] = load_model_for_inference(name, weights)
+                loaded[factor] = load_model_for_inference(name, weights, **(model_kwargs or {}))
             out = upsample_depth(
                 loaded[factor], depth_lr, rgb, dev, tile, max_memory=max_memory, sampling=sampling, refine=refine
             )

@@ -15,13 +15,14 @@ from densepac.check import check_choice
 from densepac.depth.datasets import make_depth_dataset
 from densepac.depth.degrade import PROTOCOLS
 from densepac.depth.evaluate import compare_depth_models
-from densepac.engine.checkpoint import load_checkpoint
+from densepac.engine.checkpoint import load_checkpoint, read_pretrained
 from densepac.engine.config import TrainConfig, option
 from densepac.engine.runs import RunReport, train_in_run_folder
 from densepac.engine.tasks import DepthTask
 from densepac.engine.trainer import FitResult, Trainer
 from densepac.errors import InputError
 from densepac.models import create_model, get_entry, save_weights
+from densepac.models.weights import state_dict_mismatch
 
 BASELINES = ("bicubic", "guided_filter", "joint_bilateral")
 
@@ -34,8 +35,9 @@ class DepthTrainConfig(TrainConfig):
     """Everything that defines a depth training run (stored in every checkpoint).
 
     Beyond :class:`~densepac.engine.config.TrainConfig`: how the low-resolution input is
-    simulated (``protocol``, ``noise``, ``holes``, see :func:`densepac.depth.degrade.simulate_lr`)
-    and the training ``loss`` on valid pixels (``l2`` optimises RMSE).
+    simulated (``protocol``, ``noise``, ``holes``, see :func:`densepac.depth.degrade.simulate_lr`),
+    the training ``loss`` on valid pixels (``l2`` optimises RMSE) and ``weights`` to start
+    from (fine-tuning) instead of a fresh initialisation.
     """
 
     data: str = option("synthetic", "synthetic | folder:PATH | nyu:FILE.mat | middlebury:PATH")
@@ -48,6 +50,9 @@ class DepthTrainConfig(TrainConfig):
         "Synthetic scene option key=value (repeatable): a field of densepac.depth.synthetic.SceneOptions.",
         flag="scene",
     )
+    weights: str | None = option(
+        None, "Start from these weights of the same model: a densepac weights file, run or checkpoint folder."
+    )
 
     def validate(self) -> None:
         """Raise InputError for settings that cannot make a run."""
@@ -57,8 +62,8 @@ class DepthTrainConfig(TrainConfig):
         if not (self.noise >= 0 and 0 <= self.holes < 1):
             raise InputError(f"noise={self.noise!r} must be >= 0 and holes={self.holes!r} in [0, 1)")
 
-    def build_model(self) -> torch.nn.Module:
-        """The untrained model of this run (seeded: the initialisation is part of the run)."""
+    def build_architecture(self) -> torch.nn.Module:
+        """The freshly initialised model of this run (seeded: the initialisation is part of the run)."""
         self.validate()
         if get_entry(self.model).task != "depth":
             raise InputError(f"model {self.model!r} is not a depth model; see `densepac models --task depth`")
@@ -66,6 +71,17 @@ class DepthTrainConfig(TrainConfig):
         model = create_model(self.model, **self.model_kwargs)
         if not any(p.requires_grad for p in model.parameters()):
             raise InputError(f"model {self.model!r} has nothing to train; pick a learned depth model")
+        return model
+
+    def build_model(self) -> torch.nn.Module:
+        """The model this run starts from: :meth:`build_architecture`, then ``weights`` when given."""
+        model = self.build_architecture()
+        if self.weights is not None:
+            state, source = read_pretrained(self.weights)
+            mismatch = state_dict_mismatch(model.state_dict(), state)
+            if mismatch:
+                raise InputError(f"--weights {source} do not fit {self.model} {self.model_kwargs}: {mismatch}")
+            model.load_state_dict(state)
         return model
 
     def datasets(self, scale: int):
@@ -112,7 +128,7 @@ def export_depth_weights(
     The card records the architecture arguments, data, seed, the reproducing command and
     the validation metrics of the model and of the classical baselines on the same scenes.
     """
-    model = cfg.build_model()
+    model = cfg.build_architecture()
     ckpt = load_checkpoint(Path(cfg.out) / "checkpoints", which="best")
     model.load_state_dict(ckpt.model)
     _, val = cfg.datasets(model.scale)
@@ -131,7 +147,7 @@ def export_depth_weights(
         command=cfg.command(out_dir),
         data=f"{cfg.data} ({cfg.train_size} scenes/epoch, {cfg.crop}px crops, "
         f"{cfg.protocol} sampling, noise {cfg.noise}, holes {cfg.holes}); validated on "
-        f"{cfg.val_size} held-out scenes",
+        f"{cfg.val_size} held-out scenes" + (f"; started from {cfg.weights}" if cfg.weights else ""),
         steps=ckpt.step,
         metrics={r["model"]: {k: round(v, 5) for k, v in r.items() if k != "model"} for r in rows},
     )

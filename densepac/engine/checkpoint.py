@@ -451,3 +451,30 @@ def load_state_dict_safe(path: str | Path, map_location: str | torch.device = "c
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module.") :]: v for k, v in state.items()}
     return state
+
+
+def read_pretrained(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
+    """(state dict, where it came from) of a weights file or a densepac run / checkpoint folder.
+
+    A folder may be a run (holding ``checkpoints/``), a checkpoint root or one checkpoint;
+    from a root the ``best`` checkpoint is taken, else the ``last``.
+    """
+    # Imported here: densepac.models imports this module.
+    from densepac.models.hub import resolve_weights
+
+    p = resolve_weights(path)
+    if not p.exists():
+        raise InputError(f"weights {p} do not exist; give a weights file or a densepac run/checkpoint folder")
+    if not p.is_dir():
+        return load_state_dict_safe(p), str(p)
+    folder = checkpoint_of(p)
+    if folder is None:
+        raise InputError(f"{p} holds no densepac checkpoint; give a run folder, a checkpoint folder or a weights file")
+    return load_state_dict_safe(folder / MODEL_FILE), str(folder)
+
+
+def checkpoint_of(folder: Path) -> Path | None:
+    """The checkpoint folder a run (holding ``checkpoints/``), a checkpoint root or one checkpoint
+    stands for: from a root its ``best`` checkpoint, else its ``last``; None when there is none."""
+    root = folder / "checkpoints" if (folder / "checkpoints").is_dir() else folder
+    return resolve_checkpoint(root, "best") or resolve_checkpoint(root, "last")

@@ -259,7 +259,7 @@ def _load_file(model: nn.Module, path: Path, task: str) -> None:
 
 def _wrapper_prefixes(path: Path) -> set[str]:
     """Which wrappers (``crf``, ``stn``) the segmentation weights (a file or a run folder) hold parameters of."""
-    from densepac.segmentation.pretrained import read_pretrained
+    from densepac.engine.checkpoint import read_pretrained
 
     keys = list(read_pretrained(path)[0])
     return {w for w in ("crf", "stn") if any(k.startswith(f"{w}.") or f".{w}." in k for k in keys)}

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from densepac.engine.checkpoint import MODEL_FILE, load_state_dict_safe, resolve_checkpoint
+from densepac.engine.checkpoint import read_pretrained
 from densepac.errors import InputError, WeightsError
 from densepac.models.hub import resolve_weights
 from densepac.models.weights import load_state_into, state_dict_mismatch
@@ -34,30 +34,6 @@ _VGG16_CONV_INDICES = frozenset((0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 #: Bottleneck blocks in ``layer3`` of torchvision's ResNet-50 / ResNet-101.
 _RESNET_LAYER3_BLOCKS = {6: 50, 23: 101}
 _log = logging.getLogger(__name__)
-
-
-def read_pretrained(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
-    """(state dict, where it came from) of a weights file or a densepac run / checkpoint folder.
-
-    A folder may be a run (holding ``checkpoints/``), a checkpoint root or one checkpoint;
-    from a root the ``best`` checkpoint is taken, else the ``last``.
-    """
-    p = resolve_weights(path)
-    if not p.exists():
-        raise InputError(f"weights {p} do not exist; give a weights file or a densepac run/checkpoint folder")
-    if not p.is_dir():
-        return load_state_dict_safe(p), str(p)
-    folder = checkpoint_of(p)
-    if folder is None:
-        raise InputError(f"{p} holds no densepac checkpoint; give a run folder, a checkpoint folder or a weights file")
-    return load_state_dict_safe(folder / MODEL_FILE), str(folder)
-
-
-def checkpoint_of(folder: Path) -> Path | None:
-    """The checkpoint folder a run (holding ``checkpoints/``), a checkpoint root or one checkpoint
-    stands for: from a root its ``best`` checkpoint, else its ``last``; None when there is none."""
-    root = folder / "checkpoints" if (folder / "checkpoints").is_dir() else folder
-    return resolve_checkpoint(root, "best") or resolve_checkpoint(root, "last")
 
 
 def detect_weights_format(state: Mapping[str, torch.Tensor]) -> str:

@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from densepac.check import check_choice, check_int, check_num_classes
-from densepac.engine.checkpoint import META_FILE, MODEL_FILE, Checkpoint, load_checkpoint
+from densepac.engine.checkpoint import META_FILE, MODEL_FILE, Checkpoint, checkpoint_of, load_checkpoint
 from densepac.engine.config import TrainConfig, option
 from densepac.engine.runs import RunReport, train_in_run_folder
 from densepac.engine.tasks import SegmentationTask
@@ -36,7 +36,7 @@ from densepac.errors import InputError
 from densepac.models import create_model, get_entry, hot_swap, save_weights, swapped_layers
 from densepac.ops.crf import CRFWrapped, PacCRF
 from densepac.segmentation.datasets import make_seg_dataset
-from densepac.segmentation.pretrained import checkpoint_of, load_exact, load_pretrained
+from densepac.segmentation.pretrained import load_exact, load_pretrained
 
 __all__ = [
     "STAGES",

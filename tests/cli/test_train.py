@@ -155,3 +155,35 @@ def test_run_folder_keeps_the_last_and_the_best_checkpoint_only(tmp_path):
     best = json.loads((out / "checkpoints" / "best.json").read_text())["name"]
     last = json.loads((out / "checkpoints" / "last.json").read_text())["name"]
     assert last == "step-00000012" and set(kept) == {best, last}, kept
+
+
+def test_train_starts_from_weights(tmp_path):
+    """--weights: a run starts from an exported file or a run folder; weights of another shape are refused."""
+    import pytest
+    import torch
+
+    from densepac.depth.recipe import DepthTrainConfig
+    from densepac.engine.checkpoint import load_state_dict_safe
+    from densepac.errors import InputError
+
+    run = CliRunner().invoke
+    first, tuned, export = tmp_path / "first", tmp_path / "tuned", tmp_path / "weights"
+    base = ["train", "--model", "pac_jointupsample_lite_x4", "--arg", "channels=8", "--train-size", "2"]
+    base += ["--val-size", "1", "--batch-size", "2", "--crop", "32", "--epochs", "1", "--device", "cpu"]
+    r = run(main, base + ["--out", str(first), "--export", str(export)])
+    assert r.exit_code == 0, r.output
+    weights = export / "pac_jointupsample_lite_x4.safetensors"
+    saved = load_state_dict_safe(weights)
+    for source in (weights, first):
+        cfg = DepthTrainConfig(
+            model="pac_jointupsample_lite_x4", model_kwargs={"channels": 8}, out=str(tuned), weights=str(source)
+        )
+        start = cfg.build_model().state_dict()
+        assert start.keys() == saved.keys()
+        assert all(torch.equal(start[k], saved[k]) for k in saved)
+    with pytest.raises(InputError, match="do not fit"):
+        DepthTrainConfig(model="pac_jointupsample_lite_x4", out=str(tuned), weights=str(weights)).build_model()
+    r = run(main, base + ["--out", str(tuned), "--weights", str(weights), "--export", str(tmp_path / "w2")])
+    assert r.exit_code == 0, r.output
+    card = json.loads((tmp_path / "w2" / "pac_jointupsample_lite_x4.json").read_text())
+    assert f"--weights {weights}" in card["command"] and f"started from {weights}" in card["data"]

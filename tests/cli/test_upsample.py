@@ -138,3 +138,30 @@ def test_sampling_and_refine_options(pair, tmp_path):
     assert not np.array_equal(outs["plain"], outs["area"]) and not np.array_equal(outs["point"], outs["area"])
     r = run("upsample", depth, guide, "-o", tmp_path / "x.npy", "--sampling", "nearest")
     assert r.exit_code == 2 and "--sampling" in r.output
+
+
+def test_model_args_reach_the_model(tmp_path):
+    """--arg overrides the model card's arguments (a one-member self-ensemble is the single forward)."""
+    import torch
+
+    from densepac.depth.inference import upsample_depth
+    from densepac.io.images import read_image
+    from densepac.models import create_model
+
+    rng = np.random.default_rng(1)
+    depth, guide, out = tmp_path / "depth.npy", tmp_path / "guide.png", tmp_path / "single.npy"
+    np.save(depth, (rng.random((8, 12)) * 3 + 1).astype(np.float32))
+    cv2.imwrite(str(guide), (rng.random((32, 48, 3)) * 255).astype(np.uint8))
+    args = ["--model", "pac_learned_jbu_x4", "--no-refine"]
+    r = run("upsample", depth, guide, "-o", out, *args, "--arg", "self_ensemble=1")
+    assert r.exit_code == 0, r.output
+    rgb, lr = read_image(guide), read_depth(depth, 1000.0)
+    with torch.no_grad():
+        single, ensemble = (
+            upsample_depth(create_model("pac_learned_jbu_x4", pretrained=True, self_ensemble=n), lr, rgb)
+            for n in (1, 4)
+        )
+    np.testing.assert_allclose(np.load(out), single, atol=1e-6)
+    assert np.abs(single - ensemble).max() > 1e-3
+    r = run("upsample", depth, guide, "-o", tmp_path / "x.npy", *args, "--arg", "nope=1")
+    assert r.exit_code == 2 and "nope" in r.output

@@ -66,6 +66,28 @@ class DepthModel(nn.Module):
         return self(*inputs, **kwargs)
 
 
+#: Flip dims of a self-ensemble's members, in order: none, horizontal, vertical, both.
+_FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
+SELF_ENSEMBLE_SIZES = (1, 2, 4)
+
+
+def flip_ensemble(fn: Callable[..., torch.Tensor], *inputs: torch.Tensor, size: int = 4) -> torch.Tensor:
+    """Mean of ``fn`` over ``size`` flips of its (N, C, H, W) inputs, each output flipped back.
+
+    ``size``: 1 (``fn`` alone), 2 (+ left-right) or 4 (+ up-down and both). A geometric
+    self-ensemble (Lim et al., EDSR, 2017): learned features are not flip-equivariant, and
+    averaging the orientations averages their orientation-dependent errors, for ``size``
+    forwards. Exact for tiles when ``fn`` is: a flip maps the grid of every tile whose
+    size is a multiple of the model's strides onto itself.
+    """
+    if size not in SELF_ENSEMBLE_SIZES:
+        raise InputError(f"self-ensemble size {size!r} must be one of {SELF_ENSEMBLE_SIZES}")
+    out = fn(*inputs)
+    for dims in _FLIPS[1:size]:
+        out = out + fn(*(x.flip(dims) for x in inputs)).flip(dims)
+    return out / size if size > 1 else out
+
+
 def normalize_depth(depth_lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Hole-fill and map each sample's valid range to [0, 1].
 

@@ -1,9 +1,11 @@
-"""Learned joint bilateral upsampling: starts as the JBU baseline, metres in/out, tiling, gradients."""
+"""Learned joint bilateral upsampling: starts as the JBU baseline, metres in/out, tiling, gradients,
+self-ensemble."""
 
 import pytest
 import torch
 
 from densepac.depth.inference import tiled_upsample
+from densepac.depth.models.base import flip_ensemble
 from densepac.models import create_model, list_models
 
 
@@ -16,7 +18,8 @@ def test_starts_as_joint_bilateral_upsampling(scale):
     """With the learned terms at zero the kernel is the JBU baseline's color x spatial kernel."""
     torch.manual_seed(0)
     # radius 2: the baseline's 5x5 samples.
-    m = create_model(f"pac_learned_jbu_x{scale}", radius=2, depth_weight=0.0).double().eval()
+    # One member: the baseline reads each sample's color off-centre, so it is not flip-equivariant.
+    m = create_model(f"pac_learned_jbu_x{scale}", radius=2, depth_weight=0.0, self_ensemble=1).double().eval()
     torch.nn.init.zeros_(m.features.head.weight)
     lr = torch.rand(2, 1, 6, 5, dtype=torch.float64) * 3 + 1
     lr[0, 0, 2, 2] = 0
@@ -84,3 +87,32 @@ def test_refine_head_starts_at_zero_and_learns():
     torch.testing.assert_close(refined(lr, rgb), plain(lr, rgb))
     refined(lr, rgb).sub(2).square().mean().backward()
     assert refined.refine[-1].weight.grad.abs().sum() > 0
+
+
+def test_flip_ensemble_hand_computed():
+    x = torch.tensor([[[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]]])
+    # cumsum along the width: [1, 3, 6]; of the mirrored row, mirrored back: [6, 5, 3].
+    torch.testing.assert_close(flip_ensemble(lambda t: t.cumsum(-1), x, size=2)[0, 0, 0], torch.tensor([3.5, 4.0, 4.5]))
+    # Along the height, the up-down flips matter: rows [1, 2, 3] and [5, 7, 9] either way round.
+    up_down = flip_ensemble(lambda t: t.cumsum(-2), x, size=4)
+    torch.testing.assert_close(up_down, torch.tensor([[[[3.0, 4.5, 6.0], [4.5, 6.0, 7.5]]]]))
+    torch.testing.assert_close(flip_ensemble(lambda t: t.cumsum(-1), x, size=1), x.cumsum(-1))
+    with pytest.raises(ValueError, match="must be one of"):
+        flip_ensemble(lambda t: t, x, size=3)
+
+
+def test_self_ensemble_is_the_mean_over_flips_in_eval_only():
+    torch.manual_seed(6)
+    ensemble = create_model("pac_learned_jbu_x4").double()
+    torch.nn.init.normal_(ensemble.features.head.weight, std=0.3)
+    single = create_model("pac_learned_jbu_x4", self_ensemble=1).double()
+    single.load_state_dict(ensemble.state_dict())
+    lr, rgb = torch.rand(1, 1, 5, 6, dtype=torch.float64) + 1, torch.rand(1, 3, 20, 24, dtype=torch.float64)
+    with torch.no_grad():
+        flips = [(), (-1,), (-2,), (-2, -1)]
+        mean = sum(single.eval()(lr.flip(d), rgb.flip(d)).flip(d) for d in flips) / 4
+        torch.testing.assert_close(ensemble.eval()(lr, rgb), mean)
+        assert (mean - single(lr, rgb)).abs().max() > 1e-4  # the members differ
+        torch.testing.assert_close(ensemble.train()(lr, rgb), single.train()(lr, rgb))
+    with pytest.raises(ValueError, match="self_ensemble"):
+        create_model("pac_learned_jbu_x4", self_ensemble=3)

@@ -3,7 +3,8 @@
 Every shipped learned model is compared with the bicubic, guided filter, joint bilateral
 and training-free graph (graph_sr) baselines on the same scenes (seed stream never used in
 training), point-sampled low-resolution input with 2 % holes. Each model runs alone (no
-source consistency, no extra refinement); the time column is one forward on a 640x480 guide.
+source consistency, no extra refinement); models with a self-ensemble also run with one
+forward. The time column is one forward on a 640x480 guide (median of 3).
 ``--classic`` uses the scenes of the depth issue's targets (before rods, cylinders, depth
 scaling and photographs were added to the generator).
 
@@ -64,6 +65,12 @@ def main(num_scenes: int, scales: str, device: str, classic: bool, markdown: Pat
         learned = [n for n in shipped if n.endswith(f"_x{scale}")]
         classical = [*BASELINES, FALLBACK_DEPTH_MODEL]
         models = {b: create_model(b) for b in classical} | {n: create_model(n, pretrained=True) for n in learned}
+        # What the self-ensemble buys: the same weights, one forward.
+        models |= {
+            f"{n} (one forward)": create_model(n, pretrained=True, self_ensemble=1)
+            for n in learned
+            if getattr(models[n], "self_ensemble", 1) > 1
+        }
         data = make_depth_dataset("synthetic", "test", scale, num_scenes=num_scenes, holes=0.02, scene_options=scene)
         rows = compare_depth_models(models, data, device=device)
         bicubic = next(r["rmse_cm"] for r in rows if r["model"] == "bicubic")

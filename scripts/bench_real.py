@@ -19,8 +19,8 @@ scene, the size of the cost target (median of at least 5 runs).
         [--models bicubic,joint_bilateral,pac_learned_jbu,default] [--no-tune] [--repeats 3]
         [--markdown FILE]
 
-Needs scikit-image (``pip install densepac[real]``); about 2 minutes on one core, 1 minute
-with ``--no-tune``.
+Needs scikit-image (``pip install densepac[real]``); about 3.5 minutes on two cores with the
+default 3 repeats, less with ``--no-tune`` or ``--repeats 1``.
 """
 
 from __future__ import annotations

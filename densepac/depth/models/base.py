@@ -77,8 +77,8 @@ def flip_ensemble(fn: Callable[..., torch.Tensor], *inputs: torch.Tensor, size: 
     ``size``: 1 (``fn`` alone), 2 (+ left-right) or 4 (+ up-down and both). A geometric
     self-ensemble (Lim et al., EDSR, 2017): learned features are not flip-equivariant, and
     averaging the orientations averages their orientation-dependent errors, for ``size``
-    forwards. Exact for tiles when ``fn`` is: a flip maps the grid of every tile whose
-    size is a multiple of the model's strides onto itself.
+    forwards. Tiled inference still equals untiled when it does for ``fn``: a flip maps the
+    stride grid of a tile whose size is a multiple of the model's strides onto itself.
     """
     if size not in SELF_ENSEMBLE_SIZES:
         raise InputError(f"self-ensemble size {size!r} must be one of {SELF_ENSEMBLE_SIZES}")

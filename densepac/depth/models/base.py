@@ -71,6 +71,13 @@ _FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
 SELF_ENSEMBLE_SIZES = (1, 2, 4)
 
 
+def check_self_ensemble(size: Any, name: str = "self_ensemble") -> int:
+    """``size`` when it is 1, 2 or 4 (an int: 1.0 would slice nothing), else InputError naming ``name``."""
+    if isinstance(size, bool) or not isinstance(size, int) or size not in SELF_ENSEMBLE_SIZES:
+        raise InputError(f"{name}={size!r} must be one of {', '.join(map(str, SELF_ENSEMBLE_SIZES))}")
+    return size
+
+
 def flip_ensemble(fn: Callable[..., torch.Tensor], *inputs: torch.Tensor, size: int = 4) -> torch.Tensor:
     """Mean of ``fn`` over ``size`` flips of its (N, C, H, W) inputs, each output flipped back.
 
@@ -80,8 +87,7 @@ def flip_ensemble(fn: Callable[..., torch.Tensor], *inputs: torch.Tensor, size: 
     forwards. Tiled inference still equals untiled when it does for ``fn``: a flip maps the
     stride grid of a tile whose size is a multiple of the model's strides onto itself.
     """
-    if size not in SELF_ENSEMBLE_SIZES:
-        raise InputError(f"self-ensemble size {size!r} must be one of {SELF_ENSEMBLE_SIZES}")
+    check_self_ensemble(size, "self-ensemble size")
     out = fn(*inputs)
     for dims in _FLIPS[1:size]:
         out = out + fn(*(x.flip(dims) for x in inputs)).flip(dims)

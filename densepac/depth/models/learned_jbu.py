@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from densepac.depth.models.base import SELF_ENSEMBLE_SIZES, NormalizedDepthModel, flip_ensemble
+from densepac.depth.models.base import NormalizedDepthModel, check_self_ensemble, flip_ensemble
 from densepac.errors import InputError
 from densepac.models.blocks import conv_stack
 from densepac.models.registry import register_model
@@ -108,9 +108,7 @@ class LearnedJBU(NormalizedDepthModel):
         super().__init__()
         if scale < 4 or scale % 4:
             raise InputError(f"scale must be a multiple of 4, got {scale}")
-        if self_ensemble not in SELF_ENSEMBLE_SIZES:
-            raise InputError(f"self_ensemble={self_ensemble!r} must be one of {SELF_ENSEMBLE_SIZES}")
-        self.scale, self.radius, self.self_ensemble = scale, radius, self_ensemble
+        self.scale, self.radius, self.self_ensemble = scale, radius, check_self_ensemble(self_ensemble)
         self.scales = (scale,)
         self.sigma_color = sigma_color
         # Receptive field: the U-Net's ~30 HR px plus two neighbourhoods (first estimate, mix).

@@ -114,5 +114,6 @@ def test_self_ensemble_is_the_mean_over_flips_in_eval_only():
         torch.testing.assert_close(ensemble.eval()(lr, rgb), mean)
         assert (mean - single(lr, rgb)).abs().max() > 1e-4  # the members differ
         torch.testing.assert_close(ensemble.train()(lr, rgb), single.train()(lr, rgb))
-    with pytest.raises(ValueError, match="self_ensemble"):
-        create_model("pac_learned_jbu_x4", self_ensemble=3)
+    for bad in (3, 1.0, True):  # 1.0 == 1, but would slice no flips
+        with pytest.raises(ValueError, match="self_ensemble"):
+            create_model("pac_learned_jbu_x4", self_ensemble=bad)

@@ -76,7 +76,8 @@ def load_motorcycle(multiple: int = 16) -> dict[str, Any]:
 
 
 def make_lr(depth: np.ndarray, scale: int, sampling: Sampling) -> np.ndarray:
-    """Low-resolution depth as a sensor with this ``sampling`` would see it (no noise, no holes).
+    """Low-resolution depth as a sensor with this ``sampling`` would see it (no noise, no holes
+    added; an LR pixel whose ground truth is missing stays missing).
 
     ``"point"``: :func:`~densepac.depth.degrade.downsample_point`; ``"area"``:
     :func:`~densepac.depth.degrade.downsample_area`.

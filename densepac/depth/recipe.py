@@ -22,7 +22,7 @@ from densepac.engine.tasks import DepthTask
 from densepac.engine.trainer import FitResult, Trainer
 from densepac.errors import InputError
 from densepac.models import create_model, get_entry, save_weights
-from densepac.models.weights import state_dict_mismatch
+from densepac.models.weights import load_checked
 
 BASELINES = ("bicubic", "guided_filter", "joint_bilateral")
 
@@ -76,13 +76,7 @@ class DepthTrainConfig(TrainConfig):
     def build_model(self) -> torch.nn.Module:
         """The model this run starts from: :meth:`build_architecture`, then ``weights`` when given."""
         model = self.build_architecture()
-        if self.weights is not None:
-            state, source = read_pretrained(self.weights)
-            mismatch = state_dict_mismatch(model.state_dict(), state)
-            if mismatch:
-                raise InputError(f"--weights {source} do not fit {self.model} {self.model_kwargs}: {mismatch}")
-            model.load_state_dict(state)
-        return model
+        return model if self.weights is None else load_checked(model, *read_pretrained(self.weights))
 
     def datasets(self, scale: int):
         from densepac.depth.transforms import DepthTransform

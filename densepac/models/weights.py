@@ -130,13 +130,18 @@ def load_weights_into(model: nn.Module, path: str | Path, expected_sha256: str |
     path = Path(path)
     if expected_sha256 is not None:
         check_sha256(path, expected_sha256)
-    state = load_state_dict_safe(path)
+    return load_checked(model, load_state_dict_safe(path), str(path))
+
+
+def load_checked(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> nn.Module:
+    """Load the state dict ``state`` (read from ``source``) into ``model`` strictly (:func:`load_state_into`);
+    a mismatch raises WeightsError naming the keys and shapes at fault."""
     own = model.state_dict()
     problem = state_dict_mismatch(own, state)
     if problem:
         name = getattr(model, "model_name", type(model).__name__)
         raise WeightsError(
-            f"weights {path} do not fit model {name!r}: {problem}; pick the model these weights were trained for"
+            f"weights {source} do not fit model {name!r}: {problem}; pick the model these weights were trained for"
         )
     load_state_into(model, own, state)
     return model
